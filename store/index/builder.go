@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package index
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+)
+
+// ErrInvalid is wrapped by every error about a malformed table of contents.
+var ErrInvalid = errors.New("invalid table of contents")
+
+// Limits bounds what a Builder accepts. The zero value means no limit.
+type Limits struct {
+	// BlobEnd is the blob offset that no chunk's compressed range may pass
+	// (for eStargz, the TOC offset).
+	BlobEnd int64
+	// MaxEntries bounds the number of entries and hard links.
+	MaxEntries int
+}
+
+// Builder collects entries in TOC order and builds an Index. The zero value
+// is not usable; use NewBuilder. A Builder is not safe for concurrent use.
+type Builder struct {
+	lim      Limits
+	byName   map[string]*Entry
+	explicit map[*Entry]bool // entries the TOC named, as opposed to implicit parents
+	entries  []*Entry
+	links    []link
+}
+
+type link struct{ name, target string }
+
+// NewBuilder returns a Builder holding only the root directory.
+func NewBuilder(lim Limits) *Builder {
+	root := &Entry{ID: 1, Type: TypeDir, Mode: 0o755}
+	return &Builder{
+		lim:      lim,
+		byName:   map[string]*Entry{"": root},
+		explicit: map[*Entry]bool{},
+		entries:  []*Entry{root},
+	}
+}
+
+// Clean normalises a TOC name to a relative slash path ("" for the root).
+// A name that would leave the root ("../x", "a/../../x") is an error.
+func Clean(name string) (string, error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("%w: name %q contains NUL", ErrInvalid, name)
+	}
+	c := path.Clean(strings.TrimLeft(name, "/"))
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("%w: name %q escapes the layer root", ErrInvalid, name)
+	}
+	if c == "." {
+		c = ""
+	}
+	return c, nil
+}
+
+// Add adds a file that is not a hard link. e.Name is cleaned; e.ID,
+// e.NumLink and e.Chunks are set by the builder. A directory may refine an
+// implicit one made for an earlier child; any other repeated name is an
+// error.
+func (b *Builder) Add(e Entry) error {
+	name, err := Clean(e.Name)
+	if err != nil {
+		return err
+	}
+	if err := b.checkEntry(name, &e); err != nil {
+		return err
+	}
+	if old, ok := b.byName[name]; ok {
+		return b.refine(old, name, e)
+	}
+	if _, err := b.parent(name); err != nil {
+		return err
+	}
+	e.Name, e.Chunks, e.NumLink = name, nil, 0
+	ne := b.newEntry(e)
+	b.byName[name] = ne
+	b.explicit[ne] = true
+	return nil
+}
+
+func (b *Builder) checkEntry(name string, e *Entry) error {
+	switch {
+	case e.Type < TypeDir || e.Type > TypeFifo:
+		return fmt.Errorf("%w: %q has unknown type %d", ErrInvalid, name, e.Type)
+	case e.Size < 0 || (e.Type != TypeReg && e.Size != 0):
+		return fmt.Errorf("%w: %q has size %d", ErrInvalid, name, e.Size)
+	case name == "" && e.Type != TypeDir:
+		return fmt.Errorf("%w: the root is a %s", ErrInvalid, e.Type)
+	case e.Mode&^0o7777 != 0:
+		e.Mode &= 0o7777 // tar modes may carry type bits; keep permissions only
+	}
+	return nil
+}
+
+// refine merges an explicit directory entry into an implicit one.
+func (b *Builder) refine(old *Entry, name string, e Entry) error {
+	if old == nil || b.explicit[old] || old.Type != TypeDir || e.Type != TypeDir {
+		return fmt.Errorf("%w: duplicate entry %q", ErrInvalid, name)
+	}
+	id := old.ID
+	e.Name, e.Chunks, e.NumLink = name, nil, 0
+	*old = e
+	old.ID = id
+	b.explicit[old] = true
+	return nil
+}
+
+// parent returns the directory holding name, creating implicit ones.
+func (b *Builder) parent(name string) (*Entry, error) {
+	dir := path.Dir(name)
+	if dir == "." {
+		dir = ""
+	}
+	if p, ok := b.byName[dir]; ok {
+		if p == nil || p.Type != TypeDir {
+			return nil, fmt.Errorf("%w: parent of %q is not a directory", ErrInvalid, name)
+		}
+		return p, nil
+	}
+	if _, err := b.parent(dir); err != nil {
+		return nil, err
+	}
+	p := b.newEntry(Entry{Name: dir, Type: TypeDir, Mode: 0o755})
+	b.byName[dir] = p
+	return p, nil
+}
+
+func (b *Builder) newEntry(e Entry) *Entry {
+	e.ID = uint32(len(b.entries) + 1)
+	ne := &e
+	b.entries = append(b.entries, ne)
+	return ne
+}
+
+// AddHardlink records that name is another name of target. Targets are
+// resolved by Build, so a link may name a target that is itself a link.
+func (b *Builder) AddHardlink(name, target string) error {
+	n, err := Clean(name)
+	if err != nil {
+		return err
+	}
+	t, err := Clean(target)
+	if err != nil {
+		return err
+	}
+	if n == "" {
+		return fmt.Errorf("%w: hard link %q names the root", ErrInvalid, name)
+	}
+	if _, ok := b.byName[n]; ok {
+		return fmt.Errorf("%w: duplicate entry %q", ErrInvalid, n)
+	}
+	if _, err := b.parent(n); err != nil {
+		return err
+	}
+	b.links = append(b.links, link{n, t})
+	b.byName[n] = nil // reserve the name; resolved in Build
+	return nil
+}
+
+// AddChunk appends a chunk to the content of regular file name. Chunks must
+// be added in file order.
+func (b *Builder) AddChunk(name string, c Chunk) error {
+	n, err := Clean(name)
+	if err != nil {
+		return err
+	}
+	e := b.byName[n]
+	if e == nil || e.Type != TypeReg {
+		return fmt.Errorf("%w: chunk for %q, which is not a regular file", ErrInvalid, n)
+	}
+	if err := b.checkChunk(n, e, c); err != nil {
+		return err
+	}
+	e.Chunks = append(e.Chunks, c)
+	return nil
+}
+
+func (b *Builder) checkChunk(name string, e *Entry, c Chunk) error {
+	want := int64(0)
+	if k := len(e.Chunks); k > 0 {
+		want = e.Chunks[k-1].End()
+	}
+	switch {
+	case c.Offset != want:
+		return fmt.Errorf("%w: %q: chunk at %d, want %d", ErrInvalid, name, c.Offset, want)
+	case c.Size <= 0 || c.Size > e.Size-c.Offset:
+		return fmt.Errorf("%w: %q: chunk at %d has size %d (file size %d)", ErrInvalid, name, c.Offset, c.Size, e.Size)
+	case c.Zero:
+		return nil
+	case c.CompressedOffset < 0 || c.CompressedEnd <= c.CompressedOffset:
+		return fmt.Errorf("%w: %q: chunk at %d has compressed range [%d, %d)", ErrInvalid, name, c.Offset, c.CompressedOffset, c.CompressedEnd)
+	case b.lim.BlobEnd > 0 && c.CompressedEnd > b.lim.BlobEnd:
+		return fmt.Errorf("%w: %q: chunk at %d ends at %d, past %d", ErrInvalid, name, c.Offset, c.CompressedEnd, b.lim.BlobEnd)
+	case c.InnerOffset < 0:
+		return fmt.Errorf("%w: %q: chunk at %d has inner offset %d", ErrInvalid, name, c.Offset, c.InnerOffset)
+	case c.Digest == "":
+		return fmt.Errorf("%w: %q: chunk at %d has no digest", ErrInvalid, name, c.Offset)
+	}
+	if err := c.Digest.Validate(); err != nil {
+		return fmt.Errorf("%w: %q: chunk at %d: %v", ErrInvalid, name, c.Offset, err)
+	}
+	return nil
+}
+
+// Build resolves hard links, checks that every file's chunks cover it, and
+// returns the Index. The Builder must not be used afterwards.
+func (b *Builder) Build() (*Index, error) {
+	if b.lim.MaxEntries > 0 && len(b.entries)+len(b.links) > b.lim.MaxEntries {
+		return nil, fmt.Errorf("%w: %d entries, more than %d", ErrInvalid, len(b.entries)+len(b.links), b.lim.MaxEntries)
+	}
+	if err := b.resolveLinks(); err != nil {
+		return nil, err
+	}
+	for _, e := range b.entries {
+		if e.Type == TypeReg && chunkedSize(e) != e.Size {
+			return nil, fmt.Errorf("%w: %q: chunks cover %d of %d bytes", ErrInvalid, e.Name, chunkedSize(e), e.Size)
+		}
+	}
+	return &Index{byName: b.byName, children: b.childLists(), entries: b.entries}, nil
+}
+
+func chunkedSize(e *Entry) int64 {
+	if len(e.Chunks) == 0 {
+		return 0
+	}
+	return e.Chunks[len(e.Chunks)-1].End()
+}
+
+// resolveLinks points every link name at its final target. A chain longer
+// than the number of links is a loop.
+func (b *Builder) resolveLinks() error {
+	target := make(map[string]string, len(b.links))
+	for _, l := range b.links {
+		target[l.name] = l.target
+	}
+	for _, l := range b.links {
+		t := l.target
+		for hops := 0; b.byName[t] == nil; hops++ {
+			next, isLink := target[t]
+			if _, known := b.byName[t]; !known || !isLink {
+				return fmt.Errorf("%w: hard link %q to missing %q", ErrInvalid, l.name, l.target)
+			}
+			if hops > len(b.links) {
+				return fmt.Errorf("%w: hard link loop at %q", ErrInvalid, l.name)
+			}
+			t = next
+		}
+		e := b.byName[t]
+		if e.Type == TypeDir {
+			return fmt.Errorf("%w: hard link %q to directory %q", ErrInvalid, l.name, t)
+		}
+		b.byName[l.name] = e
+	}
+	return nil
+}
+
+// childLists builds the sorted directory listings and the link counts.
+func (b *Builder) childLists() map[*Entry][]Dirent {
+	kids := make(map[*Entry][]Dirent)
+	for name, e := range b.byName {
+		e.NumLink++
+		if name == "" {
+			continue
+		}
+		dir := path.Dir(name)
+		if dir == "." {
+			dir = ""
+		}
+		p := b.byName[dir]
+		kids[p] = append(kids[p], Dirent{Name: path.Base(name), Entry: e})
+		if e.Type == TypeDir {
+			p.NumLink++
+		}
+	}
+	for _, e := range b.entries {
+		if e.Type == TypeDir {
+			e.NumLink++ // "." and the name in the parent
+		}
+		sort.Slice(kids[e], func(i, j int) bool { return kids[e][i].Name < kids[e][j].Name })
+	}
+	return kids
+}
