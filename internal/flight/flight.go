@@ -32,8 +32,8 @@ type Group[K comparable, V any] struct {
 type call[V any] struct {
 	waiters int // callers that joined; guarded by Group.mu
 	done    chan struct{}
-	val  V
-	err  error
+	val     V
+	err     error
 }
 
 // New returns a Group whose calls run on a context derived from parent
