@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package store is the domain core of stargz-store: it turns an image
+// reference and a digest into a lazily readable, verified layer. It knows
+// nothing of FUSE; package layerfs translates kernel requests into calls
+// here.
+//
+// # Lifecycle
+//
+// The first lookup of <ref>/<digest> resolves the reference (manifest,
+// index → host platform, config) once for all its layers, matches the
+// digest against the layers' blob digests (Podman ≤ 5.0, "Gen A") and
+// their TOC digests (Podman ≥ 5.1, "Gen B"), reads the layer's footer and
+// TOC with range requests and verifies the TOC against the manifest's
+// annotation. From then on file reads fetch single chunks, verify each
+// against its digest and keep it while the layer is in use.
+//
+// Storage tells the store which layers it uses: creating <layer>/use takes
+// a reference, removing the layer directory releases one. The counts are
+// keyed by the directory name storage used (a blob digest or a TOC digest),
+// because storage releases by the same path. A layer nobody uses is freed.
+//
+// # Trust
+//
+// The manifest is trusted: it is addressed by the reference the runtime
+// asked for. Everything else is checked against it: the TOC against the
+// TOC digest annotation, every chunk against its digest in the TOC. A layer
+// whose TOC carries no chunk digests is refused (ErrNotLazy), and storage
+// then pulls it normally.
+//
+// # Contexts
+//
+// Fetches that several readers may wait for run on a context owned by the
+// layer (see internal/flight), not by the caller that started them; Close
+// cancels them. This is the one place a context lives in a struct.
+package store
