@@ -79,6 +79,9 @@ func (b *Builder) Add(e Entry) error {
 	if _, err := b.parent(name); err != nil {
 		return err
 	}
+	if err := b.checkFull(); err != nil {
+		return err
+	}
 	e.Name, e.Chunks, e.NumLink = name, nil, 0
 	ne := b.newEntry(e)
 	b.byName[name] = ne
@@ -128,9 +131,22 @@ func (b *Builder) parent(name string) (*Entry, error) {
 	if _, err := b.parent(dir); err != nil {
 		return nil, err
 	}
+	if err := b.checkFull(); err != nil {
+		return nil, err
+	}
 	p := b.newEntry(Entry{Name: dir, Type: TypeDir, Mode: 0o755})
 	b.byName[dir] = p
 	return p, nil
+}
+
+// checkFull refuses one more entry past Limits.MaxEntries. Checking as
+// entries come, not only in Build, bounds memory while a hostile TOC is
+// still being read (one long name can imply thousands of directories).
+func (b *Builder) checkFull() error {
+	if n := len(b.entries) + len(b.links); b.lim.MaxEntries > 0 && n >= b.lim.MaxEntries {
+		return fmt.Errorf("%w: more than %d entries", ErrInvalid, b.lim.MaxEntries)
+	}
+	return nil
 }
 
 func (b *Builder) newEntry(e Entry) *Entry {
@@ -158,6 +174,9 @@ func (b *Builder) AddHardlink(name, target string) error {
 		return fmt.Errorf("%w: duplicate entry %q", ErrInvalid, n)
 	}
 	if _, err := b.parent(n); err != nil {
+		return err
+	}
+	if err := b.checkFull(); err != nil {
 		return err
 	}
 	b.links = append(b.links, link{n, t})

@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package estargz
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/stargz-store/stargz-store/store/index"
+)
+
+// Names an eStargz blob reserves.
+const (
+	// TOCTarName is the name of the tar entry holding the TOC JSON.
+	TOCTarName = "stargz.index.json"
+	// PrefetchLandmark is a root file placed right after the prioritized
+	// files: everything before its payload is worth prefetching.
+	PrefetchLandmark = ".prefetch.landmark"
+	// NoPrefetchLandmark is a root file placed first when no file is
+	// prioritized: the layer asks for no prefetch.
+	NoPrefetchLandmark = ".no.prefetch.landmark"
+)
+
+const (
+	// maxNameLen bounds a TOC name. Longer names cannot be created through
+	// path syscalls (PATH_MAX), and a bound keeps the implicit parents one
+	// name can create, and the work to create them, small.
+	maxNameLen = 4096
+	// maxDeflateRatio bounds how many bytes a deflate stream can inflate
+	// to per compressed byte (the format's limit is about 1032). A chunk
+	// claiming more than this from its compressed range cannot be real.
+	maxDeflateRatio = 1100
+	// minEntryJSON and entrySlack bound the entries (implicit directories
+	// included) an index may get from a TOC of a given size: one per 32
+	// bytes of JSON, plus the slack. Real TOCs spend 100 to 300 bytes on
+	// an entry; the bound keeps memory proportional to the TOC size even
+	// when names imply many directories.
+	minEntryJSON = 32
+	entrySlack   = 1 << 16
+)
+
+// tocEntry is one element of the TOC's "entries" array (format version 1).
+// Fields not listed here are ignored. Field meanings follow the eStargz
+// specification; see the package documentation.
+type tocEntry struct {
+	Name        string            `json:"name"`
+	Type        string            `json:"type"`
+	Size        int64             `json:"size"`
+	ModTime     string            `json:"modtime"`
+	LinkName    string            `json:"linkName"`
+	Mode        int64             `json:"mode"`
+	UID         int               `json:"uid"`
+	GID         int               `json:"gid"`
+	UserName    string            `json:"userName"`
+	GroupName   string            `json:"groupName"`
+	Offset      int64             `json:"offset"`
+	InnerOffset int64             `json:"innerOffset"`
+	DevMajor    int64             `json:"devMajor"`
+	DevMinor    int64             `json:"devMinor"`
+	Xattrs      map[string][]byte `json:"xattrs"`
+	Digest      string            `json:"digest"`
+	ChunkOffset int64             `json:"chunkOffset"`
+	ChunkSize   int64             `json:"chunkSize"`
+	ChunkDigest string            `json:"chunkDigest"`
+}
+
+// pendingChunk is a chunk whose compressed end is known only once the
+// whole TOC has been read.
+type pendingChunk struct {
+	file  string // the regular file's name as the TOC spelled it
+	chunk index.Chunk
+}
+
+// tocParser turns TOC entries, in order, into an index.
+type tocParser struct {
+	b          *index.Builder
+	tocOffset  int64
+	maxEntries int
+	n          int // entries seen
+
+	// Carried forward from earlier entries.
+	userNames, groupNames map[int]string
+	lastModTime           string
+	lastModTimeParsed     time.Time
+
+	file       string // the regular file later "chunk" entries belong to
+	fileSize   int64
+	lastOffset int64 // the largest payload offset so far
+	chunks     []pendingChunk
+
+	prefetchEnd int64
+	noPrefetch  bool
+}
+
+// tocResult is what the TOC says beyond the tree.
+type tocResult struct {
+	index       *index.Index
+	prefetchEnd int64
+	noPrefetch  bool
+}
+
+// parseTOC parses the TOC JSON of a blob whose TOC member starts at
+// tocOffset. Entries are decoded one at a time, so a hostile TOC is refused
+// at its first bad entry and memory stays proportional to the valid ones.
+func parseTOC(data []byte, tocOffset int64) (tocResult, error) {
+	p := &tocParser{
+		tocOffset:  tocOffset,
+		maxEntries: len(data)/minEntryJSON + entrySlack,
+		userNames:  map[int]string{},
+		groupNames: map[int]string{},
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	version, err := p.decode(dec)
+	if err != nil {
+		return tocResult{}, err
+	}
+	if version != 1 {
+		return tocResult{}, fmt.Errorf("%w: TOC version %d, want 1", index.ErrInvalid, version)
+	}
+	if p.b == nil {
+		return tocResult{}, fmt.Errorf("%w: TOC has no entries", index.ErrInvalid)
+	}
+	if err := p.addChunks(); err != nil {
+		return tocResult{}, err
+	}
+	ix, err := p.b.Build()
+	if err != nil {
+		return tocResult{}, err
+	}
+	return tocResult{index: ix, prefetchEnd: p.prefetchEnd, noPrefetch: p.noPrefetch}, nil
+}
+
+// decode walks {"version": N, "entries": [...]} and returns the version.
+func (p *tocParser) decode(dec *json.Decoder) (int, error) {
+	if err := expectDelim(dec, '{'); err != nil {
+		return 0, err
+	}
+	version := 0
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return 0, tocSyntax(err)
+		}
+		switch tok {
+		case "version":
+			if err := dec.Decode(&version); err != nil {
+				return 0, tocSyntax(err)
+			}
+		case "entries":
+			if err := p.decodeEntries(dec); err != nil {
+				return 0, err
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return 0, tocSyntax(err)
+			}
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return 0, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("%w: data after the TOC object", index.ErrInvalid)
+	}
+	return version, nil
+}
+
+func (p *tocParser) decodeEntries(dec *json.Decoder) error {
+	if p.b != nil {
+		return fmt.Errorf("%w: TOC has two entries arrays", index.ErrInvalid)
+	}
+	if err := expectDelim(dec, '['); err != nil {
+		return err
+	}
+	p.b = index.NewBuilder(index.Limits{BlobEnd: p.tocOffset, MaxEntries: p.maxEntries})
+	var e tocEntry
+	for dec.More() {
+		e = tocEntry{}
+		if err := dec.Decode(&e); err != nil {
+			return tocSyntax(err)
+		}
+		if err := p.add(&e); err != nil {
+			return fmt.Errorf("TOC entry %d: %w", p.n, err)
+		}
+		p.n++
+	}
+	return expectDelim(dec, ']')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return tocSyntax(err)
+	}
+	if tok != want {
+		return fmt.Errorf("%w: TOC JSON has %v where %v belongs", index.ErrInvalid, tok, want)
+	}
+	return nil
+}
+
+func tocSyntax(err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("%w: decode TOC JSON: %v", index.ErrInvalid, err)
+}
+
+// add feeds one TOC entry to the builder.
+func (p *tocParser) add(e *tocEntry) error {
+	if len(e.Name) > maxNameLen || len(e.LinkName) > maxNameLen {
+		return fmt.Errorf("%w: name longer than %d bytes", index.ErrInvalid, maxNameLen)
+	}
+	if e.Type == "chunk" {
+		return p.addChunkEntry(e)
+	}
+	p.file = ""
+	p.carryNames(e)
+	if e.Type == "hardlink" {
+		return p.b.AddHardlink(e.Name, e.LinkName)
+	}
+	ie, err := p.entry(e)
+	if err != nil {
+		return err
+	}
+	if err := p.b.Add(ie); err != nil {
+		return err
+	}
+	if ie.Type != index.TypeReg {
+		return nil
+	}
+	p.landmark(e)
+	if e.Size == 0 {
+		return nil
+	}
+	p.file, p.fileSize = e.Name, e.Size
+	return p.queueChunk(e)
+}
+
+// carryNames fills userName and groupName, which writers give only on
+// the first entry with a given uid or gid.
+func (p *tocParser) carryNames(e *tocEntry) {
+	if e.UserName != "" {
+		p.userNames[e.UID] = e.UserName
+	} else {
+		e.UserName = p.userNames[e.UID]
+	}
+	if e.GroupName != "" {
+		p.groupNames[e.GID] = e.GroupName
+	} else {
+		e.GroupName = p.groupNames[e.GID]
+	}
+}
+
+var tocTypes = map[string]index.Type{
+	"dir":     index.TypeDir,
+	"reg":     index.TypeReg,
+	"symlink": index.TypeSymlink,
+	"char":    index.TypeChar,
+	"block":   index.TypeBlock,
+	"fifo":    index.TypeFifo,
+}
+
+// entry converts the metadata of a non-chunk, non-hardlink entry.
+func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
+	typ, ok := tocTypes[e.Type]
+	if !ok {
+		return index.Entry{}, fmt.Errorf("%w: %q has unknown type %q", index.ErrInvalid, e.Name, e.Type)
+	}
+	switch {
+	case e.Mode < 0 || e.Mode > 1<<32-1:
+		return index.Entry{}, fmt.Errorf("%w: %q has mode %#o", index.ErrInvalid, e.Name, e.Mode)
+	case e.UID < 0 || e.GID < 0:
+		return index.Entry{}, fmt.Errorf("%w: %q has owner %d:%d", index.ErrInvalid, e.Name, e.UID, e.GID)
+	case e.DevMajor < 0 || e.DevMajor > 1<<32-1 || e.DevMinor < 0 || e.DevMinor > 1<<32-1:
+		return index.Entry{}, fmt.Errorf("%w: %q has device %d,%d", index.ErrInvalid, e.Name, e.DevMajor, e.DevMinor)
+	}
+	mt, err := p.modTime(e.ModTime)
+	if err != nil {
+		return index.Entry{}, fmt.Errorf("%w: %q has modtime %q", index.ErrInvalid, e.Name, e.ModTime)
+	}
+	var d digest.Digest
+	if e.Digest != "" && typ == index.TypeReg {
+		d = digest.Digest(e.Digest)
+		if err := d.Validate(); err != nil {
+			return index.Entry{}, fmt.Errorf("%w: %q has digest %q: %v", index.ErrInvalid, e.Name, e.Digest, err)
+		}
+	}
+	if len(e.Xattrs) == 0 {
+		e.Xattrs = nil
+	}
+	return index.Entry{
+		Name: e.Name, Type: typ, Mode: uint32(e.Mode),
+		UID: e.UID, GID: e.GID, UserName: e.UserName, GroupName: e.GroupName,
+		Size: e.Size, ModTime: mt, LinkName: e.LinkName,
+		DevMajor: uint32(e.DevMajor), DevMinor: uint32(e.DevMinor),
+		Xattrs: e.Xattrs, Digest: d,
+	}, nil
+}
+
+// modTime parses an RFC 3339 time; entries of one layer mostly share a
+// few times, so the last one is remembered.
+func (p *tocParser) modTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if s == p.lastModTime {
+		return p.lastModTimeParsed, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	p.lastModTime, p.lastModTimeParsed = s, t
+	return t, nil
+}
+
+// landmark records the prefetch landmarks, which live at the root.
+func (p *tocParser) landmark(e *tocEntry) {
+	if !strings.HasSuffix(e.Name, "prefetch.landmark") {
+		return
+	}
+	switch name, _ := index.Clean(e.Name); name {
+	case PrefetchLandmark:
+		p.prefetchEnd = e.Offset
+	case NoPrefetchLandmark:
+		p.noPrefetch = true
+	}
+}
+
+// addChunkEntry handles a "chunk" entry: the next piece of the regular
+// file before it.
+func (p *tocParser) addChunkEntry(e *tocEntry) error {
+	if p.file == "" {
+		return fmt.Errorf("%w: chunk entry %q follows no regular file", index.ErrInvalid, e.Name)
+	}
+	if e.Name != "" && e.Name != p.file {
+		a, errA := index.Clean(e.Name)
+		b, errB := index.Clean(p.file)
+		if errA != nil || errB != nil || a != b {
+			return fmt.Errorf("%w: chunk entry %q follows file %q", index.ErrInvalid, e.Name, p.file)
+		}
+	}
+	return p.queueChunk(e)
+}
+
+// queueChunk checks a reg or chunk entry's payload fields and keeps the
+// chunk until the compressed ends are known.
+func (p *tocParser) queueChunk(e *tocEntry) error {
+	switch {
+	case e.Offset < 0 || e.Offset >= p.tocOffset:
+		return fmt.Errorf("%w: %q: payload offset %d outside [0, %d)", index.ErrInvalid, p.file, e.Offset, p.tocOffset)
+	case e.Offset < p.lastOffset:
+		return fmt.Errorf("%w: %q: payload offset %d before the previous one, %d", index.ErrInvalid, p.file, e.Offset, p.lastOffset)
+	case e.InnerOffset < 0, e.ChunkOffset < 0, e.ChunkSize < 0:
+		return fmt.Errorf("%w: %q: negative chunk field", index.ErrInvalid, p.file)
+	case e.ChunkOffset > p.fileSize:
+		return fmt.Errorf("%w: %q: chunk offset %d past the file size %d", index.ErrInvalid, p.file, e.ChunkOffset, p.fileSize)
+	case e.ChunkDigest == "":
+		// Without a chunk digest the content cannot be verified; such a
+		// layer is refused rather than served unverified.
+		return fmt.Errorf("%w: %q: chunk at %d has no chunkDigest", index.ErrInvalid, p.file, e.ChunkOffset)
+	}
+	size := e.ChunkSize
+	if size == 0 {
+		size = p.fileSize - e.ChunkOffset // "to the end of the file"
+	}
+	p.lastOffset = e.Offset
+	p.chunks = append(p.chunks, pendingChunk{file: p.file, chunk: index.Chunk{
+		Offset:           e.ChunkOffset,
+		Size:             size,
+		CompressedOffset: e.Offset,
+		InnerOffset:      e.InnerOffset,
+		Digest:           digest.Digest(e.ChunkDigest),
+	}})
+	return nil
+}
+
+// addChunks sets every chunk's compressed end and hands it to the builder.
+//
+// A chunk's gzip member ends where the next member starts. Members start
+// at strictly increasing offsets (checked in queueChunk), and chunks packed
+// into one member (innerOffset) share its offset, so the end is the next
+// larger offset, or the TOC for the last member.
+func (p *tocParser) addChunks() error {
+	end, cur := p.tocOffset, int64(-1)
+	for i := len(p.chunks) - 1; i >= 0; i-- {
+		c := &p.chunks[i].chunk
+		if c.CompressedOffset != cur {
+			if cur >= 0 {
+				end = cur
+			}
+			cur = c.CompressedOffset
+		}
+		c.CompressedEnd = end
+	}
+	for i := range p.chunks {
+		pc := &p.chunks[i]
+		if err := checkRatio(pc.chunk); err != nil {
+			return fmt.Errorf("%w: %q: %v", index.ErrInvalid, pc.file, err)
+		}
+		if err := p.b.AddChunk(pc.file, pc.chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRatio refuses a chunk that claims more bytes than its compressed
+// range could inflate to, which bounds the work DecodeChunk does for it.
+func checkRatio(c index.Chunk) error {
+	span := c.CompressedEnd - c.CompressedOffset
+	limit := int64(math.MaxInt64)
+	if span < math.MaxInt64/maxDeflateRatio {
+		limit = span * maxDeflateRatio
+	}
+	if c.Size > limit || c.InnerOffset > limit-c.Size {
+		return fmt.Errorf("chunk at %d: %d+%d bytes cannot come from %d compressed bytes", c.Offset, c.InnerOffset, c.Size, span)
+	}
+	return nil
+}
