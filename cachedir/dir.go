@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cachedir
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Error classes of the cache.
+var (
+	// ErrNotFound: no entry for the digest.
+	ErrNotFound = errors.New("not in cache")
+	// ErrCorrupt: written bytes do not match the digest or size promised.
+	ErrCorrupt = errors.New("cache entry corrupt")
+	// ErrTooLarge: the entry alone is larger than the cache.
+	ErrTooLarge = errors.New("entry larger than the cache")
+)
+
+// Options configures a Dir.
+type Options struct {
+	// MaxSize is the most bytes the cache keeps on disk; 0 means 10 GiB or
+	// 10 % of the filesystem, whichever is less.
+	MaxSize int64
+	// MemorySize bounds the in-memory LRU in bytes; 0 means 64 MiB,
+	// negative disables it.
+	MemorySize int64
+	// MemoryMaxEntry is the largest entry kept in memory; 0 means 4 MiB.
+	MemoryMaxEntry int64
+	// Logger receives eviction and recovery lines; nil discards.
+	Logger *slog.Logger
+}
+
+// Dir is an on-disk cache rooted at one directory. It is safe for
+// concurrent use.
+type Dir struct {
+	root    string
+	max     int64
+	log     *slog.Logger
+	mem     *memCache
+	keys    keyLocks
+	closeMu sync.Once
+
+	// mu guards the fields below.
+	mu     sync.Mutex
+	lru    *list.List // of *item, most recently used at the front
+	items  map[digest.Digest]*list.Element
+	usage  int64
+	pinned map[digest.Digest]int
+}
+
+type item struct {
+	d    digest.Digest
+	size int64
+}
+
+// Open opens (creating) the cache under root, removes leftovers of
+// interrupted writes and counts what is there.
+func Open(root string, opts Options) (*Dir, error) {
+	for _, sub := range []string{"blobs", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("open cache: %w", err)
+		}
+	}
+	max, err := maxSize(root, opts.MaxSize)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dir{
+		root:   root,
+		max:    max,
+		log:    opts.Logger,
+		mem:    newMemCache(opts.MemorySize, opts.MemoryMaxEntry),
+		lru:    list.New(),
+		items:  map[digest.Digest]*list.Element{},
+		pinned: map[digest.Digest]int{},
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if err := d.recover(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// maxSize applies the default: 10 GiB or 10 % of the filesystem.
+func maxSize(root string, set int64) (int64, error) {
+	if set > 0 {
+		return set, nil
+	}
+	tenth, err := fsTenth(root)
+	if err != nil {
+		return 0, fmt.Errorf("open cache: %w", err)
+	}
+	return min(int64(10<<30), tenth), nil
+}
+
+// path is where the entry for d lives: blobs/<algo>/<first two hex>/<hex>.
+// Digests are validated first, so no key can name a path outside blobs.
+func (d *Dir) path(dg digest.Digest) (string, error) {
+	if err := dg.Validate(); err != nil {
+		return "", fmt.Errorf("cache key %q: %w", dg, err)
+	}
+	hex := dg.Encoded()
+	return filepath.Join(d.root, "blobs", string(dg.Algorithm()), hex[:2], hex), nil
+}
+
+// recover removes temporary files and rebuilds the LRU from what is on
+// disk, oldest modification first.
+func (d *Dir) recover() error {
+	tmp := filepath.Join(d.root, "tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("recover cache: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("recover cache: %w", err)
+	}
+	found, err := d.scan()
+	if err != nil {
+		return err
+	}
+	for _, f := range found {
+		d.items[f.d] = d.lru.PushFront(&item{f.d, f.size})
+		d.usage += f.size
+	}
+	d.log.Info("cache opened", "path", d.root, "entries", len(found), "bytes", d.usage, "max", d.max)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.evictLocked(0)
+	return nil
+}
+
+type found struct {
+	d     digest.Digest
+	size  int64
+	mtime int64
+}
+
+// scan lists valid entries sorted by modification time; stray files are
+// removed.
+func (d *Dir) scan() ([]found, error) {
+	var out []found
+	blobs := filepath.Join(d.root, "blobs")
+	err := filepath.WalkDir(blobs, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(blobs, p)
+		parts := strings.Split(rel, string(filepath.Separator))
+		info, ierr := de.Info()
+		dg := digest.Digest("")
+		if len(parts) == 3 {
+			dg = digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
+		}
+		if ierr != nil || len(parts) != 3 || dg.Validate() != nil || parts[1] != parts[2][:2] {
+			d.log.Warn("removing stray cache file", "path", p)
+			return os.Remove(p)
+		}
+		out = append(out, found{dg, info.Size(), info.ModTime().UnixNano()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan cache: %w", err)
+	}
+	sortByMtime(out)
+	return out, nil
+}
+
+// Usage returns the bytes on disk and the limit.
+func (d *Dir) Usage() (used, max int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.usage, d.max
+}
+
+// Has reports whether dg is cached on disk.
+func (d *Dir) Has(dg digest.Digest) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.items[dg]
+	return ok
+}
+
+// touch marks dg as just used.
+func (d *Dir) touch(dg digest.Digest) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	el, ok := d.items[dg]
+	if ok {
+		d.lru.MoveToFront(el)
+	}
+	return ok
+}
+
+// Get opens the entry for dg. The caller closes the file. An *os.File is
+// returned, not a reader, so FUSE passthrough and splice stay possible.
+func (d *Dir) Get(dg digest.Digest) (*os.File, error) {
+	p, err := d.path(dg)
+	if err != nil {
+		return nil, err
+	}
+	if !d.touch(dg) {
+		return nil, fmt.Errorf("get %s: %w", dg, ErrNotFound)
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		d.forget(dg) // removed behind our back
+		return nil, fmt.Errorf("get %s: %w", dg, ErrNotFound)
+	}
+	return f, err
+}
+
+// ReadAll returns the whole entry for dg, from memory when it is there.
+func (d *Dir) ReadAll(dg digest.Digest) ([]byte, error) {
+	if b, ok := d.mem.get(dg); ok {
+		d.touch(dg)
+		return b, nil
+	}
+	f, err := d.Get(dg)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dg, err)
+	}
+	b := make([]byte, st.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && st.Size() > 0 {
+		return nil, fmt.Errorf("read %s: %w", dg, err)
+	}
+	d.mem.add(dg, b)
+	return b, nil
+}
+
+// Pin protects dg (present or about to be written) from eviction until a
+// matching Unpin. Pins nest.
+func (d *Dir) Pin(dg digest.Digest) {
+	d.mu.Lock()
+	d.pinned[dg]++
+	d.mu.Unlock()
+}
+
+// Unpin undoes one Pin.
+func (d *Dir) Unpin(dg digest.Digest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pinned[dg] <= 1 {
+		delete(d.pinned, dg)
+		return
+	}
+	d.pinned[dg]--
+}
+
+// Remove deletes the entry for dg, if any.
+func (d *Dir) Remove(dg digest.Digest) error {
+	p, err := d.path(dg)
+	if err != nil {
+		return err
+	}
+	d.forget(dg)
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", dg, err)
+	}
+	return nil
+}
+
+func (d *Dir) forget(dg digest.Digest) {
+	d.mem.remove(dg)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if el, ok := d.items[dg]; ok {
+		d.usage -= el.Value.(*item).size
+		d.lru.Remove(el)
+		delete(d.items, dg)
+	}
+}
+
+// evictLocked removes least recently used, unpinned entries until need
+// more bytes fit under the limit. It reports whether they do.
+func (d *Dir) evictLocked(need int64) bool {
+	for el := d.lru.Back(); el != nil && d.usage+need > d.max; {
+		it := el.Value.(*item)
+		prev := el.Prev()
+		if d.pinned[it.d] == 0 {
+			d.lru.Remove(el)
+			delete(d.items, it.d)
+			d.usage -= it.size
+			d.mem.remove(it.d)
+			if p, err := d.path(it.d); err == nil {
+				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					d.log.Warn("evict cache entry", "path", p, "err", err)
+				}
+			}
+		}
+		el = prev
+	}
+	return d.usage+need <= d.max
+}
+
+// Close releases the cache. It is idempotent; entries stay on disk.
+func (d *Dir) Close() error {
+	d.closeMu.Do(func() { d.mem.clear() })
+	return nil
+}

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package cachedir is the store's on-disk cache of verified content:
+// chunks, tables of contents, manifests and configs, each filed under the
+// digest of its bytes.
+//
+// Keys are digests and content never changes, so there is no invalidation:
+// an entry is either absent or right (groupcache's "keys are unversioned").
+// The same chunk in two layers or two images is stored once.
+//
+// Writes are atomic: a Writer fills a temporary file, and Commit checks the
+// size and digest, syncs, and renames it into place. A crash leaves at most
+// temporary files, which Open removes. Two writers of one key exclude each
+// other (the second waits, honouring its context, and then finds the entry
+// present).
+//
+// The cache holds at most Options.MaxSize bytes. When a commit would pass
+// it, the least recently used entries are evicted, except pinned ones (the
+// store pins what a prefetch is filling). A small in-memory LRU, bounded in
+// bytes, sits in front for hot chunks.
+//
+// Lock order: Dir.mu is never held while taking a key lock or doing disk
+// I/O other than unlink.
+package cachedir

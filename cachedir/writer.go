@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cachedir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"os"
+	"path/filepath"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// ErrExists is returned by Writer when the entry is already cached (maybe
+// by a writer the caller waited for).
+var ErrExists = errors.New("already in cache")
+
+// Writer fills one cache entry. Write the bytes, then Commit or Abort
+// exactly once. A Writer holds the key's lock: other writers of the same
+// digest wait until it is done.
+type Writer struct {
+	d      *Dir
+	dg     digest.Digest
+	f      *os.File
+	h      hash.Hash
+	n      int64
+	unlock func()
+	done   bool
+}
+
+// Writer starts writing the entry for dg. If another writer holds dg, it
+// waits for it (or for ctx). If dg is (then) cached, it returns ErrExists.
+func (d *Dir) Writer(ctx context.Context, dg digest.Digest) (*Writer, error) {
+	if _, err := d.path(dg); err != nil {
+		return nil, err
+	}
+	unlock, err := d.keys.lock(ctx, dg)
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", dg, err)
+	}
+	if d.Has(dg) {
+		unlock()
+		return nil, fmt.Errorf("write %s: %w", dg, ErrExists)
+	}
+	f, err := os.CreateTemp(filepath.Join(d.root, "tmp"), dg.Encoded()+".*")
+	if err != nil {
+		unlock()
+		return nil, fmt.Errorf("write %s: %w", dg, err)
+	}
+	return &Writer{d: d, dg: dg, f: f, h: dg.Algorithm().Hash(), unlock: unlock}, nil
+}
+
+// Write appends p to the entry.
+func (w *Writer) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+// Commit checks that the bytes written hash to the digest, makes room,
+// syncs and moves the entry into place. On any error the entry is
+// discarded.
+func (w *Writer) Commit() error {
+	if w.done {
+		return fmt.Errorf("commit %s: writer already finished", w.dg)
+	}
+	defer w.finish()
+	if got := digest.NewDigest(w.dg.Algorithm(), w.h); got != w.dg {
+		return fmt.Errorf("commit %s: content hashes to %s: %w", w.dg, got, ErrCorrupt)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("commit %s: %w", w.dg, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("commit %s: %w", w.dg, err)
+	}
+	return w.d.install(w.f.Name(), w.dg, w.n)
+}
+
+// Abort discards the entry. Calling it after Commit is a no-op, so it can
+// be deferred.
+func (w *Writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.finish()
+	return nil
+}
+
+func (w *Writer) finish() {
+	w.done = true
+	w.f.Close()
+	os.Remove(w.f.Name()) // gone already after a successful rename
+	w.unlock()
+}
+
+// install renames a verified temporary file into place, evicting to make
+// room first.
+func (d *Dir) install(tmp string, dg digest.Digest, size int64) error {
+	p, _ := d.path(dg)
+	d.mu.Lock()
+	fits := size <= d.max && d.evictLocked(size)
+	d.mu.Unlock()
+	if !fits {
+		return fmt.Errorf("commit %s (%d bytes): %w", dg, size, ErrTooLarge)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("commit %s: %w", dg, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("commit %s: %w", dg, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.items[dg]; !ok {
+		d.items[dg] = d.lru.PushFront(&item{dg, size})
+		d.usage += size
+	}
+	return nil
+}
+
+// Put stores b under dg in one call, keeping a copy in memory. An entry
+// that is already cached is not an error.
+func (d *Dir) Put(ctx context.Context, dg digest.Digest, b []byte) error {
+	w, err := d.Writer(ctx, dg)
+	if errors.Is(err, ErrExists) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", dg, err)
+	}
+	if err := w.Commit(); err != nil {
+		return err
+	}
+	d.mem.add(dg, b)
+	return nil
+}
