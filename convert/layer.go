@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package convert
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"strconv"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
+	"go.podman.io/image/v5/types"
+)
+
+// Layer annotations read by stargz-store and by containers/storage.
+const (
+	// tocDigestAnnotation is the sha256 of the uncompressed TOC JSON of an eStargz layer.
+	tocDigestAnnotation = "containerd.io/snapshot/stargz/toc.digest"
+	// uncompressedSizeAnnotation is the decimal size of the decompressed eStargz layer.
+	uncompressedSizeAnnotation = "io.containers.estargz.uncompressed-size"
+)
+
+// converter holds what the layer jobs of one Image call share. Its methods are safe for
+// concurrent use: the source and destination of the docker transport allow parallel blob I/O.
+type converter struct {
+	src      types.ImageSource
+	dst      types.ImageDestination
+	opts     Options
+	log      *slog.Logger
+	progress *progress
+}
+
+// layerResult is one layer of the destination image.
+type layerResult struct {
+	desc   ocispec.Descriptor
+	diffID digest.Digest
+}
+
+// layer converts one layer, or copies it unchanged when it already is eStargz. srcDiffID is the
+// layer's DiffID in the source config ("" if the config lists none).
+func (c *converter) layer(ctx context.Context, info types.BlobInfo, srcDiffID digest.Digest) (layerResult, error) {
+	if err := info.Digest.Validate(); err != nil {
+		return layerResult{}, fmt.Errorf("layer digest: %w", err)
+	}
+	if info.Annotations[tocDigestAnnotation] != "" {
+		return c.passThrough(ctx, info, srcDiffID)
+	}
+	return c.convertLayer(ctx, info)
+}
+
+// convertLayer downloads the layer, decompresses it into a temporary tar, builds the eStargz blob
+// into a second temporary file and uploads that.
+func (c *converter) convertLayer(ctx context.Context, info types.BlobInfo) (layerResult, error) {
+	tarFile, err := c.tempFile("layer-*.tar")
+	if err != nil {
+		return layerResult{}, err
+	}
+	defer removeTemp(tarFile)
+	var tarSize int64
+	err = c.download(ctx, info, func(br *bufio.Reader) error {
+		comp, err := detectCompression(br, info.MediaType)
+		if err != nil {
+			return err
+		}
+		c.log.Debug("decompressing layer", layerAttrs(info), "compression", comp)
+		tarSize, err = decompress(tarFile, br, comp)
+		return err
+	})
+	if err != nil {
+		return layerResult{}, err
+	}
+
+	blobFile, err := c.tempFile("layer-*.esgz")
+	if err != nil {
+		return layerResult{}, err
+	}
+	defer removeTemp(blobFile)
+	res, err := buildESGZ(ctx, blobFile, tarFile, tarSize, buildOptions{
+		ChunkSize:        c.opts.ChunkSize,
+		MinChunkSize:     c.opts.MinChunkSize,
+		PrioritizedFiles: c.opts.PrioritizedFiles,
+	})
+	if err != nil {
+		return layerResult{}, fmt.Errorf("build estargz: %w", err)
+	}
+	desc := ocispec.Descriptor{
+		MediaType: ocispec.MediaTypeImageLayerGzip,
+		Digest:    res.Digest,
+		Size:      res.Size,
+		Annotations: map[string]string{
+			tocDigestAnnotation:        res.TOCDigest.String(),
+			uncompressedSizeAnnotation: strconv.FormatInt(res.UncompressedSize, 10),
+		},
+	}
+	if err := c.upload(ctx, blobFile, desc); err != nil {
+		return layerResult{}, err
+	}
+	c.log.Info("converted layer", layerAttrs(info), "blob", res.Digest, "toc", res.TOCDigest)
+	return layerResult{desc: desc, diffID: res.DiffID}, nil
+}
+
+// passThrough copies an eStargz layer unchanged. Its DiffID comes from the source config; a
+// missing uncompressed-size annotation is computed by decompressing the blob.
+func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDiffID digest.Digest) (layerResult, error) {
+	if srcDiffID == "" {
+		return layerResult{}, fmt.Errorf("source config lists no diff_id for this layer")
+	}
+	desc := ocispec.Descriptor{
+		MediaType:   ociMediaType(info.MediaType),
+		Digest:      info.Digest,
+		Size:        info.Size,
+		Annotations: maps.Clone(info.Annotations),
+	}
+	_, sizeKnown := parseSize(info.Annotations[uncompressedSizeAnnotation])
+	exists, reused, err := c.dst.TryReusingBlob(ctx, info, none.NoCache, false)
+	if err != nil {
+		return layerResult{}, classify("check destination blob", err)
+	}
+	if exists && sizeKnown {
+		desc.Size = reused.Size
+		c.log.Debug("layer already at destination", layerAttrs(info))
+		return layerResult{desc: desc, diffID: srcDiffID}, nil
+	}
+
+	blobFile, err := c.tempFile("layer-*.esgz")
+	if err != nil {
+		return layerResult{}, err
+	}
+	defer removeTemp(blobFile)
+	err = c.download(ctx, info, func(br *bufio.Reader) error {
+		n, err := io.Copy(blobFile, br)
+		desc.Size = n
+		return err
+	})
+	if err != nil {
+		return layerResult{}, err
+	}
+	if !sizeKnown {
+		n, err := decompress(io.Discard, bufio.NewReader(io.NewSectionReader(blobFile, 0, desc.Size)), gzipped)
+		if err != nil {
+			return layerResult{}, fmt.Errorf("measure uncompressed size: %w", err)
+		}
+		desc.Annotations[uncompressedSizeAnnotation] = strconv.FormatInt(n, 10)
+	}
+	if !exists {
+		if err := c.upload(ctx, blobFile, desc); err != nil {
+			return layerResult{}, err
+		}
+	}
+	c.log.Info("copied estargz layer", layerAttrs(info))
+	return layerResult{desc: desc, diffID: srcDiffID}, nil
+}
+
+// download streams a blob from the source into fn and checks its digest once fn returned;
+// fn must read the reader to its end.
+func (c *converter) download(ctx context.Context, info types.BlobInfo, fn func(*bufio.Reader) error) error {
+	rc, _, err := c.src.GetBlob(ctx, info, none.NoCache)
+	if err != nil {
+		return classify("fetch blob", err)
+	}
+	defer rc.Close()
+	verifier := info.Digest.Verifier()
+	br := bufio.NewReaderSize(io.TeeReader(rc, verifier), 1<<20)
+	if err := fn(br); err != nil {
+		return fmt.Errorf("fetch blob: %w", err)
+	}
+	if !verifier.Verified() {
+		return fmt.Errorf("fetch blob: content does not match digest %s", info.Digest)
+	}
+	return nil
+}
+
+// upload pushes the blob in f (from its start) as desc.
+func (c *converter) upload(ctx context.Context, f *os.File, desc ocispec.Descriptor) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	info := types.BlobInfo{Digest: desc.Digest, Size: desc.Size, MediaType: desc.MediaType}
+	if _, err := c.dst.PutBlob(ctx, io.NewSectionReader(f, 0, desc.Size), info, none.NoCache, false); err != nil {
+		return classify("upload blob "+desc.Digest.String(), err)
+	}
+	return nil
+}
+
+// tempFile creates a temporary file under opts.TempDir; removeTemp disposes of it.
+func (c *converter) tempFile(pattern string) (*os.File, error) {
+	f, err := os.CreateTemp(c.opts.TempDir, "stargz-convert-"+pattern)
+	if err != nil {
+		return nil, fmt.Errorf("create temporary file: %w", err)
+	}
+	return f, nil
+}
+
+func removeTemp(f *os.File) {
+	_ = f.Close()
+	_ = os.Remove(f.Name())
+}
+
+// ociMediaType maps Docker schema 2 layer media types to their OCI equivalents, since the
+// destination manifest is always OCI.
+func ociMediaType(mt string) string {
+	switch mt {
+	case manifest.DockerV2Schema2LayerMediaType:
+		return ocispec.MediaTypeImageLayerGzip
+	case manifest.DockerV2Schema2ForeignLayerMediaTypeGzip:
+		return ocispec.MediaTypeImageLayerNonDistributableGzip //nolint:staticcheck // the OCI twin of a Docker foreign layer
+	case "":
+		return ocispec.MediaTypeImageLayerGzip
+	}
+	return mt
+}
+
+// parseSize parses a decimal, non-negative size annotation.
+func parseSize(s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// layerAttrs describes a source layer in log records.
+func layerAttrs(info types.BlobInfo) slog.Attr {
+	return slog.Group("layer", "digest", info.Digest, "size", info.Size, "mediaType", info.MediaType)
+}
