@@ -47,6 +47,10 @@ func errorClass(err error) error {
 	if errors.As(err, new(docker.ErrUnauthorizedForCredentials)) {
 		return ErrUnauthorized
 	}
+	var list errcode.Errors // does not implement Unwrap; c/image reports the first one
+	if errors.As(err, &list) && len(list) > 0 {
+		return errorClass(list[0])
+	}
 	var coder errcode.ErrorCoder
 	if errors.As(err, &coder) {
 		code := coder.ErrorCode()

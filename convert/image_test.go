@@ -23,6 +23,8 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/types"
+
+	"github.com/stargz-store/stargz-store/store/estargz"
 )
 
 const dockerManifestType = "application/vnd.docker.distribution.manifest.v2+json"
@@ -73,8 +75,8 @@ func gzipLayers(t *testing.T) []testLayer {
 }
 
 // checkConverted fetches repo:tag and checks that it is an OCI eStargz image whose layers hold
-// the files of want, and returns its manifest.
-func checkConverted(t *testing.T, reg *testRegistry, repo, tag string, manifestDigest digest.Digest, want []testLayer) ocispec.Manifest {
+// the files of want, and returns its manifest and the opened layers.
+func checkConverted(t *testing.T, reg *testRegistry, repo, tag string, manifestDigest digest.Digest, want []testLayer) (ocispec.Manifest, []openedLayer) {
 	t.Helper()
 	raw, ok := reg.get(t, repo+"/manifests/"+tag)
 	if !ok {
@@ -104,14 +106,21 @@ func checkConverted(t *testing.T, reg *testRegistry, repo, tag string, manifestD
 	if len(cfg.Config.Cmd) != 1 || cfg.Config.Cmd[0] != "/bin/sh" || cfg.History[0].CreatedBy != "layer 0" {
 		t.Errorf("config fields not preserved: %s", cfgRaw)
 	}
+	var opened []openedLayer
 	for i, l := range m.Layers {
-		checkLayer(t, reg, repo, l, cfg.RootFS.DiffIDs[i], want[i].tar)
+		opened = append(opened, checkLayer(t, reg, repo, l, cfg.RootFS.DiffIDs[i], want[i].tar))
 	}
-	return m
+	return m, opened
+}
+
+// openedLayer is one converted layer, opened by this project's reader and the reference one.
+type openedLayer struct {
+	blob *estargz.Blob
+	ref  *refesgz.Reader
 }
 
 // checkLayer checks one eStargz layer against its annotations, DiffID and source tar.
-func checkLayer(t *testing.T, reg *testRegistry, repo string, l ocispec.Descriptor, diffID digest.Digest, srcTar []byte) {
+func checkLayer(t *testing.T, reg *testRegistry, repo string, l ocispec.Descriptor, diffID digest.Digest, srcTar []byte) openedLayer {
 	t.Helper()
 	blob, ok := reg.get(t, repo+"/blobs/"+l.Digest.String())
 	if !ok || digest.FromBytes(blob) != l.Digest || int64(len(blob)) != l.Size {
@@ -145,6 +154,10 @@ func checkLayer(t *testing.T, reg *testRegistry, repo string, l ocispec.Descript
 	if _, err := r.VerifyTOC(toc); err != nil {
 		t.Errorf("layer %s: VerifyTOC: %v", l.Digest, err)
 	}
+	b, err := estargz.Open(bytes.NewReader(blob), int64(len(blob)), estargz.OpenOptions{TOCDigest: toc})
+	if err != nil {
+		t.Fatalf("layer %s: estargz.Open: %v", l.Digest, err)
+	}
 	tr := tar.NewReader(bytes.NewReader(srcTar))
 	for {
 		h, err := tr.Next()
@@ -174,6 +187,7 @@ func checkLayer(t *testing.T, reg *testRegistry, repo string, l ocispec.Descript
 			t.Errorf("layer %s: %s has %d bytes (err %v), want the source's %d", l.Digest, h.Name, len(got), err, len(want))
 		}
 	}
+	return openedLayer{blob: b, ref: r}
 }
 
 // assertEmptyDir fails if the temporary directory kept any file.
@@ -219,6 +233,41 @@ func TestImageIndex(t *testing.T) {
 	}
 }
 
+func TestImagePrioritizedFiles(t *testing.T) {
+	reg := newTestRegistry(t, nil)
+	layers := sampleLayers(t)
+	reg.pushImage(t, "src", "v1", ocispec.MediaTypeImageManifest, layers)
+	opts := testOptions(t)
+	opts.PrioritizedFiles = []string{"/etc/hosts", "./usr/lib/x", "bin/sh", "not/anywhere"}
+	d, err := Image(t.Context(), reg.host+"/src:v1", reg.host+"/dst:v1", opts)
+	if err != nil {
+		t.Fatalf("Image() error: %v", err)
+	}
+	_, opened := checkConverted(t, reg, "dst", "v1", d, layers)
+	prefetched := [][]string{{"etc/hosts"}, {"etc/hosts", "usr/lib/x"}, nil}
+	for i, names := range prefetched {
+		b := opened[i].blob
+		if len(names) == 0 {
+			if !b.NoPrefetch || b.PrefetchEnd != 0 {
+				t.Errorf("layer %d: NoPrefetch %v PrefetchEnd %d, want the no-prefetch landmark", i, b.NoPrefetch, b.PrefetchEnd)
+			}
+			continue
+		}
+		if b.PrefetchEnd <= 0 {
+			t.Errorf("layer %d: no prefetch landmark", i)
+		}
+		for _, name := range names {
+			e, ok := opened[i].ref.Lookup(name)
+			if !ok || e.Offset >= b.PrefetchEnd {
+				t.Errorf("layer %d: %s (found %v) is not before the prefetch landmark", i, name, ok)
+			}
+		}
+	}
+	if e, ok := opened[0].ref.Lookup("bin/big"); !ok || e.Offset < opened[0].blob.PrefetchEnd {
+		t.Errorf("layer 0: bin/big (found %v) is not after the prefetch landmark", ok)
+	}
+}
+
 func TestImageIdempotent(t *testing.T) {
 	reg := newTestRegistry(t, nil)
 	layers := gzipLayers(t)
@@ -229,12 +278,12 @@ func TestImageIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Image(src) error: %v", err)
 	}
-	m1 := checkConverted(t, reg, "once", "v1", d1, layers)
+	m1, _ := checkConverted(t, reg, "once", "v1", d1, layers)
 	d2, err := Image(t.Context(), reg.host+"/once:v1", reg.host+"/twice:v1", opts)
 	if err != nil {
 		t.Fatalf("Image(once) error: %v", err)
 	}
-	m2 := checkConverted(t, reg, "twice", "v1", d2, layers)
+	m2, _ := checkConverted(t, reg, "twice", "v1", d2, layers)
 	for i := range m1.Layers {
 		if m1.Layers[i].Digest != m2.Layers[i].Digest {
 			t.Errorf("layer %d: %s after the first conversion, %s after the second", i, m1.Layers[i].Digest, m2.Layers[i].Digest)

@@ -82,13 +82,9 @@ func (c *converter) convertLayer(ctx context.Context, info types.BlobInfo) (laye
 		return layerResult{}, err
 	}
 	defer removeTemp(blobFile)
-	res, err := buildESGZ(ctx, blobFile, tarFile, tarSize, buildOptions{
-		ChunkSize:        c.opts.ChunkSize,
-		MinChunkSize:     c.opts.MinChunkSize,
-		PrioritizedFiles: c.opts.PrioritizedFiles,
-	})
+	res, err := c.buildLayer(ctx, blobFile, tarFile, tarSize)
 	if err != nil {
-		return layerResult{}, fmt.Errorf("build estargz: %w", err)
+		return layerResult{}, err
 	}
 	desc := ocispec.Descriptor{
 		MediaType: ocispec.MediaTypeImageLayerGzip,
