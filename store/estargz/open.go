@@ -166,8 +166,11 @@ func tocJSONFrom(region []byte, maxTOC int64) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: TOC member holds no tar entry: %v", ErrNotEStargz, err)
 	}
-	if h.Name != TOCTarName || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
+	if h.Name != TOCTarName {
 		return nil, fmt.Errorf("%w: TOC member holds %q, want %q", ErrNotEStargz, h.Name, TOCTarName)
+	}
+	if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+		return nil, fmt.Errorf("%w: TOC member holds %s of tar type %q, not a regular file", ErrNotEStargz, TOCTarName, h.Typeflag)
 	}
 	if h.Size > maxTOC {
 		return nil, fmt.Errorf("%w: TOC JSON of %d bytes, limit %d", ErrTooLarge, h.Size, maxTOC)
