@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package layerfs serves layers of the store over FUSE as a
+// containers/storage Additional Layer Store (ALS), so that Podman 4 and
+// Podman 5 can run eStargz images lazily. It is the only package that
+// speaks FUSE: it translates kernel requests into calls on a [Source] (the
+// store) and errors into errnos, and nothing else.
+//
+// # The tree
+//
+//	<mnt>/                                  root: names are base64(ref)
+//	<mnt>/<base64(ref)>/                    names are layer digests; RMDIR releases
+//	<mnt>/<base64(ref)>/<digest>/           CREATE("use") takes a reference
+//	<mnt>/<base64(ref)>/<digest>/diff/      the unpacked layer: an overlayfs lower dir
+//	<mnt>/<base64(ref)>/<digest>/info       JSON for storage's layer record
+//	<mnt>/<base64(ref)>/<digest>/blob       the compressed blob, byte for byte
+//
+// The reference element is standard base64 with padding of the fully
+// qualified reference (refspec.FromPathElem); the digest is a blob digest
+// when Podman 4 asks (Gen A) and a TOC digest when Podman 5 asks (Gen B).
+// The root, reference and layer directories list nothing: their names
+// exist only when looked up, and decoding a name never touches the
+// network. The first lookup of diff, info or blob resolves the layer
+// (Source.Layer), bounded by Options.ResolveTimeout.
+//
+// # The contract's quirks
+//
+// Storage notifies the store through operations that must fail:
+//
+//   - Use: storage creates <layer>/use. LOOKUP("use") answers ENOENT, so
+//     the kernel sends CREATE, which calls Source.Use and answers ENOENT.
+//     A successful create would tell storage that the store has no GC.
+//   - Release: storage removes the layer directory. RMDIR on the
+//     reference directory calls Source.Release and answers ENOENT.
+//   - Existence: Podman 5 checks diff, info and blob with faccessat(F_OK),
+//     which arrives as FUSE_ACCESS with mask 0; outside diff trees ACCESS
+//     always succeeds.
+//   - Storage probes <layer>/diff1, diff2, ... whenever it mounts on top of
+//     a layer; they are ENOENT.
+//
+// For this to work the mount has no default_permissions (the kernel would
+// refuse CREATE and RMDIR for callers other than root) and is not
+// MS_RDONLY (the kernel would answer EROFS itself). Every operation that
+// would change the tree answers EROFS instead. The mount also has
+// allow_other and suid.
+//
+// # Diff trees
+//
+// A diff tree is the layer's index (store/index) shown as overlayfs
+// expects a lower directory: a tar whiteout ".wh.NAME" is NAME, a
+// character device 0/0 (hidden if a real NAME exists); a directory
+// holding ".wh..wh..opq" answers trusted.overlay.opaque and
+// user.overlay.opaque with "y" (root and rootless overlayfs); every other
+// ".wh." name and the eStargz landmarks at the root are hidden. Hard links
+// share an inode number and report their link count. Lookup and Readdir
+// present the same names, sorted. See inode.go for the numbering.
+//
+// # Errors
+//
+// errnoFor in errno.go is the one mapping from errors to errnos.
+// store.ErrNotFound, store.ErrNotLazy and malformed names become ENOENT,
+// which makes storage pull the layer normally; an interrupted request
+// becomes EINTR; anything else is EIO. A failed lookup is logged once:
+// Warn when a layer cannot be served, Debug otherwise.
+//
+// # Kernel caching
+//
+// Content is addressed by digest and never changes, so inside diff trees
+// the kernel caches entries, attributes and negative entries for
+// Options.DiffTimeout, files are opened with FOPEN_KEEP_CACHE, and
+// symlink targets are cached. Outside them entries and attributes live
+// for Options.EntryTimeout, and negative entries are never cached: a
+// reference can appear after a failed lookup, and `use` must stay
+// negative. Because the store may free a layer and resolve it again as a
+// new *store.Layer, every lookup of diff, info and blob asks the Source,
+// and a child built from a different layer is replaced: the new diff
+// tree's inode numbers carry the new layer's ID, so go-fuse never hands
+// back a node of a closed layer. Nodes hold no mutable per-layer state;
+// NewInode may return an existing node for a known inode number.
+//
+// # Deadlocks
+//
+// As with any FUSE server (see the go-fuse fs package documentation):
+//
+//   - The serving process must not access its own mount outside of
+//     tests that know what they do: a request it makes waits for a
+//     server goroutine that may be waiting for it. In particular, do not
+//     exec or fork from a goroutine holding locks the server needs.
+//   - Never hold a lock while calling NotifyEntry, NotifyDelete or
+//     NotifyContent; this package calls none of them.
+//   - Source.Layer may block on the network while the kernel holds the
+//     parent directory's lock; other lookups in that directory wait. The
+//     kernel interrupts a request when the caller is killed, which
+//     cancels the request's context.
+//   - Unmount fails while the mount is busy, for example while an
+//     overlay mount uses one of its diff trees.
+package layerfs
