@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -293,6 +294,67 @@ func TestImageIdempotent(t *testing.T) {
 		t.Errorf("manifest %s after the first conversion, %s after the second", d1, d2)
 	}
 	assertEmptyDir(t, opts.TempDir)
+}
+
+// TestImagePassThroughMissingSize copies eStargz layers whose uncompressed-size annotation is
+// missing: it is computed, and the blobs stay the same.
+func TestImagePassThroughMissingSize(t *testing.T) {
+	reg := newTestRegistry(t, nil)
+	layers := gzipLayers(t)
+	reg.pushImage(t, "src", "v1", dockerManifestType, layers)
+	opts := testOptions(t)
+	d1, err := Image(t.Context(), reg.host+"/src:v1", reg.host+"/once:v1", opts)
+	if err != nil {
+		t.Fatalf("Image(src) error: %v", err)
+	}
+	m, _ := checkConverted(t, reg, "once", "v1", d1, layers)
+	for i := range m.Layers {
+		delete(m.Layers[i].Annotations, uncompressedSizeAnnotation)
+	}
+	reg.pushManifest(t, "once", "nosize", ocispec.MediaTypeImageManifest, m)
+	d2, err := Image(t.Context(), reg.host+"/once:nosize", reg.host+"/twice:v1", opts)
+	if err != nil {
+		t.Fatalf("Image(once:nosize) error: %v", err)
+	}
+	m2, _ := checkConverted(t, reg, "twice", "v1", d2, layers)
+	for i := range m.Layers {
+		if m.Layers[i].Digest != m2.Layers[i].Digest {
+			t.Errorf("layer %d: %s became %s", i, m.Layers[i].Digest, m2.Layers[i].Digest)
+		}
+	}
+}
+
+// TestImageFalseAnnotation converts a layer whose TOC digest annotation lies.
+func TestImageFalseAnnotation(t *testing.T) {
+	reg := newTestRegistry(t, nil)
+	layers := gzipLayers(t)
+	layers[0].annotations = map[string]string{tocDigestAnnotation: digest.FromString("not a toc").String()}
+	reg.pushImage(t, "src", "v1", ocispec.MediaTypeImageManifest, layers)
+	opts := testOptions(t)
+	d, err := Image(t.Context(), reg.host+"/src:v1", reg.host+"/dst:v1", opts)
+	if err != nil {
+		t.Fatalf("Image() error: %v", err)
+	}
+	m, _ := checkConverted(t, reg, "dst", "v1", d, layers)
+	if m.Layers[0].Digest == digest.FromBytes(layers[0].blob) {
+		t.Error("a layer with a false TOC digest annotation was copied unchanged")
+	}
+	assertEmptyDir(t, opts.TempDir)
+}
+
+func TestImageCanceled(t *testing.T) {
+	reg := newTestRegistry(t, nil)
+	reg.pushImage(t, "src", "v1", dockerManifestType, gzipLayers(t))
+	opts := testOptions(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := Image(ctx, reg.host+"/src:v1", reg.host+"/dst:v1", opts)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnreachable) {
+		t.Errorf("Image(cancelled) error = %v, want context.Canceled only", err)
+	}
+	if _, ok := reg.get(t, "dst/manifests/v1"); ok {
+		t.Error("destination tag exists after a cancelled conversion")
+	}
 }
 
 func TestImageMissingTag(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
+
+	"github.com/stargz-store/stargz-store/store/estargz"
 )
 
 // Layer annotations read by stargz-store and by containers/storage.
@@ -65,18 +67,45 @@ func (c *converter) convertLayer(ctx context.Context, info types.BlobInfo) (laye
 	defer removeTemp(tarFile)
 	var tarSize int64
 	err = c.download(ctx, info, func(br *bufio.Reader) error {
-		comp, err := detectCompression(br, info.MediaType)
-		if err != nil {
-			return err
-		}
-		c.log.Debug("decompressing layer", layerAttrs(info), "compression", comp)
-		tarSize, err = decompress(tarFile, br, comp)
+		tarSize, err = c.decompress(tarFile, br, info)
 		return err
 	})
 	if err != nil {
 		return layerResult{}, err
 	}
+	return c.buildAndUpload(ctx, info, tarFile, tarSize)
+}
 
+// convertBlob converts a layer blob already downloaded to blob[0:size].
+func (c *converter) convertBlob(ctx context.Context, info types.BlobInfo, blob io.ReaderAt, size int64) (layerResult, error) {
+	tarFile, err := c.tempFile("layer-*.tar")
+	if err != nil {
+		return layerResult{}, err
+	}
+	defer removeTemp(tarFile)
+	tarSize, err := c.decompress(tarFile, bufio.NewReader(io.NewSectionReader(blob, 0, size)), info)
+	if err != nil {
+		return layerResult{}, err
+	}
+	return c.buildAndUpload(ctx, info, tarFile, tarSize)
+}
+
+// decompress detects the compression of the blob in br and writes its tar to w.
+func (c *converter) decompress(w io.Writer, br *bufio.Reader, info types.BlobInfo) (int64, error) {
+	comp, err := detectCompression(br, info.MediaType)
+	if err != nil {
+		return 0, err
+	}
+	c.log.Debug("decompressing layer", layerAttrs(info), "compression", comp)
+	n, err := decompress(w, br, comp)
+	if err != nil {
+		return 0, fmt.Errorf("decompress: %w", err)
+	}
+	return n, nil
+}
+
+// buildAndUpload builds the eStargz blob of the tar in tarFile[0:tarSize] and uploads it.
+func (c *converter) buildAndUpload(ctx context.Context, info types.BlobInfo, tarFile *os.File, tarSize int64) (layerResult, error) {
 	blobFile, err := c.tempFile("layer-*.esgz")
 	if err != nil {
 		return layerResult{}, err
@@ -102,12 +131,11 @@ func (c *converter) convertLayer(ctx context.Context, info types.BlobInfo) (laye
 	return layerResult{desc: desc, diffID: res.DiffID}, nil
 }
 
-// passThrough copies an eStargz layer unchanged. Its DiffID comes from the source config; a
-// missing uncompressed-size annotation is computed by decompressing the blob.
+// passThrough copies an eStargz layer unchanged. Its DiffID comes from the source config and its
+// uncompressed size from the annotation; either is computed by decompressing the blob when the
+// source lacks it. A downloaded blob whose TOC does not match its annotation is converted instead.
+// A blob the destination already holds is trusted (content addressing) and not downloaded.
 func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDiffID digest.Digest) (layerResult, error) {
-	if srcDiffID == "" {
-		return layerResult{}, fmt.Errorf("source config lists no diff_id for this layer")
-	}
 	desc := ocispec.Descriptor{
 		MediaType:   ociMediaType(info.MediaType),
 		Digest:      info.Digest,
@@ -119,7 +147,7 @@ func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDif
 	if err != nil {
 		return layerResult{}, classify("check destination blob", err)
 	}
-	if exists && sizeKnown {
+	if exists && sizeKnown && srcDiffID != "" {
 		desc.Size = reused.Size
 		c.log.Debug("layer already at destination", layerAttrs(info))
 		return layerResult{desc: desc, diffID: srcDiffID}, nil
@@ -138,12 +166,19 @@ func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDif
 	if err != nil {
 		return layerResult{}, err
 	}
-	if !sizeKnown {
-		n, err := decompress(io.Discard, bufio.NewReader(io.NewSectionReader(blobFile, 0, desc.Size)), gzipped)
+	toc := digest.Digest(info.Annotations[tocDigestAnnotation])
+	if _, err := estargz.Open(blobFile, desc.Size, estargz.OpenOptions{TOCDigest: toc}); err != nil {
+		c.log.Warn("layer annotated as eStargz does not match its TOC digest; converting it", layerAttrs(info), "err", err)
+		return c.convertBlob(ctx, info, blobFile, desc.Size)
+	}
+	if !sizeKnown || srcDiffID == "" {
+		h := digest.SHA256.Digester()
+		n, err := decompress(h.Hash(), bufio.NewReader(io.NewSectionReader(blobFile, 0, desc.Size)), gzipped)
 		if err != nil {
-			return layerResult{}, fmt.Errorf("measure uncompressed size: %w", err)
+			return layerResult{}, fmt.Errorf("decompress: %w", err)
 		}
 		desc.Annotations[uncompressedSizeAnnotation] = strconv.FormatInt(n, 10)
+		srcDiffID = h.Digest()
 	}
 	if !exists {
 		if err := c.upload(ctx, blobFile, desc); err != nil {

@@ -190,9 +190,10 @@ func zstdBytes(t *testing.T, b []byte) []byte {
 
 // testLayer is a source layer: its tar and how it is stored.
 type testLayer struct {
-	tar       []byte
-	blob      []byte
-	mediaType string
+	tar         []byte
+	blob        []byte
+	mediaType   string
+	annotations map[string]string
 }
 
 // pushImage pushes layers and a config into repo:tag with a manifest of manifestType (OCI or
@@ -208,7 +209,9 @@ func (r *testRegistry) pushImage(t *testing.T, repo, tag, manifestType string, l
 	for i, l := range layers {
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, digest.FromBytes(l.tar))
 		cfg.History = append(cfg.History, ocispec.History{CreatedBy: fmt.Sprintf("layer %d", i)})
-		m.Layers = append(m.Layers, r.pushBlob(t, repo, l.mediaType, l.blob))
+		desc := r.pushBlob(t, repo, l.mediaType, l.blob)
+		desc.Annotations = l.annotations
+		m.Layers = append(m.Layers, desc)
 	}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
