@@ -10,6 +10,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"unicode/utf8"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -71,16 +72,21 @@ var errBadTar = errors.New("bad input tar")
 // The input is read twice through tar (headers first, then payloads in
 // output order), which is what makes reordering for prioritized files
 // possible without holding payloads in memory; only the headers and the
-// TOC are kept. Build reads tar concurrently with nothing, so any
-// io.ReaderAt works.
+// TOC are kept. Build makes no concurrent ReadAt calls, and concurrent
+// Builds share nothing.
 //
 // Odd input is refused with an error wrapping an unexported class:
-// names with a ".." element or a NUL byte, sparse files, PAX global
-// headers and other unsupported types, payloads past tarSize, a
-// non-directory root, a parent that is not a directory, and hard links
-// that do not point at an earlier non-directory entry. A name that occurs
-// twice keeps its last occurrence, at that position, as tar extraction
-// would leave it.
+//   - names with a ".." element or a NUL byte;
+//   - names, link targets, user and group names or xattr names that are
+//     not UTF-8 (the TOC JSON cannot carry them; the reference writer
+//     silently mangles them);
+//   - sparse files, PAX global headers and other unsupported types;
+//   - payloads past tarSize;
+//   - a root that is not a directory, or a parent that is not one;
+//   - hard links that do not point at an earlier non-directory entry.
+//
+// A name that occurs twice keeps its last occurrence, at that position,
+// as tar extraction would leave it (the reference does the same).
 //
 // Build honours ctx between entries and while copying payloads. On error
 // w has received a partial blob.
@@ -197,6 +203,9 @@ func newBuildEntry(h *tar.Header, off, size int64) (*buildEntry, error) {
 	case TOCTarName, PrefetchLandmark, NoPrefetchLandmark:
 		return nil, nil
 	}
+	if err := checkUTF8(h); err != nil {
+		return nil, err
+	}
 	e := &buildEntry{hdr: h, name: name, off: off}
 	switch h.Typeflag {
 	case tar.TypeReg:
@@ -228,6 +237,23 @@ func newBuildEntry(h *tar.Header, off, size int64) (*buildEntry, error) {
 		return nil, fmt.Errorf("estargz: build: %w: %q names the root but is not a directory", errBadTar, h.Name)
 	}
 	return e, nil
+}
+
+// checkUTF8 refuses strings the TOC JSON cannot carry: encoding/json
+// replaces invalid UTF-8 with U+FFFD, so the TOC would name another file
+// (or link target) than the tar, and distinct names could collide.
+func checkUTF8(h *tar.Header) error {
+	for _, s := range []string{h.Name, h.Linkname, h.Uname, h.Gname} {
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("estargz: build: %w: %q: %q is not valid UTF-8, which the TOC cannot represent", errBadTar, h.Name, s)
+		}
+	}
+	for k := range h.PAXRecords {
+		if !utf8.ValidString(k) {
+			return fmt.Errorf("estargz: build: %w: %q: xattr %q is not valid UTF-8, which the TOC cannot represent", errBadTar, h.Name, k)
+		}
+	}
+	return nil
 }
 
 // cleanBuildName returns name as a clean relative path ("" for the root).

@@ -54,8 +54,13 @@ func btDevEnt(name string, typ byte, major, minor int64) btEntry {
 func btRandBytes(seed uint64, n int) []byte {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	b := make([]byte, n)
+	var v uint64
 	for i := range b {
-		b[i] = byte('a' + r.IntN(16))
+		if i%16 == 0 {
+			v = r.Uint64()
+		}
+		b[i] = byte('a' + v&15)
+		v >>= 4
 	}
 	return b
 }
@@ -601,6 +606,8 @@ func TestBuildErrors(t *testing.T) {
 		{name: "old GNU sparse", in: btRawTar(t, btRawHeader("s", tar.TypeGNUSparse, 0, "")), wantErr: errBadTar},
 		{name: "global header", in: global, wantErr: errBadTar, wantMsg: "unsupported type"},
 		{name: "contiguous file type", in: btRawTar(t, btRawHeader("c", tar.TypeCont, 0, "")), wantErr: errBadTar, wantMsg: "unsupported type"},
+		{name: "non-UTF-8 name", in: btRawTar(t, btRawHeader("caf\xe9", tar.TypeReg, 0, "")), wantErr: errBadTar, wantMsg: "UTF-8"},
+		{name: "non-UTF-8 symlink target", in: btRawTar(t, btRawHeader("s", tar.TypeSymlink, 0, "\xff")), wantErr: errBadTar, wantMsg: "UTF-8"},
 		{name: "negative chunk size", in: good, opts: BuildOptions{ChunkSize: -1}, wantMsg: "chunk size"},
 		{name: "negative min chunk size", in: good, opts: BuildOptions{MinChunkSize: -1}, wantMsg: "chunk size"},
 		{name: "bad level", in: good, opts: BuildOptions{CompressionLevel: 42}, wantMsg: "level"},
@@ -648,9 +655,9 @@ func (w *btErrWriter) Write(p []byte) (int, error) {
 
 func TestBuildWriteError(t *testing.T) {
 	t.Parallel()
-	in := btMakeTar(t, []btEntry{btRegEnt("big", btRandBytes(1, 2<<20))})
-	for _, n := range []int{0, 100, 600 << 10} {
-		_, err := Build(context.Background(), &btErrWriter{n: n}, bytes.NewReader(in), int64(len(in)), BuildOptions{})
+	in := btMakeTar(t, []btEntry{btRegEnt("big", btRandBytes(1, 1<<20))})
+	for _, n := range []int{0, 100, 300 << 10} {
+		_, err := Build(context.Background(), &btErrWriter{n: n}, bytes.NewReader(in), int64(len(in)), BuildOptions{CompressionLevel: gzip.BestSpeed})
 		if !errors.Is(err, btErrWrite) {
 			t.Errorf("Build(writer failing after %d) = %v, want %v", n, err, btErrWrite)
 		}
@@ -673,14 +680,14 @@ func (c *btCancelReader) ReadAt(p []byte, off int64) (int, error) {
 
 func TestBuildCancel(t *testing.T) {
 	t.Parallel()
-	in := btMakeTar(t, []btEntry{btRegEnt("a", btRandBytes(1, 1<<20)), btRegEnt("b", btRandBytes(2, 1<<20))})
-	for _, after := range []int64{0, 4096, 1 << 20} {
+	in := btMakeTar(t, []btEntry{btRegEnt("a", btRandBytes(1, 512<<10)), btRegEnt("b", btRandBytes(2, 512<<10))})
+	for _, after := range []int64{0, 4096, 512 << 10} {
 		ctx, cancel := context.WithCancel(context.Background())
 		if after == 0 {
 			cancel()
 		}
 		r := &btCancelReader{r: bytes.NewReader(in), n: after, cancel: cancel}
-		_, err := Build(ctx, io.Discard, r, int64(len(in)), BuildOptions{})
+		_, err := Build(ctx, io.Discard, r, int64(len(in)), BuildOptions{CompressionLevel: gzip.BestSpeed})
 		cancel()
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Build(cancelled after %d bytes) = %v, want %v", after, err, context.Canceled)
