@@ -65,6 +65,11 @@ func Image(ctx context.Context, src, dst string, opts Options) (digest.Digest, e
 		return "", classify("open destination "+dstName, err)
 	}
 	defer dest.Close()
+	// Fail before the expensive part when the destination is unreachable or refuses us: checking
+	// for a blob pings the registry and authenticates with push scope.
+	if _, _, err := dest.TryReusingBlob(ctx, img.configInfo, none.NoCache, false); err != nil {
+		return "", classify("open destination "+dstName, err)
+	}
 
 	c := &converter{src: source, dst: dest, opts: opts, log: opts.Logger.With("src", srcName, "dst", dstName),
 		progress: newProgress(opts.Progress)}
@@ -89,6 +94,7 @@ func parseReference(s string) (types.ImageReference, error) {
 // sourceImage is the single-platform image read from the source.
 type sourceImage struct {
 	layers      []types.BlobInfo
+	configInfo  types.BlobInfo
 	config      []byte
 	diffIDs     []digest.Digest   // from config; may be shorter than layers in a broken image
 	annotations map[string]string // manifest annotations (OCI only)
@@ -131,7 +137,8 @@ func readImage(ctx context.Context, src types.ImageSource, sys *types.SystemCont
 		return nil, fmt.Errorf("parse manifest: %w", err)
 	}
 	img.annotations = extra.Annotations
-	if img.config, err = fetchConfig(ctx, src, m.ConfigInfo()); err != nil {
+	img.configInfo = m.ConfigInfo()
+	if img.config, err = fetchConfig(ctx, src, img.configInfo); err != nil {
 		return nil, err
 	}
 	var cfg ocispec.Image

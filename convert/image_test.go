@@ -421,7 +421,8 @@ func TestImageCredentials(t *testing.T) {
 		wantErr  error
 	}{
 		{name: "good", password: "secret", src: plain.host + "/src:v1"},
-		{name: "bad", password: "wrong", src: reg.host + "/dst:v1", wantErr: ErrUnauthorized},
+		{name: "bad-source", password: "wrong", src: reg.host + "/dst:v1", wantErr: ErrUnauthorized},
+		{name: "bad-destination", password: "wrong", src: plain.host + "/src:v1", wantErr: ErrUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -437,14 +438,24 @@ func TestImageCredentials(t *testing.T) {
 }
 
 func TestImageUnreachable(t *testing.T) {
+	reg := newTestRegistry(t, nil)
+	reg.pushImage(t, "src", "v1", dockerManifestType, gzipLayers(t))
 	srv := httptest.NewServer(http.NotFoundHandler())
-	host := strings.TrimPrefix(srv.URL, "http://")
+	gone := strings.TrimPrefix(srv.URL, "http://")
 	srv.Close()
-	_, err := Image(t.Context(), host+"/src:v1", host+"/dst:v1", testOptions(t))
-	if !errors.Is(err, ErrUnreachable) {
-		t.Errorf("Image() error = %v, want ErrUnreachable", err)
+	tests := []struct{ name, src, dst, wantText string }{
+		{name: "source", src: gone + "/src:v1", dst: reg.host + "/dst:v1", wantText: "open source"},
+		{name: "destination", src: reg.host + "/src:v1", dst: gone + "/dst:v1", wantText: "open destination"},
 	}
-	t.Logf("error: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Image(t.Context(), tt.src, tt.dst, testOptions(t))
+			if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("Image() error = %v, want ErrUnreachable from %q", err, tt.wantText)
+			}
+			t.Logf("error: %v", err)
+		})
+	}
 }
 
 func TestImageTLSRequired(t *testing.T) {
