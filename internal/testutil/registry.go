@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package testutil holds helpers shared by the tests of several packages:
+// an in-process registry with request counting and fault injection,
+// eStargz and gzip image builders, a log recorder and a goroutine leak
+// check. It is imported by tests only.
+package testutil
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+// Registry is go-containerregistry's in-process registry behind a
+// middleware that records every request and can inject faults. Safe for
+// concurrent use.
+type Registry struct {
+	// Host is host:port of the server, URL is http://Host.
+	Host, URL string
+
+	backend http.Handler
+
+	// mu guards the fields below.
+	mu     sync.Mutex
+	reqs   []Request
+	faults []*Fault
+	user   string // Basic credentials required, if user != ""
+	pass   string
+}
+
+// Request is one request the registry answered.
+type Request struct {
+	Method string
+	Path   string
+	Range  string // the Range header as received
+	Status int
+	Bytes  int64 // body bytes sent
+}
+
+// IsBlob reports whether r is a GET of a blob.
+func (r Request) IsBlob() bool {
+	return r.Method == http.MethodGet && strings.Contains(r.Path, "/blobs/sha")
+}
+
+// IsRange reports whether r is a GET of a blob with a Range header.
+func (r Request) IsRange() bool { return r.IsBlob() && r.Range != "" }
+
+// IsManifest reports whether r is a GET of a manifest (by tag or digest).
+func (r Request) IsManifest() bool {
+	return r.Method == http.MethodGet && strings.Contains(r.Path, "/manifests/")
+}
+
+// Fault changes the answers to matching requests.
+type Fault struct {
+	// Match selects the requests; nil means every blob GET.
+	Match func(*http.Request) bool
+	// Times is how many matching requests to affect; 0 means all.
+	Times int
+	// Status, if set, answers with this status and an empty body.
+	Status int
+	// IgnoreRange serves the request as if it had no Range header (200
+	// with the whole blob), like a registry without range support.
+	IgnoreRange bool
+	// Truncate > 0 ends the body after this many bytes (the connection is
+	// closed, so the client sees a short body).
+	Truncate int
+	// Flip > 0 flips the bits of the body byte at index Flip-1.
+	Flip int
+
+	used int
+}
+
+// NewRegistry starts a registry for the test and stops it at cleanup.
+func NewRegistry(t testing.TB) *Registry {
+	t.Helper()
+	r := &Registry{backend: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+	srv := httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(srv.Close)
+	r.URL = srv.URL
+	r.Host = strings.TrimPrefix(srv.URL, "http://")
+	return r
+}
+
+// Inject adds a fault. Faults are consulted in the order added; the first
+// matching one with uses left applies.
+func (r *Registry) Inject(f Fault) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.faults = append(r.faults, &f)
+}
+
+// ClearFaults removes every fault.
+func (r *Registry) ClearFaults() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.faults = nil
+}
+
+// RequireBasicAuth makes the registry answer 401 with a Basic challenge
+// to requests without these credentials.
+func (r *Registry) RequireBasicAuth(user, pass string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.user, r.pass = user, pass
+}
+
+// Requests returns the requests answered so far.
+func (r *Registry) Requests() []Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Request(nil), r.reqs...)
+}
+
+// Count returns how many answered requests satisfy match.
+func (r *Registry) Count(match func(Request) bool) int {
+	n := 0
+	for _, q := range r.Requests() {
+		if match(q) {
+			n++
+		}
+	}
+	return n
+}
+
+// Bytes returns the body bytes sent for requests satisfying match.
+func (r *Registry) Bytes(match func(Request) bool) int64 {
+	var n int64
+	for _, q := range r.Requests() {
+		if match(q) {
+			n += q.Bytes
+		}
+	}
+	return n
+}
+
+// Reset forgets the requests recorded so far.
+func (r *Registry) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reqs = nil
+}
+
+// Ref returns the reference host:port/repo:tag.
+func (r *Registry) Ref(repo, tag string) string { return r.Host + "/" + repo + ":" + tag }
+
+// RegistriesConf writes a registries.conf that marks this registry
+// insecure (plain HTTP) and returns its path, for registryauth.Options and
+// containers/image.
+func (r *Registry) RegistriesConf(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "registries.conf")
+	conf := fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", r.Host)
+	if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// AuthFile writes a containers auth.json with the given credentials for
+// this registry (none if user is "") and returns its path.
+func (r *Registry) AuthFile(t testing.TB, user, pass string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "auth.json")
+	data := `{"auths":{}}`
+	if user != "" {
+		enc := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+		data = fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, r.Host, enc)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
+	rec := Request{Method: req.Method, Path: req.URL.Path, Range: req.Header.Get("Range")}
+	cw := &faultWriter{ResponseWriter: w}
+	r.mu.Lock()
+	user, pass := r.user, r.pass
+	f := r.faultFor(req)
+	r.mu.Unlock()
+	defer func() {
+		rec.Status, rec.Bytes = cw.status, cw.n
+		r.mu.Lock()
+		r.reqs = append(r.reqs, rec)
+		r.mu.Unlock()
+	}()
+	if u, p, ok := req.BasicAuth(); user != "" && (!ok || u != user || p != pass) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="testutil"`)
+		cw.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if f != nil {
+		if f.Status != 0 {
+			cw.WriteHeader(f.Status)
+			return
+		}
+		if f.IgnoreRange {
+			req.Header.Del("Range")
+		}
+		cw.truncate, cw.flip = f.Truncate, f.Flip
+	}
+	r.backend.ServeHTTP(cw, req)
+}
+
+// faultFor returns the fault for req, counting its use. r.mu must be held.
+func (r *Registry) faultFor(req *http.Request) *Fault {
+	for _, f := range r.faults {
+		match := f.Match
+		if match == nil {
+			match = func(q *http.Request) bool { return (Request{Method: q.Method, Path: q.URL.Path}).IsBlob() }
+		}
+		if (f.Times == 0 || f.used < f.Times) && match(req) {
+			f.used++
+			return f
+		}
+	}
+	return nil
+}
+
+// faultWriter records the status and body size and applies body faults.
+type faultWriter struct {
+	http.ResponseWriter
+	status   int
+	n        int64
+	truncate int
+	flip     int
+}
+
+func (w *faultWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *faultWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	full := len(p)
+	if w.truncate > 0 {
+		left := int64(w.truncate) - w.n
+		if left <= 0 {
+			return 0, io.ErrClosedPipe
+		}
+		p = p[:min(int64(len(p)), left)]
+	}
+	if i := int64(w.flip-1) - w.n; w.flip > 0 && i >= 0 && i < int64(len(p)) {
+		p = bytes.Clone(p)
+		p[i] ^= 0xff
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	if err == nil && n < full {
+		err = io.ErrClosedPipe
+	}
+	return n, err
+}
+
+// put sends a request straight to the backend, bypassing faults,
+// authentication and the request log.
+func (r *Registry) put(t testing.TB, method, path, contentType string, body []byte) *http.Response {
+	t.Helper()
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	w := httptest.NewRecorder()
+	r.backend.ServeHTTP(w, req)
+	resp := w.Result()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: status %s: %s", method, path, resp.Status, w.Body.String())
+	}
+	return resp
+}

@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/stargz-store/stargz-store/internal/flight"
+	"github.com/stargz-store/stargz-store/refspec"
+)
+
+// errClosed is returned by a Manager after Close.
+var errClosed = errors.New("store closed")
+
+// blobKey names one layer blob of one image reference.
+type blobKey struct {
+	ref  refspec.Reference
+	blob digest.Digest
+}
+
+// imageState is a resolved image kept in the cache. It is pinned while any
+// of its layers is open and dropped IdleTimeout after that.
+type imageState struct {
+	img      *image
+	more     []layerEntry // layers of the other index instances, once searched
+	searched bool
+	open     int       // layer states of this ref holding a Layer or verdict
+	lastUsed time.Time // last lookup, or when open dropped to 0
+}
+
+// Manager turns (reference, digest) into lazily readable layers: it
+// resolves images through containers/image, opens layers with range reads
+// through the registry endpoints, and keeps them while storage uses them.
+// It is safe for concurrent use. Create it with New and stop it with
+// Close.
+//
+// The Manager owns a lifetime context (see internal/flight): resolutions
+// and layer opens run on it, detached from the caller that started them,
+// so one interrupted lookup does not abort the work others wait for.
+type Manager struct {
+	opts     Options
+	log      *slog.Logger
+	clk      clock
+	resolves *flight.Group[refspec.Reference, *image]
+	searches *flight.Group[refspec.Reference, []layerEntry]
+	opens    *flight.Group[blobKey, *Layer]
+	wg       sync.WaitGroup // timer callbacks running
+	close    sync.Once
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	closed  bool
+	images  map[refspec.Reference]*imageState
+	layers  map[layerKey]*layerState // both names of one layer share a state
+	sweep   stopper                  // the armed sweep timer, or nil
+	sweepAt time.Time                // when it fires
+}
+
+// New returns a Manager. It does no I/O.
+func New(opts Options) (*Manager, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	return &Manager{
+		opts:     o,
+		log:      o.Logger,
+		clk:      o.clock,
+		resolves: flight.New[refspec.Reference, *image](ctx),
+		searches: flight.New[refspec.Reference, []layerEntry](ctx),
+		opens:    flight.New[blobKey, *Layer](ctx),
+		images:   map[refspec.Reference]*imageState{},
+		layers:   map[layerKey]*layerState{},
+	}, nil
+}
+
+// Layer returns the layer of ref named d, its blob digest (Podman <= 5.0)
+// or its TOC digest (Podman >= 5.1). The first call for an image resolves
+// it; the first call for a layer reads its footer and TOC. Errors wrap
+// ErrNotFound (the image has no such layer), ErrNotLazy (it has, but it
+// cannot be served lazily) or ErrVerify; anything else is a fetch problem.
+// Layer waits with ctx; the shared work goes on for other callers when
+// ctx ends.
+func (m *Manager) Layer(ctx context.Context, ref refspec.Reference, d digest.Digest) (*Layer, error) {
+	if l, err, ok := m.cached(layerKey{ref, d}); ok {
+		return l, err
+	}
+	img, err := m.image(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	e, err := m.find(ctx, img, d)
+	if err != nil {
+		return nil, err
+	}
+	return m.open(ctx, e)
+}
+
+// cached answers from the layer states: an open layer, or a verdict that
+// it is not lazy.
+func (m *Manager) cached(k layerKey) (*Layer, error, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosed, true
+	}
+	st := m.layers[k]
+	if st == nil {
+		return nil, nil, false
+	}
+	now := m.clk.Now()
+	switch st.kind {
+	case stateReady:
+		st.lastUsed = now
+		return st.layer, nil, true
+	case stateNotLazy:
+		if now.Before(st.until) {
+			return nil, st.err, true
+		}
+	}
+	return nil, nil, false
+}
+
+// image returns the resolved image of ref, resolving it once for all
+// concurrent callers. Only successes are cached.
+func (m *Manager) image(ctx context.Context, ref refspec.Reference) (*image, error) {
+	m.mu.Lock()
+	if is := m.images[ref]; is != nil {
+		is.lastUsed = m.clk.Now()
+		m.mu.Unlock()
+		return is.img, nil
+	}
+	m.mu.Unlock()
+	return m.resolves.Do(ctx, ref, func(ctx context.Context) (*image, error) {
+		m.mu.Lock()
+		is := m.images[ref] // resolved just before this call began
+		m.mu.Unlock()
+		if is != nil {
+			return is.img, nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, m.opts.ResolveTimeout)
+		defer cancel()
+		start := time.Now()
+		img, err := fetchImage(ctx, m.opts.Registries.SystemContext(), ref)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", ref, err)
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.closed {
+			return nil, errClosed
+		}
+		now := m.clk.Now()
+		m.images[ref] = &imageState{img: img, lastUsed: now}
+		m.scheduleLocked(now.Add(m.opts.IdleTimeout))
+		m.log.Info("image resolved", "ref", ref.String(), "manifest", img.manifest.String(),
+			"layers", len(img.layers), "instances", len(img.others), "dur", time.Since(start))
+		return img, nil
+	})
+}
+
+// find looks d up among the image's layers and, failing that, among the
+// layers of the index's other instances (another platform, or another
+// compression Podman chose).
+func (m *Manager) find(ctx context.Context, img *image, d digest.Digest) (layerEntry, error) {
+	if e, ok := findLayer(img.layers, d); ok {
+		return e, nil
+	}
+	notFound := fmt.Errorf("layer %s of %s: %w", d, img.ref, ErrNotFound)
+	if len(img.others) == 0 {
+		return layerEntry{}, notFound
+	}
+	more, err := m.otherInstances(ctx, img)
+	if err != nil {
+		return layerEntry{}, err
+	}
+	if e, ok := findLayer(more, d); ok {
+		return e, nil
+	}
+	return layerEntry{}, notFound
+}
+
+// otherInstances returns the layers of img's other index instances,
+// fetching them once.
+func (m *Manager) otherInstances(ctx context.Context, img *image) ([]layerEntry, error) {
+	m.mu.Lock()
+	if is := m.images[img.ref]; is != nil && is.img == img && is.searched {
+		more := is.more
+		m.mu.Unlock()
+		return more, nil
+	}
+	m.mu.Unlock()
+	return m.searches.Do(ctx, img.ref, func(ctx context.Context) ([]layerEntry, error) {
+		ctx, cancel := context.WithTimeout(ctx, m.opts.ResolveTimeout)
+		defer cancel()
+		more, err := fetchInstances(ctx, m.opts.Registries.SystemContext(), img.ref, img.others)
+		if err != nil {
+			return nil, fmt.Errorf("search the index of %s: %w", img.ref, err)
+		}
+		m.mu.Lock()
+		if is := m.images[img.ref]; is != nil && is.img == img {
+			is.more, is.searched = more, true
+		}
+		m.mu.Unlock()
+		return more, nil
+	})
+}
+
+// open returns the open layer for e, opening it once for all concurrent
+// callers and both of its names.
+func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
+	ref := e.desc.Ref
+	return m.opens.Do(ctx, blobKey{ref, e.desc.Digest}, func(ctx context.Context) (*Layer, error) {
+		if l, err, ok := m.cached(layerKey{ref, e.desc.Digest}); ok {
+			return l, err
+		}
+		if e.notLazy != nil {
+			return nil, m.notLazy(e, fmt.Errorf("layer %s of %s: %w: %w", e.desc.Digest, ref, ErrNotLazy, e.notLazy))
+		}
+		ctx, cancel := context.WithTimeout(ctx, m.opts.ResolveTimeout)
+		defer cancel()
+		eps, err := m.opts.Registries.Endpoints(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("endpoints of %s: %w", ref, err)
+		}
+		start := time.Now()
+		blob := newRemoteBlob(ref, e.desc, eps, m.opts)
+		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log})
+		if errors.Is(err, ErrNotLazy) {
+			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := m.ready(e, l); err != nil {
+			l.Close()
+			return nil, err
+		}
+		m.log.Info("layer resolved", "ref", ref.String(), "digest", e.desc.Digest.String(),
+			"toc", e.desc.TOCDigest.String(), "entries", l.Index().Len(), "dur", time.Since(start))
+		return l, nil
+	})
+}
+
+// scheduleLocked arms the sweep timer to fire at or before at. m.mu must
+// be held.
+func (m *Manager) scheduleLocked(at time.Time) {
+	if m.closed || (m.sweep != nil && !m.sweepAt.After(at)) {
+		return
+	}
+	if m.sweep != nil {
+		m.sweep.Stop()
+	}
+	m.sweepAt = at
+	m.sweep = m.clk.AfterFunc(at.Sub(m.clk.Now()), m.runSweep)
+}
+
+// runSweep frees idle layers, forgets expired verdicts and drops images
+// nothing pins, then re-arms the timer for the next deadline.
+func (m *Manager) runSweep() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.wg.Add(1) // under mu and before closed: Close waits for us
+	defer m.wg.Done()
+	m.sweep = nil
+	freed, next := m.sweepLocked(m.clk.Now())
+	if !next.IsZero() {
+		m.scheduleLocked(next)
+	}
+	m.mu.Unlock()
+	for _, st := range freed {
+		m.free(st, "idle")
+	}
+}
+
+// Close frees every layer, stops the timers and waits for the work in
+// flight to end. It is idempotent.
+func (m *Manager) Close() error {
+	m.close.Do(func() {
+		m.mu.Lock()
+		m.closed = true
+		if m.sweep != nil {
+			m.sweep.Stop()
+			m.sweep = nil
+		}
+		var open []*Layer
+		for k, st := range m.layers {
+			if st.kind == stateReady && k.d == st.blob {
+				open = append(open, st.layer)
+			}
+			st.kind = stateFreed
+		}
+		m.layers = map[layerKey]*layerState{}
+		m.images = map[refspec.Reference]*imageState{}
+		m.mu.Unlock()
+		m.resolves.Close()
+		m.searches.Close()
+		m.opens.Close()
+		for _, l := range open {
+			l.Close()
+		}
+		m.wg.Wait()
+	})
+	return nil
+}

@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
+	"go.podman.io/image/v5/types"
+
+	"github.com/stargz-store/stargz-store/refspec"
+)
+
+// Layer annotations the store reads (stargz-snapshotter and
+// containers/storage spell them so).
+const (
+	annotationTOCDigest        = "containerd.io/snapshot/stargz/toc.digest"
+	annotationUncompressedSize = "io.containers.estargz.uncompressed-size"
+	annotationZstdChunked      = "io.github.containers.zstd-chunked.manifest-checksum"
+)
+
+// maxConfigSize bounds an image config read into memory.
+const maxConfigSize = 16 << 20
+
+// image is what resolving a reference gives: the layers of the instance
+// for the host platform and, for an index, the other instances still to
+// search. It is immutable.
+type image struct {
+	ref      refspec.Reference
+	manifest digest.Digest   // of the instance whose layers are listed
+	layers   []layerEntry    // in manifest order
+	others   []digest.Digest // index instances not resolved yet
+}
+
+// layerEntry is one layer as the manifest and config describe it.
+type layerEntry struct {
+	desc LayerDesc
+	// zstd is the zstd:chunked manifest checksum, the Gen B name of a
+	// zstd:chunked layer, which the store does not serve.
+	zstd digest.Digest
+	// notLazy says why the layer cannot be served lazily; nil if it may be.
+	notLazy error
+}
+
+// names reports whether d names the layer: its blob digest (Gen A) or its
+// TOC digest (Gen B).
+func (e layerEntry) names(d digest.Digest) bool {
+	return d == e.desc.Digest || (d == e.desc.TOCDigest && d != "") || (d == e.zstd && d != "")
+}
+
+func findLayer(entries []layerEntry, d digest.Digest) (layerEntry, bool) {
+	for _, e := range entries {
+		if e.names(d) {
+			return e, true
+		}
+	}
+	return layerEntry{}, false
+}
+
+// fetchImage resolves ref through containers/image: the manifest, for an
+// index the instance for the host platform, and the config's DiffIDs.
+func fetchImage(ctx context.Context, sys *types.SystemContext, ref refspec.Reference) (*image, error) {
+	src, err := openSource(ctx, sys, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	raw, mime, err := src.GetManifest(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch manifest: %w", err)
+	}
+	if d := ref.Digest(); d != "" {
+		if ok, err := manifest.MatchesDigest(raw, d); err != nil || !ok {
+			return nil, fmt.Errorf("manifest does not match %s: %w", d, ErrVerify)
+		}
+	}
+	img := &image{ref: ref, manifest: digest.FromBytes(raw)}
+	if manifest.MIMETypeIsMultiImage(mime) {
+		list, err := manifest.ListFromBlob(raw, mime)
+		if err != nil {
+			return nil, fmt.Errorf("parse index: %w", err)
+		}
+		all := list.Instances()
+		chosen, err := list.ChooseInstance(sys)
+		if err != nil {
+			// No instance for this host: search them all when asked.
+			img.others = all
+			return img, nil
+		}
+		img.others = slices.DeleteFunc(slices.Clone(all), func(d digest.Digest) bool { return d == chosen })
+		img.manifest = chosen
+		if raw, mime, err = getInstance(ctx, src, chosen); err != nil {
+			return nil, err
+		}
+	}
+	if img.layers, err = readInstance(ctx, src, ref, raw, mime); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// fetchInstances resolves the given index instances of ref and returns
+// all their layers. Any failure fails the whole search, so that a
+// transient error is not remembered as "not there".
+func fetchInstances(ctx context.Context, sys *types.SystemContext, ref refspec.Reference, instances []digest.Digest) ([]layerEntry, error) {
+	src, err := openSource(ctx, sys, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	var all []layerEntry
+	for _, inst := range instances {
+		raw, mime, err := getInstance(ctx, src, inst)
+		if err != nil {
+			return nil, err
+		}
+		if manifest.MIMETypeIsMultiImage(mime) {
+			continue // nested indexes are not images; Podman does not follow them either
+		}
+		layers, err := readInstance(ctx, src, ref, raw, mime)
+		if err != nil {
+			return nil, fmt.Errorf("instance %s: %w", inst, err)
+		}
+		all = append(all, layers...)
+	}
+	return all, nil
+}
+
+func openSource(ctx context.Context, sys *types.SystemContext, ref refspec.Reference) (types.ImageSource, error) {
+	iref, err := docker.NewReference(ref.Named())
+	if err != nil {
+		return nil, fmt.Errorf("reference %s: %w", ref, err)
+	}
+	src, err := iref.NewImageSource(ctx, sys)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", ref, err)
+	}
+	return src, nil
+}
+
+func getInstance(ctx context.Context, src types.ImageSource, inst digest.Digest) ([]byte, string, error) {
+	raw, mime, err := src.GetManifest(ctx, &inst)
+	if err != nil {
+		return nil, "", fmt.Errorf("fetch manifest %s: %w", inst, err)
+	}
+	if ok, err := manifest.MatchesDigest(raw, inst); err != nil || !ok {
+		return nil, "", fmt.Errorf("manifest %s does not match its digest: %w", inst, ErrVerify)
+	}
+	return raw, mime, nil
+}
+
+// readInstance parses one image manifest and fetches its config.
+func readInstance(ctx context.Context, src types.ImageSource, ref refspec.Reference, raw []byte, mime string) ([]layerEntry, error) {
+	m, err := manifest.FromBlob(raw, mime)
+	if err != nil {
+		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	var diffIDs []digest.Digest
+	if ci := m.ConfigInfo(); ci.Digest != "" {
+		cfg, err := fetchConfig(ctx, src, ci)
+		if err != nil {
+			return nil, err
+		}
+		diffIDs = cfg.RootFS.DiffIDs
+	}
+	infos := m.LayerInfos()
+	var why error
+	if len(diffIDs) != len(infos) {
+		why = fmt.Errorf("image config lists %d diff_ids for %d layers", len(diffIDs), len(infos))
+		diffIDs = nil
+	}
+	entries := make([]layerEntry, len(infos))
+	for i, li := range infos {
+		var diffID digest.Digest
+		if diffIDs != nil {
+			diffID = diffIDs[i]
+		}
+		entries[i] = newLayerEntry(ref, li.BlobInfo, diffID)
+		if entries[i].notLazy == nil && why != nil {
+			entries[i].notLazy = why
+		}
+	}
+	return entries, nil
+}
+
+func fetchConfig(ctx context.Context, src types.ImageSource, info types.BlobInfo) (*ocispec.Image, error) {
+	rc, _, err := src.GetBlob(ctx, info, none.NoCache)
+	if err != nil {
+		return nil, fmt.Errorf("fetch config %s: %w", info.Digest, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", info.Digest, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("config %s is larger than %d bytes", info.Digest, maxConfigSize)
+	}
+	if err := info.Digest.Validate(); err != nil || info.Digest.Algorithm().FromBytes(data) != info.Digest {
+		return nil, fmt.Errorf("config %s: %w", info.Digest, ErrVerify)
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("parse config %s: %w", info.Digest, err)
+	}
+	return &cfg, nil
+}
+
+// newLayerEntry builds the descriptor of one manifest layer and decides
+// whether it can be served lazily at all.
+func newLayerEntry(ref refspec.Reference, bi types.BlobInfo, diffID digest.Digest) layerEntry {
+	e := layerEntry{desc: LayerDesc{
+		Ref:              ref,
+		Digest:           bi.Digest,
+		Size:             bi.Size,
+		MediaType:        bi.MediaType,
+		DiffID:           diffID,
+		UncompressedSize: -1,
+	}}
+	a := bi.Annotations
+	if s, ok := a[annotationUncompressedSize]; ok {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+			e.desc.UncompressedSize = n
+		}
+	}
+	if s := a[annotationZstdChunked]; s != "" {
+		e.zstd, _ = refspec.ParseDigest(s)
+	}
+	var err error
+	if s := a[annotationTOCDigest]; s != "" {
+		if e.desc.TOCDigest, err = refspec.ParseDigest(s); err != nil {
+			e.notLazy = fmt.Errorf("invalid %s annotation %q", annotationTOCDigest, s)
+			return e
+		}
+	}
+	switch {
+	case e.desc.TOCDigest == "" && e.zstd != "":
+		e.notLazy = errors.New("zstd:chunked layers are not served lazily")
+	case e.desc.TOCDigest == "":
+		e.notLazy = fmt.Errorf("no %s annotation (not eStargz)", annotationTOCDigest)
+	case !isGzip(bi.MediaType):
+		e.notLazy = fmt.Errorf("media type %q is not gzip", bi.MediaType)
+	case len(bi.URLs) > 0:
+		e.notLazy = errors.New("foreign layer with external URLs")
+	case bi.Size <= 0:
+		e.notLazy = fmt.Errorf("layer size %d in the manifest", bi.Size)
+	case diffID == "":
+		e.notLazy = errors.New("image config gives no diff_id for the layer")
+	}
+	return e
+}
+
+// isGzip reports whether a layer media type is a gzip tar, the only
+// compression eStargz uses.
+func isGzip(mt string) bool {
+	switch mt {
+	case manifest.DockerV2Schema2LayerMediaType, ocispec.MediaTypeImageLayerGzip:
+		return true
+	}
+	return strings.HasSuffix(mt, ".tar+gzip") && !strings.Contains(mt, "encrypted")
+}
