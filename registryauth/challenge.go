@@ -60,8 +60,9 @@ func isToken68Tail(s string, j int) bool {
 	for k < len(s) && s[k] == '=' {
 		k++
 	}
+	n := k - j
 	k = skipSpace(s, k)
-	return k-j > 1 || k == len(s) || s[k] == ','
+	return n > 1 || k == len(s) || s[k] == ','
 }
 
 func skipSpace(s string, i int) int {

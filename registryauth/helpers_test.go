@@ -36,7 +36,7 @@ func isolate(t *testing.T) string {
 	}
 	t.Setenv("HOME", home)
 	t.Setenv("XDG_RUNTIME_DIR", run)
-	t.Setenv("XDG_CONFIG_HOME", "")
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
 	t.Setenv("DOCKER_CONFIG", "")
 	t.Setenv("REGISTRY_AUTH_FILE", "")
 	conf := filepath.Join(dir, "registries.conf")

@@ -64,12 +64,12 @@ type Options struct {
 // connection pools shared by all endpoints. Safe for concurrent use; create
 // one per process.
 type Registries struct {
-	sys      *types.SystemContext
-	creds    Resolver
-	log      *slog.Logger
-	plain    *http.Transport // for hosts other than the registry (redirect targets)
-	now      func() time.Time
-	tokenSF  singleflight.Group // keyed by tokenKey.String()
+	sys     *types.SystemContext
+	creds   Resolver
+	log     *slog.Logger
+	plain   *http.Transport // for hosts other than the registry (redirect targets)
+	now     func() time.Time
+	tokenSF singleflight.Group // keyed by tokenKey.String()
 
 	// mu guards the fields below.
 	mu     sync.Mutex
