@@ -16,6 +16,8 @@ const modulePrefix = "github.com/stargz-store/stargz-store/"
 // code of this module (other than tests and this package). Call it first
 // in a test so that its cleanup runs last, after the Close calls the test
 // registered. It waits briefly for goroutines that are just returning.
+// It sees every goroutine of the test binary, so it cannot tell apart
+// tests running in parallel: use it in tests that do not call t.Parallel.
 func CheckLeaks(t testing.TB) {
 	t.Helper()
 	t.Cleanup(func() {
