@@ -194,9 +194,9 @@ func (r *Registries) Endpoints(ctx context.Context, ref refspec.Reference) ([]En
 		}
 	}
 	var eps []Endpoint
-	for _, ps := range sources {
+	for i, ps := range sources {
 		ep, err := r.endpoint(ctx, ps)
-		if errors.Is(err, ErrBlocked) && len(eps) < len(sources)-1 {
+		if errors.Is(err, ErrBlocked) && i < len(sources)-1 {
 			r.log.DebugContext(ctx, "skip blocked mirror", "ref", ps.Reference.String())
 			continue
 		}
@@ -227,7 +227,8 @@ func (r *Registries) endpoint(_ context.Context, ps sysregistriesv2.PullSource) 
 	if err != nil {
 		return Endpoint{}, err
 	}
-	t := &authTransport{r: r, h: h, ref: ref, scope: "repository:" + reference.Path(ps.Reference) + ":pull"}
+	t := &authTransport{r: r, h: h, ref: ref, ns: ps.Endpoint.NamespaceProxy,
+		scope: "repository:" + reference.Path(ps.Reference) + ":pull"}
 	return Endpoint{
 		Ref:       ps.Reference,
 		Host:      host,

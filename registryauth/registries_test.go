@@ -44,6 +44,7 @@ insecure = true
 location = "proxied.example.com"
 [[registry.mirror]]
 location = "proxy.local"
+namespace-proxy = "proxied.example.com"
 `)
 	r, err := New(Options{RegistriesConf: conf, RegistriesConfDir: confDir})
 	if err != nil {
@@ -93,7 +94,10 @@ location = "proxy.local"
 	}
 	eps, err = r.Endpoints(ctx, mustRef(t, "proxied.example.com/p:1"))
 	if err != nil || len(eps) != 2 || eps[0].Host != "proxy.local" {
-		t.Errorf("Endpoints from the drop-in = %v, %v, want proxy.local first", eps, err)
+		t.Fatalf("Endpoints from the drop-in = %v, %v, want proxy.local first", eps, err)
+	}
+	if u := eps[0].ManifestURL("x"); u != "https://proxy.local/v2/p/manifests/x?ns=proxied.example.com" {
+		t.Errorf("namespace-proxy ManifestURL = %q, want an ns parameter", u)
 	}
 }
 

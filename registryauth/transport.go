@@ -76,7 +76,19 @@ type authTransport struct {
 	h     *hostState
 	ref   refspec.Reference // the endpoint's reference, for credentials
 	scope string            // repository:<path>:pull
+	ns    string            // namespace-proxy "ns" parameter, for the ping
+
+	// credMu guards the fields below: the last resolved credentials, kept
+	// for credTTL so that a range read does not re-read auth files (or run
+	// a credential helper) every time.
+	credMu sync.Mutex
+	cred   Credentials
+	credAt time.Time
 }
+
+// credTTL is how long resolved credentials are reused. A 401 always
+// re-resolves, so a `podman login` after a failure applies at once.
+const credTTL = time.Minute
 
 // RoundTrip implements http.RoundTripper. The caller's request is not
 // modified. A final 401 or 403 from the registry becomes an error wrapping
@@ -139,13 +151,15 @@ func (t *authTransport) roundTripRegistry(orig *http.Request) (*http.Response, e
 	if t.h.httpOnly() && req.URL.Scheme == "https" {
 		req.URL.Scheme = "http"
 	}
-	cred, err := t.credentials(ctx)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := t.authorize(req, t.h.getChallenges(), cred, "")
-	if err != nil {
-		return nil, err
+	var tok string
+	if cs := t.h.getChallenges(); len(cs) > 0 {
+		cred, err := t.credentials(ctx, false)
+		if err != nil {
+			return nil, err
+		}
+		if tok, err = t.authorize(req, cs, cred, ""); err != nil {
+			return nil, err
+		}
 	}
 	resp, err := t.sendRegistry(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || !rewindable(req) {
@@ -165,6 +179,10 @@ func (t *authTransport) roundTripRegistry(orig *http.Request) (*http.Response, e
 	}
 	t.h.setChallenges(cs)
 	retry, err := rewind(req)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := t.credentials(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -208,14 +226,23 @@ func errorCode(body io.Reader) string {
 	return c
 }
 
-// credentials resolves the endpoint's credentials. They are resolved on
-// every request that may need them, so that runtime changes (podman login,
-// the ALS auth helper) apply without a restart; resolvers are cheap.
-func (t *authTransport) credentials(ctx context.Context) (Credentials, error) {
+// credentials returns the endpoint's credentials, resolved again when
+// fresh is set or the last answer is older than credTTL, so that runtime
+// changes (podman login, the ALS auth helper) apply without a restart.
+func (t *authTransport) credentials(ctx context.Context, fresh bool) (Credentials, error) {
+	t.credMu.Lock()
+	c, at := t.cred, t.credAt
+	t.credMu.Unlock()
+	if !fresh && !at.IsZero() && t.r.now().Sub(at) < credTTL {
+		return c, nil
+	}
 	c, err := t.r.creds.Resolve(ctx, t.ref)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("credentials for %s: %w", t.ref.Name(), err)
 	}
+	t.credMu.Lock()
+	t.cred, t.credAt = c, t.r.now()
+	t.credMu.Unlock()
 	return c, nil
 }
 
@@ -273,7 +300,11 @@ func (t *authTransport) sendRegistry(req *http.Request) (*http.Response, error) 
 
 // ping asks GET /v2/ for the host's challenges.
 func (t *authTransport) ping(ctx context.Context, scheme string) ([]challenge, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+t.h.host+"/v2/", nil)
+	u := url.URL{Scheme: scheme, Host: t.h.host, Path: "/v2/"}
+	if t.ns != "" {
+		u.RawQuery = url.Values{"ns": {t.ns}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err
 	}
