@@ -59,6 +59,7 @@ type Manager struct {
 	closed  bool
 	images  map[refspec.Reference]*imageState
 	layers  map[layerKey]*layerState // both names of one layer share a state
+	warned  map[blobKey]bool         // layers whose not-lazy verdict was logged at Warn
 	sweep   stopper                  // the armed sweep timer, or nil
 	sweepAt time.Time                // when it fires
 }
@@ -79,6 +80,7 @@ func New(opts Options) (*Manager, error) {
 		opens:    flight.New[blobKey, *Layer](ctx),
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
+		warned:   map[blobKey]bool{},
 	}, nil
 }
 

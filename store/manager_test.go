@@ -344,10 +344,17 @@ func TestManagerNotLazy(t *testing.T) {
 		}
 	}
 
-	// The verdict expires; asking again then re-checks (and warns again).
+	// The verdict expires; asking again then re-checks, without a second Warn.
 	e.clk.Advance(2 * defaultNotLazyTTL)
-	if _, err := e.m.Layer(t.Context(), ref, plain.Desc.Digest); !errors.Is(err, ErrNotLazy) {
+	before := e.reg.Count(testutil.Request.IsRange)
+	if _, err := e.m.Layer(t.Context(), ref, fake.Desc.Digest); !errors.Is(err, ErrNotLazy) {
 		t.Errorf("Layer after the TTL = %v, want ErrNotLazy", err)
+	}
+	if e.reg.Count(testutil.Request.IsRange) == before {
+		t.Errorf("verdict not re-checked after NotLazyTTL")
+	}
+	if n := len(e.logs.Find(slog.LevelWarn, "layer not served lazily")); n != 2 {
+		t.Errorf("%d Warn lines after the re-check, want still 2", n)
 	}
 }
 

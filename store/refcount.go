@@ -3,7 +3,9 @@
 package store
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -144,8 +146,12 @@ func (m *Manager) ready(e layerEntry, l *Layer) error {
 	return nil
 }
 
+// maxWarned bounds the set of layers already warned about; it is cleared
+// when full, so a long-lived daemon may repeat a warning rarely.
+const maxWarned = 4096
+
 // notLazy remembers for NotLazyTTL that e cannot be served lazily, logs
-// why once, and returns err.
+// why (at Warn the first time for the layer), and returns err.
 func (m *Manager) notLazy(e layerEntry, err error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -155,7 +161,16 @@ func (m *Manager) notLazy(e layerEntry, err error) error {
 	until := m.clk.Now().Add(m.opts.NotLazyTTL)
 	m.installLocked(&layerState{kind: stateNotLazy, err: err, until: until}, e)
 	m.scheduleLocked(until)
-	m.log.Warn("layer not served lazily", "ref", e.desc.Ref.String(), "digest", e.desc.Digest.String(), "err", err)
+	level, k := slog.LevelWarn, blobKey{e.desc.Ref, e.desc.Digest}
+	if m.warned[k] {
+		level = slog.LevelDebug
+	} else {
+		if len(m.warned) >= maxWarned {
+			clear(m.warned)
+		}
+		m.warned[k] = true
+	}
+	m.log.Log(context.Background(), level, "layer not served lazily", "ref", e.desc.Ref.String(), "digest", e.desc.Digest.String(), "err", err)
 	return err
 }
 
