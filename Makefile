@@ -6,9 +6,13 @@ BIN := $(OUT)/stargz-store
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags "-X main.version=$(VERSION)"
 # Packages a test run needs from Debian (idempotent; apt-get update first).
-TEST_DEBS := podman runc docker-registry bats fuse3 debootstrap busybox-static jq curl apache2-utils uidmap skopeo
+TEST_DEBS := podman runc docker-registry bats fuse3 debootstrap busybox-static jq curl apache2-utils uidmap skopeo iproute2
+# What `make demo` needs from Debian.
+DEMO_DEBS := podman runc docker-registry fuse3 busybox-static jq curl
+# The Podman 5 (Debian trixie) chroot for the e2e tests; built once, reused by later runs.
+P5_BASE ?= /var/tmp/podman5-chroot
 
-.PHONY: help build test test-unit test-fuse test-e2e fuzz vet fmt-check deps-test bench demo clean
+.PHONY: help build test test-unit test-fuse test-e2e e2e-deps fuzz vet fmt-check deps-test bench demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
@@ -29,13 +33,30 @@ fmt-check: ## gofmt must have nothing to say
 test-unit: ## unit tests with the race detector (fuzz seed corpora included)
 	$(GO) test -race -count=1 ./...
 
-test: deps-test vet fmt-check test-unit ## every tier: vet, gofmt, unit (+fuzz seeds), FUSE, e2e
+test-fuse: ## FUSE mount tests (need /dev/fuse; fail instead of skipping), also with GOMAXPROCS=1
+	# -p 1: one package at a time (mounts); -count 1: never cached; GOMAXPROCS=1 finds FUSE deadlocks
+	STARGZ_STORE_REQUIRE_FUSE=1 $(GO) test -race -p 1 -count 1 -timeout 10m -run 'Mount|Posix' ./layerfs/...
+	STARGZ_STORE_REQUIRE_FUSE=1 GOMAXPROCS=1 $(GO) test -race -p 1 -count 1 -timeout 10m -run 'Mount|Posix' ./layerfs/...
+
+e2e-deps: deps-test ## e2e prerequisites: Debian packages and the cached Podman 5 chroot (debootstrap once)
+	P5_BASE=$(P5_BASE) tests/podman5/setup.sh build
+
+test-e2e: build e2e-deps ## bats end-to-end tests with Podman 4 (host) and Podman 5 (chroot); as root
+	SGZ_P5_BASE=$(P5_BASE) STARGZ_STORE_BIN=$(CURDIR)/$(BIN) bats --tap tests/bats
+
+test: deps-test vet fmt-check test-unit test-fuse test-e2e ## every tier: vet, gofmt, unit (+fuzz seeds), FUSE, e2e
 
 fuzz: ## run each fuzz target for a fixed count
 	@for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=200000x $$pkg || exit 1; \
 	  done; done
+
+demo: ## installs what it needs, starts a registry, converts an image, runs it lazily (as root)
+	@missing=""; for p in $(DEMO_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	$(MAKE) build
+	STARGZ_STORE_BIN=$(CURDIR)/$(BIN) scripts/demo.sh
 
 clean: ## remove build output
 	rm -rf $(OUT)

@@ -1,0 +1,102 @@
+#!/usr/bin/env bats
+# Podman 4.3.1 (the host's; Gen A: the store is asked by layer blob digest) runs an eStargz image
+# through stargz-store.
+
+load helpers
+
+setup_file() {
+    binary_or_skip_file || return 0
+    require_store_binary
+    require_tools podman runc docker-registry skopeo jq curl ss
+    sgz_setup_work
+    start_registry main
+    export REG=$(reg_addr main)
+    export GZ=$REG/fixtures/busybox:gzip ESGZ=$REG/fixtures/busybox:esgz
+    push_fixture busybox "$GZ"
+    convert "$GZ" "$ESGZ"
+    check_estargz "$ESGZ"
+    start_store main "$SGZ_WORK/mnt/main"
+}
+
+teardown_file() {
+    sgz_teardown_work
+}
+
+setup() {
+    sgz_test_setup
+    p4_instance store "$(store_mnt main)"
+    p4_instance plain
+}
+
+teardown() {
+    sgz_test_teardown
+}
+
+@test "podman 4 pulls every layer of the eStargz image from the store" {
+    local off; off=$(store_log_lines main)
+    run podman4 pull -q "$ESGZ"
+    assert_success
+    local d uses
+    uses=$(store_events main "$off" use)
+    for d in $(layer_digests "$ESGZ"); do
+        jq -e --arg d "$d" 'select(.digest == $d)' <<<"$uses" >/dev/null || fail "no 'use' of layer $d in the store log"
+    done
+    run store_events main "$off" "layer not served lazily"
+    [ -z "$output" ] || fail "store fell back: $output"
+}
+
+@test "podman 4 run of the eStargz image shows the same files, modes, owners and links as the gzip image" {
+    local want=$SGZ_WORK/t$BATS_TEST_NUMBER/gzip.view got=$SGZ_WORK/t$BATS_TEST_NUMBER/esgz.view
+    podman4_plain pull -q "$GZ" >/dev/null
+    podman4_plain run --rm "$GZ" /bin/sh -c "$(list_tree_script)" sh $SGZ_BUSYBOX_DIRS > "$want"
+    podman4 pull -q "$ESGZ" >/dev/null
+    podman4 run --rm "$ESGZ" /bin/sh -c "$(list_tree_script)" sh $SGZ_BUSYBOX_DIRS > "$got"
+    [ "$(wc -l < "$want")" -gt 300 ]
+    assert_same_view "$want" "$got"
+}
+
+@test "podman 4 run of the eStargz image shows no extra entries in / (no landmark or TOC files)" {
+    podman4_plain pull -q "$GZ" >/dev/null
+    podman4 pull -q "$ESGZ" >/dev/null
+    run podman4_plain run --rm "$GZ" /bin/ls -a /
+    assert_success
+    local want=$output
+    run podman4 run --rm "$ESGZ" /bin/ls -a /
+    assert_success
+    [ "$output" = "$want" ] || fail "ls -a / differs: gzip: $(echo $want) / eStargz: $(echo $output)"
+}
+
+@test "podman 4 run that reads a few files fetches far fewer blob bytes than the image's compressed size" {
+    # a fresh store (empty cache), so nothing fetched by earlier tests counts
+    start_store lazy "$SGZ_WORK/mnt/lazy"
+    p4_instance store "$(store_mnt lazy)"
+    local off; off=$(reg_log_lines main)
+    run podman4 run --rm "$ESGZ" /bin/sh -c 'cat /data/small/hello.txt /data/deep/a/b/c/d/e/leaf.txt; wc -c < /data/medium/text-1.5m.txt'
+    assert_success
+    [ "${lines[0]}" = "hello from the stargz-store e2e fixture" ]
+    [ "${lines[1]}" = leaf ]
+    [ "${lines[2]}" = 1572864 ]
+    local got size
+    got=$(reg_blob_bytes main "$off" fixtures/busybox $(layer_digests "$ESGZ"))
+    size=$(image_size "$ESGZ")
+    log "blob bytes fetched: $got of $size (compressed image size)"
+    [ "$got" -gt 0 ] || fail "no blob bytes fetched at all: is the registry log right?"
+    [ $((got * 3)) -lt "$size" ] || fail "fetched $got bytes, not far below the image size $size"
+}
+
+@test "podman 4 rmi releases every layer in the store (refs=0, layer freed)" {
+    podman4 pull -q "$ESGZ" >/dev/null
+    run podman4 run --rm "$ESGZ" /bin/cat /data/small/hello.txt
+    assert_success
+    local off; off=$(store_log_lines main)
+    run podman4 rmi "$ESGZ"
+    assert_success
+    local d rel freed
+    rel=$(store_events main "$off" release)
+    freed=$(store_events main "$off" "layer freed")
+    for d in $(layer_digests "$ESGZ"); do
+        jq -e --arg d "$d" 'select(.digest == $d and (.refs | tostring) == "0")' <<<"$rel" >/dev/null ||
+            fail "no 'release' of $d down to refs=0; releases: $rel"
+        grep -qF "$d" <<<"$freed" || fail "no 'layer freed' for $d; got: $freed"
+    done
+}
