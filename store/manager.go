@@ -156,13 +156,14 @@ func (m *Manager) image(ctx context.Context, ref refspec.Reference) (*image, err
 			return nil, fmt.Errorf("resolve %s: %w", ref, err)
 		}
 		m.mu.Lock()
-		defer m.mu.Unlock()
 		if m.closed {
+			m.mu.Unlock()
 			return nil, errClosed
 		}
 		now := m.clk.Now()
 		m.images[ref] = &imageState{img: img, lastUsed: now}
 		m.scheduleLocked(now.Add(m.opts.IdleTimeout))
+		m.mu.Unlock()
 		m.log.Info("image resolved", "ref", ref.String(), "manifest", img.manifest.String(),
 			"layers", len(img.layers), "instances", len(img.others), "dur", time.Since(start))
 		return img, nil

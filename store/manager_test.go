@@ -415,6 +415,21 @@ func TestManagerRetriesTransientErrors(t *testing.T) {
 	}
 }
 
+func TestManagerRequestTimeout(t *testing.T) {
+	e := newEnv(t, envOptions{opts: func(o *Options) { o.RequestTimeout = 50 * time.Millisecond }})
+	ref, img := e.esgzImage(t, "app", "v1", 1)
+	stall := make(chan struct{})
+	defer close(stall)
+	e.reg.Inject(testutil.Fault{Match: isRange, Stall: stall, Times: 1})
+	l, err := e.m.Layer(t.Context(), ref, img.Layers[0].Desc.Digest)
+	if err != nil {
+		t.Fatalf("Layer after a stalled request = %v", err)
+	}
+	if got := string(readFile(t, l, "etc/hostname")); got != "host-v1a\n" {
+		t.Errorf("etc/hostname = %q", got)
+	}
+}
+
 func TestManagerRangeErrors(t *testing.T) {
 	t.Run("416", func(t *testing.T) {
 		e := newEnv(t, envOptions{})

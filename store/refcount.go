@@ -153,15 +153,13 @@ const maxWarned = 4096
 // notLazy remembers for NotLazyTTL that e cannot be served lazily, logs
 // why (at Warn the first time for the layer), and returns err.
 func (m *Manager) notLazy(e layerEntry, err error) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return err
-	}
-	until := m.clk.Now().Add(m.opts.NotLazyTTL)
-	m.installLocked(&layerState{kind: stateNotLazy, err: err, until: until}, e)
-	m.scheduleLocked(until)
 	level, k := slog.LevelWarn, blobKey{e.desc.Ref, e.desc.Digest}
+	m.mu.Lock()
+	if !m.closed {
+		until := m.clk.Now().Add(m.opts.NotLazyTTL)
+		m.installLocked(&layerState{kind: stateNotLazy, err: err, until: until}, e)
+		m.scheduleLocked(until)
+	}
 	if m.warned[k] {
 		level = slog.LevelDebug
 	} else {
@@ -170,6 +168,7 @@ func (m *Manager) notLazy(e layerEntry, err error) error {
 		}
 		m.warned[k] = true
 	}
+	m.mu.Unlock()
 	m.log.Log(context.Background(), level, "layer not served lazily", "ref", e.desc.Ref.String(), "digest", e.desc.Digest.String(), "err", err)
 	return err
 }

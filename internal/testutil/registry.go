@@ -78,6 +78,9 @@ type Fault struct {
 	Truncate int
 	// Flip > 0 flips the bits of the body byte at index Flip-1.
 	Flip int
+	// Stall, if not nil, holds the request until it is closed or the
+	// client gives up, then answers normally (or not at all).
+	Stall <-chan struct{}
 
 	used int
 }
@@ -206,6 +209,13 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 		if f.Status != 0 {
 			cw.WriteHeader(f.Status)
 			return
+		}
+		if f.Stall != nil {
+			select {
+			case <-f.Stall:
+			case <-req.Context().Done():
+				return
+			}
 		}
 		if f.IgnoreRange {
 			req.Header.Del("Range")
