@@ -68,15 +68,17 @@ func (h *hostState) setChallenges(cs []challenge) {
 // authTransport is an Endpoint's RoundTripper. For requests to its
 // registry host it answers Basic and Bearer challenges, retries once after
 // a 401 with fresh credentials, and falls back from https to http for
-// insecure registries. It follows redirects itself, and never sends the
-// registry's Authorization header to another host. Errors carry redacted
+// insecure registries. It follows redirects itself, never sends the
+// registry's Authorization header to another host, and remembers where
+// blob URLs redirect to (redirectCache). Errors carry redacted
 // URLs only.
 type authTransport struct {
-	r     *Registries
-	h     *hostState
-	ref   refspec.Reference // the endpoint's reference, for credentials
-	scope string            // repository:<path>:pull
-	ns    string            // namespace-proxy "ns" parameter, for the ping
+	r         *Registries
+	h         *hostState
+	redirects redirectCache
+	ref       refspec.Reference // the endpoint's reference, for credentials
+	scope     string            // repository:<path>:pull
+	ns        string            // namespace-proxy "ns" parameter, for the ping
 
 	// credMu guards the fields below: the last resolved credentials, kept
 	// for credTTL so that a range read does not re-read auth files (or run
@@ -99,6 +101,31 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Host != t.h.host {
 		return t.r.send(t.r.plain, req)
 	}
+	if !cacheableRedirect(req) {
+		return t.follow(req)
+	}
+	key := req.URL.String()
+	if loc := t.redirects.get(key, t.r.now()); loc != nil {
+		resp, err := t.r.send(t.r.plain, redirectRequest(req, loc))
+		if err == nil && resp.StatusCode < 300 {
+			return resp, nil
+		}
+		// Expired or revoked signature, or storage trouble: ask the
+		// registry again.
+		if err == nil {
+			resp.Body.Close()
+		}
+		t.redirects.drop(key)
+	}
+	resp, err := t.follow(req)
+	if err == nil && resp.StatusCode < 300 && resp.Request != nil && resp.Request.URL.Host != t.h.host {
+		t.redirects.put(key, resp.Request.URL, t.r.now())
+	}
+	return resp, err
+}
+
+// follow sends req to the registry and follows redirects.
+func (t *authTransport) follow(req *http.Request) (*http.Response, error) {
 	resp, err := t.roundTripRegistry(req)
 	for hops := 0; err == nil && isRedirect(resp) && (req.Method == http.MethodGet || req.Method == http.MethodHead); hops++ {
 		if hops == maxRedirects {
@@ -134,7 +161,8 @@ func isRedirect(resp *http.Response) bool {
 // storage URL carries its own.
 func redirectRequest(req *http.Request, loc *url.URL) *http.Request {
 	next := req.Clone(req.Context())
-	next.URL = loc
+	u := *loc
+	next.URL = &u
 	next.Host = ""
 	next.Body, next.GetBody, next.ContentLength = nil, nil, 0
 	next.Header.Del("Authorization")

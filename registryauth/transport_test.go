@@ -331,3 +331,75 @@ func TestConcurrentTokenFetchIsShared(t *testing.T) {
 		t.Errorf("anonymous token fetches = %d, want 1", n)
 	}
 }
+
+func TestBlobRedirectIsCached(t *testing.T) {
+	dir := isolate(t)
+	var mu sync.Mutex
+	var registryHits, storageHits int
+	refuse := false
+	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		storageHits++
+		if refuse || r.URL.Query().Get("gen") != fmt.Sprint(registryHits) {
+			refuse = false
+			http.Error(w, "signature expired", http.StatusForbidden)
+			return
+		}
+		_, _ = io.WriteString(w, "data")
+	}))
+	defer storage.Close()
+	reg := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		registryHits++
+		n := registryHits
+		mu.Unlock()
+		http.Redirect(w, r, fmt.Sprintf("%s/b?gen=%d", storage.URL, n), http.StatusTemporaryRedirect)
+	}))
+	defer reg.Close()
+	certDir := filepath.Join(dir, "certs.d")
+	trustServer(t, certDir, reg)
+	r, err := New(Options{CertDir: certDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := endpoint(t, r, hostOf(reg)+"/x/y:1")
+	d := digest.FromString("blob")
+	fetch := func() {
+		t.Helper()
+		resp, err := get(t.Context(), t, ep, ep.BlobURL(d), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != "data" {
+			t.Fatalf("GET = %d %q, want 200 data", resp.StatusCode, body)
+		}
+	}
+	counts := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return registryHits, storageHits
+	}
+	for range 3 {
+		fetch()
+	}
+	if reg, sto := counts(); reg != 1 || sto != 3 {
+		t.Errorf("after 3 reads: registry %d, storage %d hits, want 1 and 3 (redirect cached)", reg, sto)
+	}
+	// The signed URL is refused: re-resolve through the registry once.
+	mu.Lock()
+	refuse = true
+	mu.Unlock()
+	fetch()
+	if reg, sto := counts(); reg != 2 || sto != 5 {
+		t.Errorf("after a refused URL: registry %d, storage %d hits, want 2 and 5", reg, sto)
+	}
+	// The cache expires.
+	r.now = func() time.Time { return time.Now().Add(redirectTTL + time.Second) }
+	fetch()
+	if reg, _ := counts(); reg != 3 {
+		t.Errorf("after expiry: registry %d hits, want 3", reg)
+	}
+}
