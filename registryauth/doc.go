@@ -27,7 +27,9 @@
 // credentials) until they expire; a 401 drops the token that was refused
 // and retries once. Redirects (to blob storage) are followed inside the
 // transport and never carry the registry's Authorization header to another
-// host. Insecure registries are tried over https first and, when that
+// host; where a blob redirects to is remembered for a few minutes, so the
+// many range reads of a lazily pulled layer skip the registry round trip
+// (a refused signed URL is re-resolved through the registry). Insecure registries are tried over https first and, when that
 // fails, over plain http; the host then stays on http (c/image does the
 // same when it pings a registry).
 //
