@@ -62,6 +62,7 @@ type Manager struct {
 	warned  map[blobKey]bool         // layers whose not-lazy verdict was logged at Warn
 	sweep   stopper                  // the armed sweep timer, or nil
 	sweepAt time.Time                // when it fires
+	sweepN  uint64                   // generation of the armed timer; a stopped one may still run
 }
 
 // New returns a Manager. It does no I/O.
@@ -241,7 +242,7 @@ func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
 		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
 		if err := m.ready(e, l); err != nil {
 			l.Close()
@@ -263,14 +264,16 @@ func (m *Manager) scheduleLocked(at time.Time) {
 		m.sweep.Stop()
 	}
 	m.sweepAt = at
-	m.sweep = m.clk.AfterFunc(at.Sub(m.clk.Now()), m.runSweep)
+	m.sweepN++
+	n := m.sweepN
+	m.sweep = m.clk.AfterFunc(at.Sub(m.clk.Now()), func() { m.runSweep(n) })
 }
 
 // runSweep frees idle layers, forgets expired verdicts and drops images
 // nothing pins, then re-arms the timer for the next deadline.
-func (m *Manager) runSweep() {
+func (m *Manager) runSweep(n uint64) {
 	m.mu.Lock()
-	if m.closed {
+	if m.closed || n != m.sweepN { // closed, or a timer stopped too late
 		m.mu.Unlock()
 		return
 	}

@@ -34,7 +34,7 @@ type Registry struct {
 
 	// mu guards the fields below.
 	mu     sync.Mutex
-	reqs   []Request
+	reqs   []*Request // recorded when they arrive, completed as answered
 	faults []*Fault
 	user   string // Basic credentials required, if user != ""
 	pass   string
@@ -123,7 +123,11 @@ func (r *Registry) RequireBasicAuth(user, pass string) {
 func (r *Registry) Requests() []Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]Request(nil), r.reqs...)
+	out := make([]Request, len(r.reqs))
+	for i, q := range r.reqs {
+		out[i] = *q
+	}
+	return out
 }
 
 // Count returns how many answered requests satisfy match.
@@ -188,18 +192,15 @@ func (r *Registry) AuthFile(t testing.TB, user, pass string) string {
 }
 
 func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
-	rec := Request{Method: req.Method, Path: req.URL.Path, Range: req.Header.Get("Range")}
-	cw := &faultWriter{ResponseWriter: w}
+	// Record on arrival and fill in the answer as it is written: a client
+	// may have read the whole answer before this handler returns.
+	rec := &Request{Method: req.Method, Path: req.URL.Path, Range: req.Header.Get("Range")}
+	cw := &faultWriter{ResponseWriter: w, r: r, rec: rec}
 	r.mu.Lock()
+	r.reqs = append(r.reqs, rec)
 	user, pass := r.user, r.pass
 	f := r.faultFor(req)
 	r.mu.Unlock()
-	defer func() {
-		rec.Status, rec.Bytes = cw.status, cw.n
-		r.mu.Lock()
-		r.reqs = append(r.reqs, rec)
-		r.mu.Unlock()
-	}()
 	if u, p, ok := req.BasicAuth(); user != "" && (!ok || u != user || p != pass) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="testutil"`)
 		cw.WriteHeader(http.StatusUnauthorized)
@@ -243,6 +244,8 @@ func (r *Registry) faultFor(req *http.Request) *Fault {
 // faultWriter records the status and body size and applies body faults.
 type faultWriter struct {
 	http.ResponseWriter
+	r        *Registry
+	rec      *Request // guarded by r.mu
 	status   int
 	n        int64
 	truncate int
@@ -252,6 +255,9 @@ type faultWriter struct {
 func (w *faultWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		w.r.mu.Lock()
+		w.rec.Status = code
+		w.r.mu.Unlock()
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -274,6 +280,9 @@ func (w *faultWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
+	w.r.mu.Lock()
+	w.rec.Bytes = w.n
+	w.r.mu.Unlock()
 	if err == nil && n < full {
 		err = io.ErrClosedPipe
 	}
