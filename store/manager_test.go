@@ -595,3 +595,25 @@ func TestManagerCallerCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestManagerCloseDuringResolve(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ref, img := e.esgzImage(t, "app", "v1", 1)
+	stall := make(chan struct{})
+	defer close(stall)
+	e.reg.Inject(testutil.Fault{Match: isManifest, Stall: stall})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.m.Layer(t.Context(), ref, img.Layers[0].Desc.Digest)
+		done <- err
+	}()
+	for e.reg.Count(testutil.Request.IsManifest) == 0 {
+		runtime.Gosched() // wait until the resolution is stuck in the registry
+	}
+	if err := e.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Error("Layer succeeded although the manager closed while resolving")
+	}
+}
