@@ -28,6 +28,7 @@ type StatusError struct {
 	Code   string // registry error code from the body, if any (e.g. DENIED)
 }
 
+// Error describes the status; it carries no secrets.
 func (e *StatusError) Error() string {
 	msg := fmt.Sprintf("%s %s: status %d", e.Op, e.URL, e.Status)
 	if e.Code != "" {

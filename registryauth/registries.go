@@ -62,7 +62,7 @@ type Options struct {
 // Registries turns references into registry endpoints with ready-to-use
 // authenticated transports. It holds the token cache and the per-host
 // connection pools shared by all endpoints. Safe for concurrent use; create
-// one per process.
+// one per process with New (the zero value is not usable).
 type Registries struct {
 	sys     *types.SystemContext
 	creds   Resolver
@@ -129,7 +129,10 @@ func (r *Registries) Close() error {
 	return nil
 }
 
-// Endpoint is one place an image can be pulled from.
+// Endpoint is one place an image can be pulled from, as returned by
+// Endpoints. Its Transport is safe for concurrent use; use it with an
+// http.Client (it follows redirects itself, so the client never sees one).
+// A hand-built Endpoint without Transport is only good for its URLs.
 type Endpoint struct {
 	Ref       reference.Named   // the reference at this endpoint (mirror-rewritten)
 	Host      string            // host[:port] to dial (docker.io is registry-1.docker.io)
