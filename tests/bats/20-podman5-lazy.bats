@@ -48,7 +48,7 @@ teardown() {
     local d uses
     uses=$(store_events main "$off" use)
     for d in $(toc_digests "$ESGZ"); do
-        jq -e --arg d "$d" 'select(.digest == $d)' <<<"$uses" >/dev/null || fail "no 'use' of TOC $d in the store log"
+        has_event "$uses" '.digest == $d' --arg d "$d" || fail "no 'use' of TOC $d in the store log"
     done
     run store_events main "$off" "layer not served lazily"
     [ -z "$output" ] || fail "store fell back: $output"
@@ -68,6 +68,8 @@ teardown() {
     start_store lazy "$P5_HOSTDIR/mnt/lazy"
     p5_instance store "$P5_DIR/mnt/lazy"
     local off; off=$(reg_log_lines main)
+    run podman5 pull -q "$ESGZ"
+    assert_success
     run podman5 run --rm "$ESGZ" /bin/sh -c 'cat /data/small/hello.txt /data/deep/a/b/c/d/e/leaf.txt; wc -c < /data/medium/text-1.5m.txt'
     assert_success
     [ "${lines[0]}" = "hello from the stargz-store e2e fixture" ]
@@ -92,7 +94,7 @@ teardown() {
     rel=$(store_events main "$off" release)
     freed=$(store_events main "$off" "layer freed")
     for d in $(toc_digests "$ESGZ"); do
-        jq -e --arg d "$d" 'select(.digest == $d and (.refs | tostring) == "0")' <<<"$rel" >/dev/null ||
+        has_event "$rel" '.digest == $d and (.refs | tostring) == "0"' --arg d "$d" ||
             fail "no 'release' of TOC $d down to refs=0; releases: $rel"
         grep -qF "$d" <<<"$freed" || fail "no 'layer freed' for TOC $d; got: $freed"
     done

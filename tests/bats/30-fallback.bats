@@ -49,7 +49,7 @@ teardown() {
     local d w
     w=$(store_events main "$off" "layer not served lazily")
     for d in $(layer_digests "$GZ"); do
-        jq -e --arg d "$d" 'select(.digest == $d and (.err // "") != "")' <<<"$w" >/dev/null ||
+        has_event "$w" '.digest == $d and (.err // "") != ""' --arg d "$d" ||
             fail "no 'layer not served lazily' warning with err for $d; got: $w"
     done
     # and it stays silent about use/release of layers it did not serve

@@ -35,13 +35,15 @@ teardown() {
 
 @test "with auth.json credentials podman 4 runs the eStargz image lazily from the htpasswd registry" {
     local off; off=$(store_log_lines main)
-    run podman4 run --rm --authfile "$AUTH" "$ESGZ" /bin/cat /data/small/hello.txt
+    run podman4 pull -q --authfile "$AUTH" "$ESGZ"
+    assert_success
+    run podman4 run --rm "$ESGZ" /bin/cat /data/small/hello.txt
     assert_success
     [ "$output" = "hello from the stargz-store e2e fixture" ]
     local d uses
     uses=$(store_events main "$off" use)
     for d in $(layer_digests "$ESGZ" -u sgzuser:sgzpass); do
-        jq -e --arg d "$d" 'select(.digest == $d)' <<<"$uses" >/dev/null || fail "no 'use' of layer $d in the store log"
+        has_event "$uses" '.digest == $d' --arg d "$d" || fail "no 'use' of layer $d in the store log"
     done
     run store_events main "$off" "layer not served lazily"
     [ -z "$output" ] || fail "store fell back: $output"
@@ -63,6 +65,6 @@ teardown() {
     local w
     w=$(store_events noauth "$off" "layer not served lazily")
     [ -n "$w" ] || fail "no 'layer not served lazily' warning; log: $(tail -5 "$(store_log noauth)")"
-    jq -e 'select((.err // "") | test("401|[Uu]nauthori[sz]ed|authenticat|credential"))' <<<"$w" >/dev/null ||
+    has_event "$w" '(.err // "") | test("401|[Uu]nauthori[sz]ed|authenticat|credential")' ||
         fail "the warning does not say it is an authentication problem: $w"
 }

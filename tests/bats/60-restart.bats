@@ -41,6 +41,8 @@ teardown() {
 }
 
 @test "the store restarted between two podman 4 runs of the same image still serves it" {
+    run podman4 pull -q "$ESGZ"
+    assert_success
     run podman4 run --rm "$ESGZ" /bin/cat /data/small/hello.txt
     assert_success
     [ "$output" = "hello from the stargz-store e2e fixture" ]

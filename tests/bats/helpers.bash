@@ -373,7 +373,7 @@ _sgz_stop_store_dir() {
         umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
         ok=1
     fi
-    echo "== stopped $(date -u +%T) clean=$((1 - ok))" >> "$d/log"
+    echo "== stopped $(date -u +%T) forced=$ok" >> "$d/log"
     return $ok
 }
 
@@ -384,6 +384,13 @@ store_log_lines() { wc -l < "$(store_log "$1")"; }
 # (compact JSON).
 store_events() {
     tail -n +"$(($2 + 1))" "$(store_log "$1")" | jq -cR --arg m "$3" 'fromjson? | select(.msg == $m)'
+}
+
+# has_event EVENTS FILTER [jq args...]: some record in EVENTS (store_events output) matches the jq
+# boolean FILTER (empty EVENTS never match).
+has_event() {
+    local ev=$1 f=$2; shift 2
+    [ -n "$ev" ] && jq -s -e "$@" "map(select($f)) | length > 0" <<<"$ev" >/dev/null
 }
 
 # ------------------------------------------------------------------ podman 4 (host)
