@@ -70,6 +70,10 @@ type Registries struct {
 	plain   *http.Transport // for hosts other than the registry (redirect targets)
 	now     func() time.Time
 	tokenSF singleflight.Group // keyed by tokenKey.String()
+	// life is the lifetime of shared token fetches, which run detached
+	// from the request that started them; Close cancels it.
+	life   context.Context
+	cancel context.CancelFunc
 
 	// mu guards the fields below.
 	mu     sync.Mutex
@@ -100,7 +104,10 @@ func New(opts Options) (*Registries, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	life, cancel := context.WithCancel(context.Background())
 	return &Registries{
+		life:   life,
+		cancel: cancel,
 		sys:    sys,
 		creds:  Multi(opts.Credentials, FileResolver{Sys: sys}),
 		log:    log,
@@ -117,9 +124,10 @@ func New(opts Options) (*Registries, error) {
 // caller must not modify it.
 func (r *Registries) SystemContext() *types.SystemContext { return r.sys }
 
-// Close releases idle connections. Endpoints stay usable (they open new
-// connections); Close is idempotent.
+// Close cancels token fetches in flight and releases idle connections.
+// Afterwards, requests that need a new token fail; Close is idempotent.
 func (r *Registries) Close() error {
+	r.cancel()
 	r.plain.CloseIdleConnections()
 	r.mu.Lock()
 	defer r.mu.Unlock()

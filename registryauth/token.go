@@ -69,7 +69,7 @@ func (r *Registries) token(ctx context.Context, c challenge, scopes []string, cr
 		return e.token, nil
 	}
 	ch := r.tokenSF.DoChan(key.String(), func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenFetchTimeout)
+		fctx, cancel := context.WithTimeout(r.life, tokenFetchTimeout)
 		defer cancel()
 		e, err := r.fetchToken(fctx, key, scopes, cred)
 		if err != nil {

@@ -403,3 +403,45 @@ func TestBlobRedirectIsCached(t *testing.T) {
 		t.Errorf("after expiry: registry %d hits, want 3", reg)
 	}
 }
+
+func TestStalledTokenServerHonoursContextAndClose(t *testing.T) {
+	dir := isolate(t)
+	tokenReqGone := make(chan struct{})
+	var once sync.Once
+	var realm string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			<-r.Context().Done() // stall until the client gives up
+			once.Do(func() { close(tokenReqGone) })
+			return
+		}
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q,service=s", realm))
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	realm = srv.URL + "/token"
+	certDir := filepath.Join(dir, "certs.d")
+	trustServer(t, certDir, srv)
+	r, err := New(Options{CertDir: certDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := endpoint(t, r, hostOf(srv)+"/x/y:1")
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = get(ctx, t, ep, ep.BlobURL(digest.FromString("b")), nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("GET with a stalled token server = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("GET returned after %v, want promptly", d)
+	}
+	// The detached fetch is still running; Close cancels it.
+	r.Close()
+	select {
+	case <-tokenReqGone:
+	case <-time.After(10 * time.Second):
+		t.Error("token fetch still running after Close")
+	}
+}
