@@ -198,23 +198,13 @@ func statusError(resp *http.Response) error {
 // checkContentRange checks that a 206 answer carries exactly the bytes
 // asked for: "bytes <first>-<last>/<total or *>".
 func checkContentRange(h string, first, last int64) error {
-	bad := &rangeError{err: fmt.Errorf("answer Content-Range %q for bytes %d-%d", h, first, last)}
-	spec, ok := strings.CutPrefix(h, "bytes ")
-	if !ok {
-		return bad
+	total, ok := strings.CutPrefix(h, fmt.Sprintf("bytes %d-%d/", first, last))
+	if ok && total != "*" {
+		_, err := strconv.ParseUint(total, 10, 63)
+		ok = err == nil
 	}
-	spec, _, ok = strings.Cut(spec, "/")
 	if !ok {
-		return bad
-	}
-	a, z, ok := strings.Cut(spec, "-")
-	if !ok {
-		return bad
-	}
-	f, err1 := strconv.ParseInt(a, 10, 64)
-	l, err2 := strconv.ParseInt(z, 10, 64)
-	if err1 != nil || err2 != nil || f != first || l != last {
-		return bad
+		return &rangeError{err: fmt.Errorf("answer Content-Range %q for bytes %d-%d", h, first, last)}
 	}
 	return nil
 }
