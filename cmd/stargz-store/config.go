@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// defaultConfigPath is read when --config is not given; a missing file
+// there is fine, a missing file named by --config is not.
+const defaultConfigPath = "/etc/stargz-store/config.toml"
+
+// Config is the TOML configuration file. This is the only type with toml
+// tags: packages get typed Options built from it in wiring.go.
+type Config struct {
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	Registry RegistryConfig `toml:"registry"`
+	Store    StoreConfig    `toml:"store"`
+	FUSE     FUSEConfig     `toml:"fuse"`
+}
+
+// RegistryConfig says where registry settings come from; empty means the
+// same places Podman looks.
+type RegistryConfig struct {
+	// AuthFile is an auth.json; empty: REGISTRY_AUTH_FILE, then Podman's
+	// and Docker's default locations.
+	AuthFile string `toml:"auth_file"`
+	// RegistriesConf is a registries.conf; empty: CONTAINERS_REGISTRIES_CONF
+	// or /etc/containers/registries.conf.
+	RegistriesConf string `toml:"registries_conf"`
+	// CertDir overrides the certs.d search for every registry.
+	CertDir string `toml:"cert_dir"`
+}
+
+// StoreConfig tunes layer resolution and fetching.
+type StoreConfig struct {
+	// ResolveTimeout bounds resolving an image and opening a layer.
+	ResolveTimeout duration `toml:"resolve_timeout"`
+	// FetchTimeout bounds one range request.
+	FetchTimeout duration `toml:"fetch_timeout"`
+	// IdleTimeout frees a layer that was resolved but never used.
+	IdleTimeout duration `toml:"idle_timeout"`
+	// MaxTOCSize bounds a layer's decompressed table of contents, in bytes.
+	MaxTOCSize int64 `toml:"max_toc_size"`
+}
+
+// FUSEConfig tunes the mount.
+type FUSEConfig struct {
+	// Debug logs every FUSE request at debug level.
+	Debug bool `toml:"debug"`
+}
+
+// duration is a time.Duration written as "30s" in TOML.
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+func defaultConfig() Config {
+	return Config{
+		LogLevel: "info",
+		Store: StoreConfig{
+			ResolveTimeout: duration{30 * time.Second},
+			FetchTimeout:   duration{60 * time.Second},
+			IdleTimeout:    duration{2 * time.Minute},
+			MaxTOCSize:     64 << 20,
+		},
+	}
+}
+
+// loadConfig reads path over the defaults. Unknown keys are an error: a
+// typo must not silently leave a default in place.
+func loadConfig(fsys fs.FS, path string, explicit bool) (Config, error) {
+	cfg := defaultConfig()
+	b, err := fs.ReadFile(fsys, strings.TrimPrefix(path, "/"))
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	md, err := toml.Decode(string(b), &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	if keys := md.Undecoded(); len(keys) > 0 {
+		return cfg, fmt.Errorf("config %s: unknown keys %q", path, keys)
+	}
+	return cfg, cfg.validate()
+}
+
+func (c Config) validate() error {
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	for name, d := range map[string]duration{
+		"store.resolve_timeout": c.Store.ResolveTimeout,
+		"store.fetch_timeout":   c.Store.FetchTimeout,
+		"store.idle_timeout":    c.Store.IdleTimeout,
+	} {
+		if d.Duration <= 0 {
+			return fmt.Errorf("config: %s must be positive, got %s", name, d.Duration)
+		}
+	}
+	if c.Store.MaxTOCSize <= 0 {
+		return fmt.Errorf("config: store.max_toc_size must be positive, got %d", c.Store.MaxTOCSize)
+	}
+	return nil
+}
