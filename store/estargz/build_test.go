@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -736,5 +739,55 @@ func TestBuildFooter(t *testing.T) {
 	want := fmt.Sprintf("\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x1a\x00SG\x16\x00%016xSTARGZ\x01\x00\x00\xff\xff\x00\x00\x00\x00\x00\x00\x00\x00", f.TOCOffset)
 	if string(tail) != want {
 		t.Errorf("footer = %q, want %q", tail, want)
+	}
+}
+
+// TestBuildSystemTar unpacks a blob with the system's GNU tar, as a
+// runtime that ignores eStargz would.
+func TestBuildSystemTar(t *testing.T) {
+	t.Parallel()
+	tarBin, err := exec.LookPath("tar")
+	if err != nil {
+		t.Skip("no tar binary")
+	}
+	in := btMixedEntries()
+	blob, _ := btBuildBytes(t, btMakeTar(t, in), BuildOptions{MinChunkSize: 1000, PrioritizedFiles: []string{"etc/big"}})
+	dir := t.TempDir()
+	blobPath := filepath.Join(dir, "blob.tar.gz")
+	if err := os.WriteFile(blobPath, blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(tarBin, "-tzf", blobPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tar -tzf: %v\n%s", err, out)
+	}
+	var want []string
+	for _, e := range in {
+		if e.hdr.Name == "etc/" || e.hdr.Name == "etc/big" || e.hdr.Name == "./" {
+			continue
+		}
+		want = append(want, e.hdr.Name)
+	}
+	want = append([]string{"./", "etc/", "etc/big", PrefetchLandmark}, want...)
+	want = append(want, TOCTarName)
+	if got := strings.Fields(string(out)); !reflect.DeepEqual(got, want) {
+		t.Errorf("tar -tzf lists %q, want %q", got, want)
+	}
+	// Unpacking checks contents as far as tar can (no devices unprivileged,
+	// so only the regular files).
+	x := filepath.Join(dir, "x")
+	if err := os.Mkdir(x, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(tarBin, "-xzf", blobPath, "-C", x, "etc/big", "bin/su").CombinedOutput(); err != nil {
+		t.Fatalf("tar -xzf: %v\n%s", err, out)
+	}
+	for _, e := range in {
+		if n := e.hdr.Name; n == "etc/big" || n == "bin/su" {
+			got, err := os.ReadFile(filepath.Join(x, n))
+			if err != nil || !bytes.Equal(got, e.data) {
+				t.Errorf("unpacked %s: %d bytes, %v; want the %d input bytes", n, len(got), err, len(e.data))
+			}
+		}
 	}
 }
