@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
@@ -84,12 +85,12 @@ func Open(r io.ReaderAt, size int64, opts OpenOptions) (*Blob, error) {
 	if err := readFull(r, region, f.TOCOffset); err != nil {
 		return nil, fmt.Errorf("read TOC at %d: %w", f.TOCOffset, err)
 	}
-	tocJSON, err := tocJSONFrom(region, maxTOC)
+	tocJSON, got, err := tocJSONFrom(region, maxTOC, opts.TOCDigest.Algorithm())
 	if err != nil {
 		return nil, fmt.Errorf("TOC at %d: %w", f.TOCOffset, err)
 	}
-	if err := verifyTOC(tocJSON, opts.TOCDigest); err != nil {
-		return nil, err
+	if got != opts.TOCDigest {
+		return nil, fmt.Errorf("%w: TOC JSON has digest %s, want %s", ErrVerify, got, opts.TOCDigest)
 	}
 	res, err := parseTOC(tocJSON, f.TOCOffset)
 	if err != nil {
@@ -152,11 +153,14 @@ func readFull(r io.ReaderAt, p []byte, off int64) error {
 }
 
 // tocJSONFrom gunzips the TOC member and returns the stargz.index.json
-// payload, reading at most maxTOC bytes of it.
-func tocJSONFrom(region []byte, maxTOC int64) ([]byte, error) {
+// payload, at most maxTOC bytes of it, and its digest by alg.
+//
+// The payload is read straight into a string (strings.Builder), which the
+// TOC decoder slices without copying; the digest is computed on the way.
+func tocJSONFrom(region []byte, maxTOC int64, alg digest.Algorithm) (string, digest.Digest, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(region))
 	if err != nil {
-		return nil, fmt.Errorf("%w: TOC member is not gzip: %v", ErrNotEStargz, err)
+		return "", "", fmt.Errorf("%w: TOC member is not gzip: %v", ErrNotEStargz, err)
 	}
 	zr.Multistream(false)
 	// The limit covers the JSON, its tar header and any PAX records; it
@@ -164,38 +168,32 @@ func tocJSONFrom(region []byte, maxTOC int64) ([]byte, error) {
 	tr := tar.NewReader(io.LimitReader(zr, maxTOC+1<<20))
 	h, err := tr.Next()
 	if err != nil {
-		return nil, fmt.Errorf("%w: TOC member holds no tar entry: %v", ErrNotEStargz, err)
+		return "", "", fmt.Errorf("%w: TOC member holds no tar entry: %v", ErrNotEStargz, err)
 	}
 	if h.Name != TOCTarName {
-		return nil, fmt.Errorf("%w: TOC member holds %q, want %q", ErrNotEStargz, h.Name, TOCTarName)
+		return "", "", fmt.Errorf("%w: TOC member holds %q, want %q", ErrNotEStargz, h.Name, TOCTarName)
 	}
 	if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
-		return nil, fmt.Errorf("%w: TOC member holds %s of tar type %q, not a regular file", ErrNotEStargz, TOCTarName, h.Typeflag)
+		return "", "", fmt.Errorf("%w: TOC member holds %s of tar type %q, not a regular file", ErrNotEStargz, TOCTarName, h.Typeflag)
 	}
 	if h.Size > maxTOC {
-		return nil, fmt.Errorf("%w: TOC JSON of %d bytes, limit %d", ErrTooLarge, h.Size, maxTOC)
+		return "", "", fmt.Errorf("%w: TOC JSON of %d bytes, limit %d", ErrTooLarge, h.Size, maxTOC)
 	}
 	// A size the compressed bytes cannot inflate to is a lie; refusing it
 	// before allocating keeps allocation tied to the bytes really read.
 	if h.Size/maxDeflateRatio > int64(len(region)) {
-		return nil, fmt.Errorf("%w: TOC JSON of %d bytes cannot come from %d compressed bytes", ErrNotEStargz, h.Size, len(region))
+		return "", "", fmt.Errorf("%w: TOC JSON of %d bytes cannot come from %d compressed bytes", ErrNotEStargz, h.Size, len(region))
 	}
-	buf := make([]byte, h.Size)
-	if _, err := io.ReadFull(tr, buf); err != nil {
+	var sb strings.Builder
+	sb.Grow(int(h.Size))
+	hash := alg.Hash()
+	if n, err := io.CopyN(io.MultiWriter(&sb, hash), tr, h.Size); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("%w: read TOC JSON: %v", ErrNotEStargz, err)
+		return "", "", fmt.Errorf("%w: read TOC JSON (%d of %d bytes): %v", ErrNotEStargz, n, h.Size, err)
 	}
-	return buf, nil
-}
-
-// verifyTOC checks the TOC JSON against the digest the descriptor gave.
-func verifyTOC(tocJSON []byte, want digest.Digest) error {
-	if !verify(tocJSON, want) {
-		return fmt.Errorf("%w: TOC JSON does not match %s", ErrVerify, want)
-	}
-	return nil
+	return sb.String(), digest.NewDigest(alg, hash), nil
 }
 
 // verify reports whether b has digest d, without allocating for sha256.

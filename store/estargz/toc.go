@@ -3,11 +3,7 @@
 package estargz
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strings"
 	"time"
@@ -110,15 +106,21 @@ type tocResult struct {
 // parseTOC parses the TOC JSON of a blob whose TOC member starts at
 // tocOffset. Entries are decoded one at a time, so a hostile TOC is refused
 // at its first bad entry and memory stays proportional to the valid ones.
-func parseTOC(data []byte, tocOffset int64) (tocResult, error) {
+func parseTOC(data string, tocOffset int64) (tocResult, error) {
 	p := &tocParser{
 		tocOffset:  tocOffset,
 		maxEntries: len(data)/minEntryJSON + entrySlack,
 		userNames:  map[int]string{},
 		groupNames: map[int]string{},
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	version, err := p.decode(dec)
+	// Every unescaped string in the index is a substring of the document,
+	// so entries cost no allocation per string.
+	d := &tocDecoder{s: data}
+	// Size the chunk list once. A real chunk entry spends more than 96
+	// bytes (the digest alone is 71), so a document full of bare keys
+	// cannot make this allocation large.
+	p.chunks = make([]pendingChunk, 0, min(strings.Count(d.s, `"chunkDigest"`), len(data)/96))
+	version, err := p.decode(d)
 	if err != nil {
 		return tocResult{}, err
 	}
@@ -139,79 +141,68 @@ func parseTOC(data []byte, tocOffset int64) (tocResult, error) {
 }
 
 // decode walks {"version": N, "entries": [...]} and returns the version.
-func (p *tocParser) decode(dec *json.Decoder) (int, error) {
-	if err := expectDelim(dec, '{'); err != nil {
+func (p *tocParser) decode(d *tocDecoder) (int64, error) {
+	var version int64
+	if d.null() {
+		return 0, nil
+	}
+	if err := d.expect('{'); err != nil {
 		return 0, err
 	}
-	version := 0
-	for dec.More() {
-		tok, err := dec.Token()
+	for n := 0; ; n++ {
+		key, ok, err := d.nextKey(n)
 		if err != nil {
-			return 0, tocSyntax(err)
+			return 0, err
 		}
-		switch tok {
+		if !ok {
+			break
+		}
+		switch key {
 		case "version":
-			if err := dec.Decode(&version); err != nil {
-				return 0, tocSyntax(err)
-			}
+			err = d.int64(&version)
 		case "entries":
-			if err := p.decodeEntries(dec); err != nil {
-				return 0, err
-			}
+			err = p.decodeEntries(d)
 		default:
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return 0, tocSyntax(err)
-			}
+			err = d.skip(0)
+		}
+		if err != nil {
+			return 0, err
 		}
 	}
-	if err := expectDelim(dec, '}'); err != nil {
-		return 0, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("%w: data after the TOC object", index.ErrInvalid)
+	if d.skipSpace(); d.pos != len(d.s) {
+		return 0, d.errorf("data after the TOC object")
 	}
 	return version, nil
 }
 
-func (p *tocParser) decodeEntries(dec *json.Decoder) error {
-	if p.b != nil {
-		return fmt.Errorf("%w: TOC has two entries arrays", index.ErrInvalid)
+func (p *tocParser) decodeEntries(d *tocDecoder) error {
+	if d.null() {
+		return nil
 	}
-	if err := expectDelim(dec, '['); err != nil {
+	if p.b != nil {
+		return d.errorf("a second entries array")
+	}
+	if err := d.expect('['); err != nil {
 		return err
 	}
 	p.b = index.NewBuilder(index.Limits{BlobEnd: p.tocOffset, MaxEntries: p.maxEntries})
+	if d.consume(']') {
+		return nil
+	}
 	var e tocEntry
-	for dec.More() {
+	for {
 		e = tocEntry{}
-		if err := dec.Decode(&e); err != nil {
-			return tocSyntax(err)
+		if err := d.entry(&e); err != nil {
+			return err
 		}
 		if err := p.add(&e); err != nil {
 			return fmt.Errorf("TOC entry %d: %w", p.n, err)
 		}
 		p.n++
+		if !d.consume(',') {
+			return d.expect(']')
+		}
 	}
-	return expectDelim(dec, ']')
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return tocSyntax(err)
-	}
-	if tok != want {
-		return fmt.Errorf("%w: TOC JSON has %v where %v belongs", index.ErrInvalid, tok, want)
-	}
-	return nil
-}
-
-func tocSyntax(err error) error {
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return fmt.Errorf("%w: decode TOC JSON: %v", index.ErrInvalid, err)
 }
 
 // add feeds one TOC entry to the builder.
@@ -290,7 +281,7 @@ func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
 	var d digest.Digest
 	if e.Digest != "" && typ == index.TypeReg {
 		d = digest.Digest(e.Digest)
-		if err := d.Validate(); err != nil {
+		if err := validateDigest(d); err != nil {
 			return index.Entry{}, fmt.Errorf("%w: %q has digest %q: %v", index.ErrInvalid, e.Name, e.Digest, err)
 		}
 	}
@@ -426,4 +417,22 @@ func checkRatio(c index.Chunk) error {
 		return fmt.Errorf("chunk at %d: %d+%d bytes cannot come from %d compressed bytes", c.Offset, c.InnerOffset, c.Size, span)
 	}
 	return nil
+}
+
+// validateDigest is digest.Validate with a fast path for sha256, which
+// nearly every digest is; Validate runs a regexp.
+func validateDigest(d digest.Digest) error {
+	if hex, ok := strings.CutPrefix(string(d), "sha256:"); ok && len(hex) == 64 && isLowerHex(hex) {
+		return nil
+	}
+	return d.Validate()
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

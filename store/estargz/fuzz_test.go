@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package estargz
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/stargz-store/stargz-store/store/index"
+)
+
+func FuzzParseFooter(f *testing.F) {
+	for _, tt := range rdFooterCases() {
+		f.Add(tt.tail)
+	}
+	f.Fuzz(func(t *testing.T, tail []byte) {
+		got, err := ParseFooter(tail)
+		switch {
+		case errors.Is(err, ErrExternalTOC):
+			if !got.External || got.Size != ExternalTOCFooterSize {
+				t.Fatalf("ParseFooter(%x) = %+v with %v", tail, got, err)
+			}
+		case err != nil:
+			if !errors.Is(err, ErrNotEStargz) || got != (Footer{}) {
+				t.Fatalf("ParseFooter(%x) = %+v, %v", tail, got, err)
+			}
+		case got.TOCOffset < 0 || got.External || (got.Size != FooterSize && got.Size != LegacyFooterSize):
+			t.Fatalf("ParseFooter(%x) = %+v", tail, got)
+		case got.Size == FooterSize:
+			// What parses re-encodes to an equivalent footer.
+			if again, err := ParseFooter(appendFooter(nil, got.TOCOffset)); err != nil || again != got {
+				t.Fatalf("ParseFooter(appendFooter(%d)) = %+v, %v; want %+v", got.TOCOffset, again, err, got)
+			}
+		}
+	})
+}
+
+// rdFuzzPrefix is the payload part of fuzzed blobs: a few real members,
+// so that TOC offsets can point at gzip data.
+func rdFuzzPrefix(t testing.TB) []byte {
+	var w rdBlobWriter
+	w.member(t, []byte("hello, world\n"))
+	w.member(t, bytes.Repeat([]byte("ab"), 3000))
+	w.member(t, []byte("x"))
+	return w.buf.Bytes()
+}
+
+// FuzzOpen feeds Open two kinds of input. With wrap set, data is TOC JSON,
+// placed after rdFuzzPrefix in a well-formed blob with the matching
+// digest, which exercises the TOC parser. Otherwise data is a whole blob,
+// and the digest is computed from whatever TOC it holds, which exercises
+// the footer, gzip and tar handling. Open must never panic, and what it
+// accepts must keep every chunk inside the blob.
+func FuzzOpen(f *testing.F) {
+	for _, tt := range rdTOCCases() {
+		if json := rdMustJSON(f, map[string]any{"version": 1, "entries": tt.entries}); len(json) < 64<<10 {
+			f.Add(json, true) // large seeds only slow the fuzzer down
+		}
+	}
+	for _, tt := range rdRawTOCCases() {
+		f.Add([]byte(tt.json), true)
+	}
+	f.Add(rdMustJSON(f, map[string]any{"version": 1, "entries": []map[string]any{
+		rdRegE("a", 13, "offset", 0), rdRegE("b", 100, "offset", 33, "chunkSize", 40),
+		rdE("type", "chunk", "offset", 33, "innerOffset", 40, "chunkOffset", 40, "chunkSize", 60, "chunkDigest", rdDigest),
+		rdE("name", "c", "type", "hardlink", "linkName", "b"),
+	}}), true)
+	blob, _ := rdTocBlob(f, rdE("name", "a", "type", "fifo"))
+	f.Add(blob, false)
+	f.Add(appendFooter(nil, 0), false)
+	f.Add(append(rdGzip(f, []byte("x")), rdLegacyFooter(0)...), false)
+	f.Fuzz(func(t *testing.T, data []byte, wrap bool) {
+		var d digest.Digest
+		if wrap {
+			w := rdBlobWriter{}
+			w.buf.Write(rdFuzzPrefix(t))
+			data, d = w.finish(t, data)
+		} else {
+			d = rdFuzzTOCDigest(data)
+		}
+		b, err := Open(bytes.NewReader(data), int64(len(data)), OpenOptions{TOCDigest: d, MaxTOCSize: 1 << 20})
+		if err != nil {
+			return
+		}
+		rdCheckChunks(t, data, b)
+	})
+}
+
+// rdFuzzTOCDigest returns the digest of the TOC JSON in blob, if it has
+// one, so that fuzzed blobs get past verification.
+func rdFuzzTOCDigest(blob []byte) digest.Digest {
+	d := digest.FromString("")
+	f, err := ParseFooter(blob[max(0, len(blob)-FooterSize):])
+	if err != nil || f.TOCOffset >= int64(len(blob))-f.Size {
+		return d
+	}
+	if _, got, err := tocJSONFrom(blob[f.TOCOffset:int64(len(blob))-f.Size], 1<<20, digest.SHA256); err == nil {
+		d = got
+	}
+	return d
+}
+
+// rdCheckChunks checks the invariants of an opened blob and decodes its
+// chunks, which must fail cleanly or succeed.
+func rdCheckChunks(t *testing.T, blob []byte, b *Blob) {
+	for _, e := range b.Index.Entries() {
+		var next int64
+		for _, c := range e.Chunks {
+			if c.Offset != next || c.Size <= 0 || c.CompressedOffset < 0 ||
+				c.CompressedEnd <= c.CompressedOffset || c.CompressedEnd > b.TOCOffset || c.InnerOffset < 0 {
+				t.Fatalf("%q: bad chunk %+v (TOC at %d)", e.Name, c, b.TOCOffset)
+			}
+			next = c.End()
+			if c.Size > 1<<20 || c.InnerOffset > 1<<20 {
+				continue // valid but too large to decode in a fuzz run
+			}
+			dst := make([]byte, c.Size)
+			_ = DecodeChunk(dst, blob[c.CompressedOffset:c.CompressedEnd], c)
+		}
+		if e.Type == index.TypeReg && next != e.Size {
+			t.Fatalf("%q: chunks cover %d of %d bytes", e.Name, next, e.Size)
+		}
+	}
+}
