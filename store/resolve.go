@@ -20,6 +20,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/stargz-store/stargz-store/refspec"
+	"github.com/stargz-store/stargz-store/registryauth"
 )
 
 // Layer annotations the store reads (stargz-snapshotter and
@@ -143,6 +144,9 @@ func openSource(ctx context.Context, sys *types.SystemContext, ref refspec.Refer
 		return nil, fmt.Errorf("reference %s: %w", ref, err)
 	}
 	src, err := iref.NewImageSource(ctx, sys)
+	if errors.As(err, new(docker.ErrUnauthorizedForCredentials)) {
+		return nil, fmt.Errorf("open %s: %w: %w", ref, registryauth.ErrUnauthorized, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", ref, err)
 	}
