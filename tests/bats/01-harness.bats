@@ -7,19 +7,22 @@ load helpers
 setup_file() {
     require_tools podman runc docker-registry skopeo jq curl ss htpasswd debootstrap flock
     sgz_setup_work
+    p5_setup_file
     start_registry main
+    p5_sync_registries
     export REG=$(reg_addr main)
     push_fixture busybox "$REG/fixtures/busybox:gzip"
     push_fixture layers "$REG/fixtures/layers:gzip"
 }
 
 teardown_file() {
-    p5_teardown_file
     sgz_teardown_work
+    p5_teardown_file
 }
 
 setup() {
     p4_instance plain
+    p5_instance plain
 }
 
 teardown() {
@@ -61,7 +64,6 @@ teardown() {
 }
 
 @test "podman 5 in the chroot runs the gzip fixture" {
-    p5_setup_file
     p5_instance plain
     run podman5_plain --version
     assert_success

@@ -450,8 +450,10 @@ p4_cleanup() {
     local d rr
     for d in "$SGZ_WORK/t$BATS_TEST_NUMBER"/p4-*; do
         [ -f "$d/storage.conf" ] || continue
-        _p4 "${d##*/p4-}" rm -af -t 0 >/dev/null 2>&1 || true
-        _p4 "${d##*/p4-}" rmi -af >/dev/null 2>&1 || true
+        if [ -n "$(ls -A "$d/root" 2>/dev/null)" ]; then   # skip instances the test never used
+            _p4 "${d##*/p4-}" rm -af -t 0 >/dev/null 2>&1 || true
+            _p4 "${d##*/p4-}" rmi -af >/dev/null 2>&1 || true
+        fi
         rr=$(cat "$d/runroot")
         umount_below "$d" "$rr"
         rm -rf "$d" "$rr"
@@ -542,8 +544,10 @@ p5_cleanup() {
     local h rr
     for h in "$P5_HOSTDIR/t$BATS_TEST_NUMBER"/*; do
         [ -f "$h/storage.conf" ] || continue
-        _p5 "${h##*/}" rm -af -t 0 >/dev/null 2>&1 || true
-        _p5 "${h##*/}" rmi -af >/dev/null 2>&1 || true
+        if [ -n "$(ls -A "$h/root" 2>/dev/null)" ]; then
+            _p5 "${h##*/}" rm -af -t 0 >/dev/null 2>&1 || true
+            _p5 "${h##*/}" rmi -af >/dev/null 2>&1 || true
+        fi
         rr=$SGZ_P5_ROOT$(cat "$h/runroot")
         umount_below "$h" "$rr"
         rm -rf "$h" "$rr"
