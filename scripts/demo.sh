@@ -55,6 +55,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # podman with its own files.  Instance "build" has no store; "run" uses the store.
+# The roots live in each storage.conf, not in --root/--runroot: Podman 4 drops every
+# storage.conf driver option (additionallayerstores included) when --root is given.
 cat > "$WORK/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
@@ -69,7 +71,7 @@ pm() {  # pm INSTANCE ARGS...
   local i=$1; shift
   CONTAINERS_CONF=$WORK/containers.conf CONTAINERS_STORAGE_CONF=$WORK/storage-$i.conf \
     CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf \
-    podman --root "$WORK/podman-$i" --runroot "$RUN/$i" --tmpdir "$RUN/$i-tmp" "$@"
+    podman --tmpdir "$RUN/$i-tmp" "$@"
 }
 for i in build run; do
   { echo '[storage]'; echo 'driver = "overlay"'
@@ -138,7 +140,7 @@ fetched=$(tail -n +"$((off + 1))" "$WORK/registry.log" | jq -R --argjson ds "$di
   fromjson? | select(.msg == "response completed" and .["http.request.method"] == "GET")
   | (.["http.request.uri"] | capture("/blobs/(?<d>sha256:[0-9a-f]+)")) as $m
   | select($ds | index($m.d)) | .["http.response.written"]' | awk '{s += $1} END {print s + 0}')
-lazy=$(jq -R 'fromjson? | select(.msg == "use")' "$WORK/store.log" | grep -c . || true)
+lazy=$(jq -cR 'fromjson? | select(.msg == "use")' "$WORK/store.log" | grep -c . || true)
 printf "podman run took            %s s\n" "$(awk "BEGIN{printf \"%.1f\", $end - $start}")"
 printf 'image size (compressed)    %10d bytes\n' "$size"
 printf 'blob bytes fetched by run  %10d bytes (%d%%)\n' "$fetched" $((fetched * 100 / size))
