@@ -120,14 +120,15 @@ func parseTOC(data string, tocOffset int64) (tocResult, error) {
 	// bytes (the digest alone is 71), so a document full of bare keys
 	// cannot make this allocation large.
 	p.chunks = make([]pendingChunk, 0, min(strings.Count(d.s, `"chunkDigest"`), len(data)/96))
-	version, err := p.decode(d)
+	p.b = index.NewBuilder(index.Limits{BlobEnd: tocOffset, MaxEntries: p.maxEntries})
+	version, sawEntries, err := decodeTOC(d, p.addNth)
 	if err != nil {
 		return tocResult{}, err
 	}
 	if version != 1 {
 		return tocResult{}, fmt.Errorf("%w: TOC version %d, want 1", index.ErrInvalid, version)
 	}
-	if p.b == nil {
+	if !sawEntries {
 		return tocResult{}, fmt.Errorf("%w: TOC has no entries", index.ErrInvalid)
 	}
 	if err := p.addChunks(); err != nil {
@@ -140,19 +141,20 @@ func parseTOC(data string, tocOffset int64) (tocResult, error) {
 	return tocResult{index: ix, prefetchEnd: p.prefetchEnd, noPrefetch: p.noPrefetch}, nil
 }
 
-// decode walks {"version": N, "entries": [...]} and returns the version.
-func (p *tocParser) decode(d *tocDecoder) (int64, error) {
-	var version int64
+// decodeTOC walks {"version": N, "entries": [...]}, calls each for every
+// entry in order and returns the version and whether an entries array was
+// present. The entry passed to each is reused for the next one.
+func decodeTOC(d *tocDecoder, each func(*tocEntry) error) (version int64, sawEntries bool, err error) {
 	if d.null() {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err := d.expect('{'); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	for n := 0; ; n++ {
 		key, ok, err := d.nextKey(n)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if !ok {
 			break
@@ -161,31 +163,30 @@ func (p *tocParser) decode(d *tocDecoder) (int64, error) {
 		case "version":
 			err = d.int64(&version)
 		case "entries":
-			err = p.decodeEntries(d)
+			if sawEntries {
+				return 0, false, d.errorf("a second entries array")
+			}
+			sawEntries = !d.null()
+			if sawEntries {
+				err = decodeEntries(d, each)
+			}
 		default:
 			err = d.skip(0)
 		}
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	}
 	if d.skipSpace(); d.pos != len(d.s) {
-		return 0, d.errorf("data after the TOC object")
+		return 0, false, d.errorf("data after the TOC object")
 	}
-	return version, nil
+	return version, sawEntries, nil
 }
 
-func (p *tocParser) decodeEntries(d *tocDecoder) error {
-	if d.null() {
-		return nil
-	}
-	if p.b != nil {
-		return d.errorf("a second entries array")
-	}
+func decodeEntries(d *tocDecoder, each func(*tocEntry) error) error {
 	if err := d.expect('['); err != nil {
 		return err
 	}
-	p.b = index.NewBuilder(index.Limits{BlobEnd: p.tocOffset, MaxEntries: p.maxEntries})
 	if d.consume(']') {
 		return nil
 	}
@@ -195,14 +196,22 @@ func (p *tocParser) decodeEntries(d *tocDecoder) error {
 		if err := d.entry(&e); err != nil {
 			return err
 		}
-		if err := p.add(&e); err != nil {
-			return fmt.Errorf("TOC entry %d: %w", p.n, err)
+		if err := each(&e); err != nil {
+			return err
 		}
-		p.n++
 		if !d.consume(',') {
 			return d.expect(']')
 		}
 	}
+}
+
+// addNth is add with the entry's position in errors.
+func (p *tocParser) addNth(e *tocEntry) error {
+	if err := p.add(e); err != nil {
+		return fmt.Errorf("TOC entry %d: %w", p.n, err)
+	}
+	p.n++
+	return nil
 }
 
 // add feeds one TOC entry to the builder.

@@ -352,13 +352,13 @@ func (d *tocDecoder) xattrs(m *map[string][]byte) error {
 	if err := d.expect('{'); err != nil {
 		return err
 	}
+	if *m == nil {
+		*m = map[string][]byte{}
+	}
 	for n := 0; ; n++ {
 		key, ok, err := d.nextKey(n)
 		if err != nil || !ok {
 			return err
-		}
-		if *m == nil {
-			*m = map[string][]byte{}
 		}
 		if d.null() {
 			(*m)[key] = nil
