@@ -76,6 +76,18 @@ teardown() {
     [ "${lines[1]}" = 4755 ]
 }
 
+@test "the podman 4 and podman 5 wrappers hand additionallayerstores to storage" {
+    mkdir -p "$SGZ_WORK/als-dummy" "$P5_HOSTDIR/als-dummy"
+    p4_instance store "$SGZ_WORK/als-dummy"
+    p5_instance store "$P5_DIR/als-dummy"
+    run podman4 info --format '{{json .Store.GraphOptions}}'
+    assert_success
+    [[ "$output" == *"$SGZ_WORK/als-dummy:ref"* ]] || fail "podman 4 storage options: $output"
+    run podman5 info --format '{{json .Store.GraphOptions}}'
+    assert_success
+    [[ "$output" == *"$P5_DIR/als-dummy:ref"* ]] || fail "podman 5 storage options: $output"
+}
+
 @test "a registry with htpasswd refuses anonymous pulls and accepts the credentials" {
     start_registry auth sgzuser sgzpass
     local a=$(reg_addr auth)

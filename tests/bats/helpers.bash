@@ -7,6 +7,8 @@
 #   SGZ_WORK=/var/tmp/sgz-e2e.XXXXXX      registries, stores, configs, per-test podman roots
 #   SGZ_RUN=/run/sgz-e2e/XXXXXX           per-test podman runroots (kept short: a long runroot makes
 #                                         every `podman run --rm` wait 20 s on Podman 4.3.1)
+# Each podman instance has its own graphroot/runroot, set in its storage.conf: passing --root or
+# --runroot instead would silently drop additionallayerstores (see _p4).
 #   $SGZ_WORK/registry-NAME/{addr,pid,log,config.yml,data,htpasswd}
 #   $SGZ_WORK/store-NAME/{pid,mnt,log,root,config.toml,home}
 #   $SGZ_WORK/registries.conf             shared by the store and podman 4 (CONTAINERS_REGISTRIES_CONF)
@@ -396,7 +398,7 @@ has_event() {
 # ------------------------------------------------------------------ podman 4 (host)
 
 # p4_instance NAME [ALS-MOUNTPOINT]: (re)configure the podman 4 instance NAME of the current test:
-# its own containers.conf, storage.conf (overlay; the store as additional layer store if given),
+# its own containers.conf, storage.conf (overlay; graphroot and runroot; the store as additional layer store if given),
 # --root under $SGZ_WORK and a short --runroot under $SGZ_RUN.
 p4_instance() {
     local name=$1 als=${2:-} d=$SGZ_WORK/t$BATS_TEST_NUMBER/p4-$1 rr=$SGZ_RUN/${BATS_TEST_NUMBER}$1
@@ -432,13 +434,15 @@ EOF
 }
 
 # _p4 NAME ARGS...: podman 4 with instance NAME's files.  No credentials unless --authfile is given.
+# The roots are set in storage.conf, never with --root/--runroot: given on the command line they make
+# Podman (4.3.1 and 5.4 alike) drop every storage.conf driver option, additionallayerstores included.
 _p4() {
     local d=$SGZ_WORK/t$BATS_TEST_NUMBER/p4-$1; shift
     [ -f "$d/storage.conf" ] || fail "p4_instance $(basename "$d") was not set up"
     local rr; rr=$(cat "$d/runroot")
     env CONTAINERS_CONF="$d/containers.conf" CONTAINERS_STORAGE_CONF="$d/storage.conf" \
         CONTAINERS_REGISTRIES_CONF="$SGZ_REGISTRIES_CONF" REGISTRY_AUTH_FILE="$d/no-auth.json" \
-        timeout "$SGZ_TIMEOUT" podman --root "$d/root" --runroot "$rr/storage" "$@"
+        timeout "$SGZ_TIMEOUT" podman "$@"
 }
 
 # podman4: the instance that uses the store ("store").  podman4_plain: no store ("plain").
@@ -534,7 +538,7 @@ _p5() {
         PODMAN_IGNORE_CGROUPSV1_WARNING=1 CONTAINERS_CONF="$c/containers.conf" \
         CONTAINERS_STORAGE_CONF="$c/storage.conf" CONTAINERS_REGISTRIES_CONF="$P5_DIR/registries.conf" \
         REGISTRY_AUTH_FILE="$c/no-auth.json" \
-        podman --root "$c/root" --runroot "$rr/storage" "$@"
+        podman "$@"
 }
 
 podman5() { _p5 store "$@"; }
