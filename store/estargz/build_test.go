@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -789,5 +790,68 @@ func TestBuildSystemTar(t *testing.T) {
 				t.Errorf("unpacked %s: %d bytes, %v; want the %d input bytes", n, len(got), err, len(e.data))
 			}
 		}
+	}
+}
+
+// btSynthTar is an io.ReaderAt over a tar of one regular file of n bytes
+// whose content repeats a random block, so the input costs no memory.
+type btSynthTar struct {
+	head  []byte // the header block(s)
+	block []byte // the payload pattern
+	n     int64  // payload size
+	size  int64  // whole tar: header, payload, padding, end-of-archive
+}
+
+func newBTSynthTar(t *testing.T, n int64) *btSynthTar {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "big", Size: n, Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	head := buf.Bytes()
+	return &btSynthTar{head: head, block: btRandBytes(5, 40<<10), n: n, size: int64(len(head)) + (n+511)/512*512 + 1024}
+}
+
+func (s *btSynthTar) ReadAt(p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		o := off + int64(done)
+		q := p[done:]
+		switch h := int64(len(s.head)); {
+		case o >= s.size:
+			return done, io.EOF
+		case o < h:
+			done += copy(q, s.head[o:])
+		case o-h < s.n:
+			i := (o - h) % int64(len(s.block))
+			done += copy(q[:min(int64(len(q)), s.n-(o-h))], s.block[i:])
+		default:
+			done += copy(q[:min(int64(len(q)), s.size-o)], make([]byte, 512))
+		}
+	}
+	return done, nil
+}
+
+// TestBuildStreams checks that Build's memory does not grow with the
+// layer: it must stream payloads, not hold them. Not parallel, so that
+// the allocation count is Build's own.
+func TestBuildStreams(t *testing.T) {
+	const n = 24 << 20
+	in := newBTSynthTar(t, n)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	res, err := Build(context.Background(), io.Discard, in, in.size, BuildOptions{CompressionLevel: gzip.HuffmanOnly})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.UncompressedSize < n {
+		t.Fatalf("UncompressedSize = %d, want more than %d", res.UncompressedSize, n)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("Build of a %d MiB layer allocated %d KiB", n>>20, alloc>>10)
+	if alloc > 8<<20 {
+		t.Errorf("Build of a %d MiB layer allocated %d MiB, want at most 8", n>>20, alloc>>20)
 	}
 }
