@@ -59,7 +59,7 @@ type Manager struct {
 	closed  bool
 	images  map[refspec.Reference]*imageState
 	layers  map[layerKey]*layerState // both names of one layer share a state
-	warned  map[blobKey]bool         // layers whose not-lazy verdict was logged at Warn
+	warned  map[layerKey]time.Time   // when a lookup failure was last logged at Warn
 	sweep   stopper                  // the armed sweep timer, or nil
 	sweepAt time.Time                // when it fires
 	sweepN  uint64                   // generation of the armed timer; a stopped one may still run
@@ -81,7 +81,7 @@ func New(opts Options) (*Manager, error) {
 		opens:    flight.New[blobKey, *Layer](ctx),
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
-		warned:   map[blobKey]bool{},
+		warned:   map[layerKey]time.Time{},
 	}, nil
 }
 
@@ -93,6 +93,14 @@ func New(opts Options) (*Manager, error) {
 // Layer waits with ctx; the shared work goes on for other callers when
 // ctx ends.
 func (m *Manager) Layer(ctx context.Context, ref refspec.Reference, d digest.Digest) (*Layer, error) {
+	l, err := m.layer(ctx, ref, d)
+	if err != nil {
+		m.logFailure(ctx, layerKey{ref, d}, err)
+	}
+	return l, err
+}
+
+func (m *Manager) layer(ctx context.Context, ref refspec.Reference, d digest.Digest) (*Layer, error) {
 	if l, err, ok := m.cached(layerKey{ref, d}); ok {
 		return l, err
 	}
@@ -105,6 +113,41 @@ func (m *Manager) Layer(ctx context.Context, ref refspec.Reference, d digest.Dig
 		return nil, err
 	}
 	return m.open(ctx, e)
+}
+
+// Warnings about one layer name closer together than warnQuiet are logged
+// at Debug: the lookups storage makes for one pull come in a burst, and
+// one line per layer and pull says enough. maxWarned bounds the memory of
+// them.
+const (
+	warnQuiet = time.Second
+	maxWarned = 4096
+)
+
+// logFailure says why storage will pull the layer itself: at Warn once
+// per burst of lookups, at Debug otherwise. A layer the image does not
+// have, a caller that gave up and a closed store are not worth a warning.
+func (m *Manager) logFailure(ctx context.Context, k layerKey, err error) {
+	switch {
+	case ctx.Err() != nil, errors.Is(err, errClosed):
+		return
+	case errors.Is(err, ErrNotFound):
+		m.log.DebugContext(ctx, "layer not found", "ref", k.ref.String(), "digest", k.d.String(), "err", err)
+		return
+	}
+	level := slog.LevelWarn
+	m.mu.Lock()
+	now := m.clk.Now()
+	if last, ok := m.warned[k]; ok && now.Sub(last) < warnQuiet {
+		level = slog.LevelDebug
+	} else {
+		if len(m.warned) >= maxWarned {
+			clear(m.warned)
+		}
+		m.warned[k] = now
+	}
+	m.mu.Unlock()
+	m.log.Log(ctx, level, "layer not served lazily", "ref", k.ref.String(), "digest", k.d.String(), "err", err)
 }
 
 // cached answers from the layer states: an open layer, or a verdict that

@@ -322,9 +322,6 @@ func TestManagerNotLazy(t *testing.T) {
 			}
 		}
 	}
-	if _, err := e.m.Layer(t.Context(), ref, digest.FromString("toc")); !errors.Is(err, ErrNotLazy) {
-		t.Errorf("Layer(TOC name of the fake layer) = %v, want ErrNotLazy", err)
-	}
 	warns := e.logs.Find(slog.LevelWarn, "layer not served lazily")
 	if len(warns) != 2 {
 		t.Fatalf("%d Warn lines, want one per layer: %v", len(warns), warns)
@@ -335,6 +332,9 @@ func TestManagerNotLazy(t *testing.T) {
 			t.Errorf("Warn line %d = %v, want ref, digest %s and err", i, w.Attrs, tl.Desc.Digest)
 		}
 	}
+	if !strings.Contains(warns[0].Attrs["err"], "annotation") {
+		t.Errorf("Warn for a layer without TOC annotation does not say so: %s", warns[0].Attrs["err"])
+	}
 	if n := e.reg.Count(testutil.Request.IsRange); n > 2 {
 		t.Errorf("%d range requests, want at most 2 (footer and TOC of the fake layer, once)", n)
 	}
@@ -343,18 +343,35 @@ func TestManagerNotLazy(t *testing.T) {
 			t.Errorf("range request %s for a layer without a TOC annotation", r.Path)
 		}
 	}
-
-	// The verdict expires; asking again then re-checks, without a second Warn.
-	e.clk.Advance(2 * defaultNotLazyTTL)
+	// The Gen B name of the fake layer shares its verdict.
 	before := e.reg.Count(testutil.Request.IsRange)
+	if _, err := e.m.Layer(t.Context(), ref, digest.FromString("toc")); !errors.Is(err, ErrNotLazy) {
+		t.Errorf("Layer(TOC name of the fake layer) = %v, want ErrNotLazy", err)
+	}
+	if e.reg.Count(testutil.Request.IsRange) != before {
+		t.Errorf("the TOC name re-checked the layer")
+	}
+
+	// A later pull (lookups more than warnQuiet later) is told why again,
+	// from the cached verdict.
+	e.clk.Advance(2 * warnQuiet)
+	if _, err := e.m.Layer(t.Context(), ref, fake.Desc.Digest); !errors.Is(err, ErrNotLazy) {
+		t.Errorf("Layer = %v, want ErrNotLazy", err)
+	}
+	if n := len(e.logs.Find(slog.LevelWarn, "layer not served lazily")); n != 4 {
+		t.Errorf("%d Warn lines, want 4 (one more for a later burst)", n)
+	}
+	if e.reg.Count(testutil.Request.IsRange) != before {
+		t.Errorf("the verdict was re-checked within NotLazyTTL")
+	}
+
+	// The verdict expires; asking again then re-checks.
+	e.clk.Advance(2 * defaultNotLazyTTL)
 	if _, err := e.m.Layer(t.Context(), ref, fake.Desc.Digest); !errors.Is(err, ErrNotLazy) {
 		t.Errorf("Layer after the TTL = %v, want ErrNotLazy", err)
 	}
 	if e.reg.Count(testutil.Request.IsRange) == before {
 		t.Errorf("verdict not re-checked after NotLazyTTL")
-	}
-	if n := len(e.logs.Find(slog.LevelWarn, "layer not served lazily")); n != 2 {
-		t.Errorf("%d Warn lines after the re-check, want still 2", n)
 	}
 }
 
@@ -365,6 +382,9 @@ func TestManagerNotFound(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Errorf("Layer(unknown digest) = %v, want ErrNotFound", err)
 	}
+	if w := e.logs.Find(slog.LevelWarn, "layer not served lazily"); len(w) != 0 {
+		t.Errorf("Warn for an unknown digest: %v", w)
+	}
 }
 
 func TestManagerResolveErrorNotCached(t *testing.T) {
@@ -374,6 +394,9 @@ func TestManagerResolveErrorNotCached(t *testing.T) {
 	_, err := e.m.Layer(t.Context(), ref, img.Layers[0].Desc.Digest)
 	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotLazy) {
 		t.Fatalf("Layer with a failing registry = %v, want a fetch error", err)
+	}
+	if w := e.logs.Find(slog.LevelWarn, "layer not served lazily"); len(w) != 1 || !strings.Contains(w[0].Attrs["err"], "500") {
+		t.Errorf("Warn lines = %v, want one saying why", w)
 	}
 	e.reg.ClearFaults()
 	if _, err := e.m.Layer(t.Context(), ref, img.Layers[0].Desc.Digest); err != nil {
@@ -560,6 +583,9 @@ func TestManagerAuth(t *testing.T) {
 		_, err := e.m.Layer(t.Context(), ref, img.Layers[0].TOCDigest)
 		if err == nil || errors.Is(err, ErrNotFound) {
 			t.Errorf("Layer without credentials = %v, want an error", err)
+		}
+		if w := e.logs.Find(slog.LevelWarn, "layer not served lazily"); len(w) != 1 || !strings.Contains(w[0].Attrs["err"], "authentication") {
+			t.Errorf("Warn lines = %v, want one saying authentication failed", w)
 		}
 	})
 }

@@ -3,9 +3,7 @@
 package store
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -146,30 +144,16 @@ func (m *Manager) ready(e layerEntry, l *Layer) error {
 	return nil
 }
 
-// maxWarned bounds the set of layers already warned about; it is cleared
-// when full, so a long-lived daemon may repeat a warning rarely.
-const maxWarned = 4096
-
-// notLazy remembers for NotLazyTTL that e cannot be served lazily, logs
-// why (at Warn the first time for the layer), and returns err.
+// notLazy remembers for NotLazyTTL that e cannot be served lazily and
+// returns err. Layer logs it.
 func (m *Manager) notLazy(e layerEntry, err error) error {
-	level, k := slog.LevelWarn, blobKey{e.desc.Ref, e.desc.Digest}
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if !m.closed {
 		until := m.clk.Now().Add(m.opts.NotLazyTTL)
 		m.installLocked(&layerState{kind: stateNotLazy, err: err, until: until}, e)
 		m.scheduleLocked(until)
 	}
-	if m.warned[k] {
-		level = slog.LevelDebug
-	} else {
-		if len(m.warned) >= maxWarned {
-			clear(m.warned)
-		}
-		m.warned[k] = true
-	}
-	m.mu.Unlock()
-	m.log.Log(context.Background(), level, "layer not served lazily", "ref", e.desc.Ref.String(), "digest", e.desc.Digest.String(), "err", err)
 	return err
 }
 
@@ -219,7 +203,8 @@ func (m *Manager) removeLocked(st *layerState) {
 // free closes a layer removed from the map.
 func (m *Manager) free(st *layerState, why string) {
 	st.layer.Close()
-	m.log.Info("layer freed", "ref", st.ref.String(), "digest", st.blob.String(), "reason", why)
+	d := st.layer.Desc()
+	m.log.Info("layer freed", "ref", st.ref.String(), "digest", d.Digest.String(), "toc", d.TOCDigest.String(), "reason", why)
 }
 
 // sweepLocked frees ready layers unused for IdleTimeout, forgets expired
