@@ -119,26 +119,37 @@ func (b *Builder) refine(old *Entry, name string, e Entry) error {
 }
 
 // parent returns the directory holding name, creating implicit ones.
+//
+// It walks up to the nearest existing ancestor without recursion and with
+// a constant-time step, so a hostile name thousands of levels deep costs
+// neither stack nor quadratic time in path.Dir.
 func (b *Builder) parent(name string) (*Entry, error) {
-	dir := path.Dir(name)
-	if dir == "." {
-		dir = ""
+	var missing []string
+	dir := parentDir(name)
+	p, ok := b.byName[dir]
+	for ; !ok; p, ok = b.byName[dir] {
+		missing = append(missing, dir)
+		dir = parentDir(dir)
 	}
-	if p, ok := b.byName[dir]; ok {
-		if p == nil || p.Type != TypeDir {
-			return nil, fmt.Errorf("%w: parent of %q is not a directory", ErrInvalid, name)
+	if p == nil || p.Type != TypeDir {
+		return nil, fmt.Errorf("%w: parent of %q is not a directory", ErrInvalid, name)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := b.checkFull(); err != nil {
+			return nil, err
 		}
-		return p, nil
+		p = b.newEntry(Entry{Name: missing[i], Type: TypeDir, Mode: 0o755})
+		b.byName[missing[i]] = p
 	}
-	if _, err := b.parent(dir); err != nil {
-		return nil, err
-	}
-	if err := b.checkFull(); err != nil {
-		return nil, err
-	}
-	p := b.newEntry(Entry{Name: dir, Type: TypeDir, Mode: 0o755})
-	b.byName[dir] = p
 	return p, nil
+}
+
+// parentDir is path.Dir for a clean name, with "" for the root.
+func parentDir(name string) string {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[:i]
+	}
+	return ""
 }
 
 // checkFull refuses one more entry past Limits.MaxEntries. Checking as

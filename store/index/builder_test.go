@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 func TestClean(t *testing.T) {
@@ -172,5 +174,37 @@ func TestBuilderDeepName(t *testing.T) {
 	}
 	if ix.Len() != 3002 {
 		t.Errorf("Len() = %d, want 3002", ix.Len())
+	}
+}
+
+func TestValidateDigest(t *testing.T) {
+	tests := []struct {
+		d  string
+		ok bool
+	}{
+		{string(fuzzDigest), true},
+		{"sha256:" + strings.Repeat("a", 64), true},
+		{"sha256:" + strings.Repeat("A", 64), false},
+		{"sha256:" + strings.Repeat("a", 63), false},
+		{"sha256:" + strings.Repeat("g", 64), false},
+		{"sha512:" + strings.Repeat("0", 128), true},
+		{"md5:" + strings.Repeat("0", 32), false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if err := validateDigest(digest.Digest(tt.d)); (err == nil) != tt.ok {
+			t.Errorf("validateDigest(%q) = %v, want ok %v", tt.d, err, tt.ok)
+		}
+		if err := digest.Digest(tt.d).Validate(); (err == nil) != tt.ok {
+			t.Errorf("digest.Validate(%q) = %v disagrees", tt.d, err)
+		}
+	}
+}
+
+func TestParentDir(t *testing.T) {
+	for in, want := range map[string]string{"a": "", "a/b": "a", "a/b/c": "a/b"} {
+		if got := parentDir(in); got != want {
+			t.Errorf("parentDir(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
