@@ -3,7 +3,6 @@
 package estargz
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -152,6 +151,26 @@ func rdCompareStd(t *testing.T, in string, version int64, entries []tocEntry, sa
 	}
 }
 
+// rdTOCKeys are the keys tocEntry knows.
+var rdTOCKeys = []string{"name", "type", "size", "modtime", "linkName", "mode", "uid", "gid", "userName", "groupName",
+	"offset", "innerOffset", "devMajor", "devMinor", "xattrs", "digest", "chunkOffset", "chunkSize", "chunkDigest", "version", "entries"}
+
+// rdMayFoldKeys reports whether encoding/json's case-insensitive key
+// matching might apply to in: some spelling of a known key occurs in
+// another case, or escapes or folding runes could produce one.
+func rdMayFoldKeys(in string) bool {
+	if strings.Contains(in, `\u`) || strings.ContainsAny(in, "\u212a\u017f") {
+		return true
+	}
+	lower := strings.ToLower(in)
+	for _, k := range rdTOCKeys {
+		if q := `"` + k + `"`; strings.Count(lower, strings.ToLower(q)) != strings.Count(in, q) {
+			return true
+		}
+	}
+	return false
+}
+
 // FuzzTOCJSON checks the TOC decoder against encoding/json: whatever it
 // accepts, encoding/json accepts with the same result. Inputs where
 // encoding/json's case-insensitive key matching could apply are skipped.
@@ -170,8 +189,7 @@ func FuzzTOCJSON(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if strings.Contains(in, `\u`) || strings.ContainsFunc(in, func(r rune) bool { return 'A' <= r && r <= 'Z' || r == '\u212a' || r == '\u017f' }) ||
-			bytes.Contains([]byte(in), []byte{0xff}) {
+		if rdMayFoldKeys(in) {
 			return
 		}
 		rdCompareStd(t, in, v, entries, saw)
