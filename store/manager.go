@@ -287,7 +287,7 @@ func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
-		if err := m.ready(e, l); err != nil {
+		if err := m.ready(e, l, blob); err != nil {
 			l.Close()
 			return nil, err
 		}
@@ -323,13 +323,16 @@ func (m *Manager) runSweep(n uint64) {
 	m.wg.Add(1) // under mu and before closed: Close waits for us
 	defer m.wg.Done()
 	m.sweep = nil
-	freed, next := m.sweepLocked(m.clk.Now())
+	freed, kept, next := m.sweepLocked(m.clk.Now())
 	if !next.IsZero() {
 		m.scheduleLocked(next)
 	}
 	m.mu.Unlock()
 	for _, st := range freed {
 		m.free(st, "idle")
+	}
+	for _, st := range kept {
+		m.log.Info("layer read without a use: kept", "ref", st.ref.String(), "digest", st.blob.String())
 	}
 }
 

@@ -50,7 +50,16 @@ type layerState struct {
 	err      error           // stateNotLazy
 	until    time.Time       // stateNotLazy
 	refs     map[digest.Digest]int
-	lastUsed time.Time // stateReady: last lookup
+	lastUsed time.Time   // stateReady: last lookup
+	remote   *remoteBlob // stateReady: the layer's blob reader
+	reads    int64       // stateReady: remote.reads when the layer opened
+	kept     bool        // stateReady: read without a use; never idle-freed
+}
+
+// readSince reports whether the layer's blob was read since it opened,
+// i.e. whether its files were read.
+func (st *layerState) readSince() bool {
+	return st.remote != nil && st.remote.reads.Load() > st.reads
 }
 
 func (st *layerState) total() int {
@@ -125,14 +134,14 @@ func (m *Manager) Release(ref refspec.Reference, d digest.Digest) error {
 
 // ready installs the open layer l under all names of e, taking over the
 // counts of names used before it opened. m.mu must not be held.
-func (m *Manager) ready(e layerEntry, l *Layer) error {
+func (m *Manager) ready(e layerEntry, l *Layer, rb *remoteBlob) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return errClosed
 	}
 	now := m.clk.Now()
-	st := &layerState{kind: stateReady, layer: l, lastUsed: now}
+	st := &layerState{kind: stateReady, layer: l, lastUsed: now, remote: rb, reads: rb.reads.Load()}
 	m.installLocked(st, e)
 	if is := m.images[st.ref]; is != nil {
 		is.open++
@@ -207,11 +216,11 @@ func (m *Manager) free(st *layerState, why string) {
 	m.log.Info("layer freed", "ref", st.ref.String(), "digest", d.Digest.String(), "toc", d.TOCDigest.String(), "reason", why)
 }
 
-// sweepLocked frees ready layers unused for IdleTimeout, forgets expired
+// sweepLocked frees ready layers unused (and unread) for IdleTimeout, forgets expired
 // not-lazy verdicts and drops unpinned images idle for IdleTimeout. It
 // returns the layers to close (outside the lock) and the next deadline,
 // zero if none.
-func (m *Manager) sweepLocked(now time.Time) (freed []*layerState, next time.Time) {
+func (m *Manager) sweepLocked(now time.Time) (freed, kept []*layerState, next time.Time) {
 	later := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
 			next = t
@@ -228,6 +237,16 @@ func (m *Manager) sweepLocked(now time.Time) (freed []*layerState, next time.Tim
 			}
 			if at := st.lastUsed.Add(m.opts.IdleTimeout); now.Before(at) {
 				later(at)
+				continue
+			}
+			if st.readSince() {
+				// Files were read, so something mounted it: storage holds a
+				// use from before a restart. Freeing it would break running
+				// containers; keep it until a restart.
+				if !st.kept {
+					st.kept = true
+					kept = append(kept, st)
+				}
 				continue
 			}
 			m.removeLocked(st)
@@ -254,5 +273,5 @@ func (m *Manager) sweepLocked(now time.Time) (freed []*layerState, next time.Tim
 		}
 		delete(m.images, ref)
 	}
-	return freed, next
+	return freed, kept, next
 }

@@ -133,3 +133,28 @@ func TestManagerIdleFree(t *testing.T) {
 		t.Errorf("after idling: %d layer states, %d images, want none", nl, ni)
 	}
 }
+
+// After a restart storage's counts are gone, but containers mounted from
+// the store read its files: such a layer must not be freed when idle.
+func TestManagerReadLayerKept(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ref, img := e.esgzImage(t, "app", "v1", 1)
+	d := img.Layers[0].Desc.Digest
+	l, err := e.m.Layer(t.Context(), ref, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(readFile(t, l, "etc/hostname")); got != "host-v1a\n" {
+		t.Fatalf("etc/hostname = %q", got)
+	}
+	e.clk.Advance(3 * defaultIdleTimeout)
+	if n := len(e.logs.Find(slog.LevelInfo, "layer freed")); n != 0 {
+		t.Fatal("a layer whose files were read was freed when idle")
+	}
+	if n := len(e.logs.Find(slog.LevelInfo, "layer read without a use: kept")); n != 1 {
+		t.Errorf("%d 'kept' lines, want 1", n)
+	}
+	if l2, _ := e.m.Layer(t.Context(), ref, d); l2 != l {
+		t.Error("kept layer replaced")
+	}
+}

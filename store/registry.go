@@ -34,6 +34,7 @@ type remoteBlob struct {
 	log     *slog.Logger
 
 	good   atomic.Int32 // index of the endpoint that answered last
+	reads  atomic.Int64 // ReadAt calls, to tell a layer whose files are read
 	warned atomic.Bool  // a 200 for a range request was logged
 }
 
@@ -76,6 +77,7 @@ func (e *rangeError) Unwrap() error { return e.err }
 // ReadAt reads len(p) bytes from off, fewer (with io.EOF) at the end of
 // the blob.
 func (b *remoteBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	b.reads.Add(1)
 	if off < 0 {
 		return 0, fmt.Errorf("read %s at %d: negative offset", b.digest, off)
 	}
