@@ -31,7 +31,7 @@ type imageState struct {
 	img      *image
 	more     []layerEntry // layers of the other index instances, once searched
 	searched bool
-	open     int       // layer states of this ref holding a Layer or verdict
+	open     int       // ready layer states of this ref
 	lastUsed time.Time // last lookup, or when open dropped to 0
 }
 
@@ -41,9 +41,11 @@ type imageState struct {
 // It is safe for concurrent use. Create it with New and stop it with
 // Close.
 //
-// The Manager owns a lifetime context (see internal/flight): resolutions
-// and layer opens run on it, detached from the caller that started them,
-// so one interrupted lookup does not abort the work others wait for.
+// Resolutions and layer opens run on contexts the Manager owns (see
+// internal/flight), detached from the caller that started them, so one
+// interrupted lookup does not abort the work others wait for; Close
+// cancels them. Manager.mu is never held across network I/O, logging or a
+// call into a Layer.
 type Manager struct {
 	opts     Options
 	log      *slog.Logger
