@@ -114,7 +114,9 @@ func parseTOC(data string, tocOffset int64) (tocResult, error) {
 		groupNames: map[int]string{},
 	}
 	// Every unescaped string in the index is a substring of the document,
-	// so entries cost no allocation per string.
+	// so entries cost no allocation per string. The price is that the
+	// index keeps the whole document alive; most of its bytes (names and
+	// digests) would be kept anyway.
 	d := &tocDecoder{s: data}
 	// Size the chunk list once. A real chunk entry spends more than 96
 	// bytes (the digest alone is 71), so a document full of bare keys
