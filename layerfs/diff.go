@@ -89,6 +89,8 @@ func (n *entryNode) fillAttr(out *fuse.Attr) {
 	out.Mode = typeBits(e.Type) | e.Mode&0o7777
 	out.Size = uint64(e.Size)
 	if e.Type == index.TypeSymlink {
+		// Linux symlinks are always 0777; tar modes of symlinks vary.
+		out.Mode = syscall.S_IFLNK | 0o777
 		out.Size = uint64(len(e.LinkName))
 	}
 	out.Blocks = blocks(out.Size)

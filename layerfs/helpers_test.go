@@ -15,6 +15,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/stargz-store/stargz-store/internal/testutil"
 	"github.com/stargz-store/stargz-store/refspec"
@@ -201,7 +202,12 @@ func mountLayerFS(t *testing.T, src Source, opts Options) string {
 	}
 	t.Cleanup(func() {
 		if err := s.Unmount(); err != nil {
+			// Never leave a mount behind, even when a test kept it busy.
 			t.Errorf("Unmount: %v", err)
+			if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
+				t.Errorf("lazy unmount %s: %v", mnt, err)
+				return
+			}
 		}
 		s.Wait()
 	})
