@@ -72,11 +72,12 @@ func FuzzOpen(f *testing.F) {
 	f.Add(blob, false)
 	f.Add(appendFooter(nil, 0), false)
 	f.Add(append(rdGzip(f, []byte("x")), rdLegacyFooter(0)...), false)
+	prefix := rdFuzzPrefix(f)
 	f.Fuzz(func(t *testing.T, data []byte, wrap bool) {
 		var d digest.Digest
 		if wrap {
 			w := rdBlobWriter{}
-			w.buf.Write(rdFuzzPrefix(t))
+			w.buf.Write(prefix)
 			data, d = w.finish(t, data)
 		} else {
 			d = rdFuzzTOCDigest(data)

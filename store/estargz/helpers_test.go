@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
@@ -24,7 +25,9 @@ type rdBlobWriter struct {
 func (w *rdBlobWriter) member(t testing.TB, data []byte) int64 {
 	t.Helper()
 	off := int64(w.buf.Len())
-	zw := gzip.NewWriter(&w.buf)
+	zw := rdGzipWriters.Get().(*gzip.Writer)
+	defer rdGzipWriters.Put(zw)
+	zw.Reset(&w.buf)
 	if _, err := zw.Write(data); err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +36,12 @@ func (w *rdBlobWriter) member(t testing.TB, data []byte) int64 {
 	}
 	return off
 }
+
+// rdGzipWriters keeps fuzz targets fast: a new gzip writer is costly.
+var rdGzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}}
 
 // finish appends the TOC member holding tocJSON and the footer, and
 // returns the blob and the TOC's digest.
