@@ -59,8 +59,9 @@
 //
 // errnoFor in errno.go is the one mapping from errors to errnos.
 // store.ErrNotFound, store.ErrNotLazy and malformed names become ENOENT,
-// which makes storage pull the layer normally; an interrupted request
-// becomes EINTR; anything else is EIO. A failed lookup is logged once:
+// which makes storage pull the layer normally; a registry refusing our
+// credentials (registryauth.ErrUnauthorized) becomes EACCES; an
+// interrupted request becomes EINTR; anything else is EIO. A failed lookup is logged once:
 // Warn when a layer cannot be served, Debug otherwise.
 //
 // # Kernel caching

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/stargz-store/stargz-store/refspec"
+	"github.com/stargz-store/stargz-store/registryauth"
 	"github.com/stargz-store/stargz-store/store"
 )
 
@@ -17,18 +18,21 @@ import (
 // EIO, not the ENOENT it may carry.
 //
 //	context.Canceled (kernel interrupt)            EINTR
+//	registryauth.ErrUnauthorized                   EACCES
 //	refspec.ErrInvalid (a name that cannot exist)  ENOENT
 //	store.ErrNotFound, store.ErrNotLazy            ENOENT (storage pulls normally)
 //	anything else (verify, timeouts, I/O)          EIO
 //
-// TODO: registryauth.ErrUnauthorized -> EACCES once package registryauth
-// lands; errno_test.go holds the skipped case.
+// The first match wins, in this order. Any errno makes storage treat the
+// layer as absent during a pull; ENOENT is the one it expects.
 func errnoFor(err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
+	case errors.Is(err, registryauth.ErrUnauthorized):
+		return syscall.EACCES
 	case errors.Is(err, refspec.ErrInvalid),
 		errors.Is(err, store.ErrNotFound),
 		errors.Is(err, store.ErrNotLazy):

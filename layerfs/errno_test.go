@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/stargz-store/stargz-store/refspec"
+	"github.com/stargz-store/stargz-store/registryauth"
 	"github.com/stargz-store/stargz-store/store"
 )
 
@@ -35,6 +36,10 @@ func TestErrnoFor(t *testing.T) {
 		{"raw errno", syscall.EPERM, syscall.EIO},
 		{"other", errors.New("boom"), syscall.EIO},
 		{"canceled wins", fmt.Errorf("%w: %w", store.ErrNotFound, context.Canceled), syscall.EINTR},
+		{"unauthorized", fmt.Errorf("fetch manifest: %w", registryauth.ErrUnauthorized), syscall.EACCES},
+		{"registry 401", fmt.Errorf("fetch: %w", &registryauth.StatusError{Op: "GET", Status: 401}), syscall.EACCES},
+		{"registry 500", fmt.Errorf("fetch: %w", &registryauth.StatusError{Op: "GET", Status: 500}), syscall.EIO},
+		{"unauthorized wins over not found", fmt.Errorf("%w: %w", store.ErrNotFound, registryauth.ErrUnauthorized), syscall.EACCES},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,10 +48,4 @@ func TestErrnoFor(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestErrnoForUnauthorized(t *testing.T) {
-	// TODO: registryauth.ErrUnauthorized -> EACCES once package
-	// registryauth lands (house style §4.7).
-	t.Skip("package registryauth has not landed yet")
 }
