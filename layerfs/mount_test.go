@@ -82,6 +82,18 @@ func TestMountALSLayerDir(t *testing.T) {
 	if ents, err := os.ReadDir(f.genA); err != nil || len(ents) != 0 {
 		t.Errorf("ReadDir(layer dir) = %v, %v; want empty", ents, err)
 	}
+	// Nodes outside diff trees have distinct numbers below 2^32, the root 1.
+	seen := map[uint64]string{}
+	for _, p := range []string{f.mnt, f.refEl, f.genA, f.genB, f.genA + "/info", f.genA + "/blob", f.genB + "/info", f.genB + "/blob"} {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		if prev, dup := seen[st.Ino]; dup || st.Ino >= 1<<32 || (p == f.mnt) != (st.Ino == rootIno) {
+			t.Errorf("ino of %s = %d (also %q)", p, st.Ino, prev)
+		}
+		seen[st.Ino] = p
+	}
 }
 
 func TestMountALSNegative(t *testing.T) {
