@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"path"
 	"syscall"
 	"time"
 
@@ -170,16 +171,29 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	return n.NewInode(ctx, ch, ch.stable()), 0
 }
 
-// Readdir lists the directory sorted by name, with the inode numbers and
-// types Lookup gives.
+// Readdir lists "." and "..", then the directory sorted by name, with the
+// inode numbers and types Lookup gives. overlayfs takes "." and ".." of a
+// merged directory from its layers.
 func (n *dirNode) Readdir(context.Context) (fusefs.DirStream, syscall.Errno) {
 	kids := listChildren(n.t.ix, n.e)
-	list := make([]fuse.DirEntry, len(kids))
-	for i, d := range kids {
+	list := make([]fuse.DirEntry, 0, len(kids)+2)
+	list = append(list,
+		fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: n.stable().Ino},
+		fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: n.parentIno()})
+	for _, d := range kids {
 		st := newDiffNode(n.t, d).stable()
-		list[i] = fuse.DirEntry{Name: d.name, Mode: st.Mode, Ino: st.Ino}
+		list = append(list, fuse.DirEntry{Name: d.name, Mode: st.Mode, Ino: st.Ino})
 	}
 	return fusefs.NewListDirStream(list), 0
+}
+
+// parentIno is the inode number of the directory above; the diff root
+// names itself, as a mount root does.
+func (n *dirNode) parentIno() uint64 {
+	if p, ok := n.t.ix.Lookup(path.Dir(n.e.Name)); ok && n.e != n.t.ix.Root() {
+		return diffIno(n.t.l.ID(), p.ID)
+	}
+	return n.stable().Ino
 }
 
 // fileNode is a regular file of a diff tree. Reads are verified chunk

@@ -5,6 +5,7 @@ package layerfs
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -197,9 +198,56 @@ func TestPosixReaddir(t *testing.T) {
 			t.Errorf("ReadDir(%q) = %q, want %q", tt.dir, got, tt.want)
 		}
 	}
+	// d_ino agrees with st_ino, hard links and whiteouts included.
+	inos := direntInos(t, f.diff)
+	if len(inos) != 14+2 {
+		t.Errorf("getdents64 gave %d names, want 16 with . and ..", len(inos))
+	}
+	if inos["."] != lstat(t, f.diff).Ino || inos[".."] != inos["."] {
+		t.Errorf("diff root: d_ino of . %#x and .. %#x, want %#x", inos["."], inos[".."], lstat(t, f.diff).Ino)
+	}
+	if sub := direntInos(t, filepath.Join(f.diff, "home/user")); sub[".."] != lstat(t, filepath.Join(f.diff, "home")).Ino {
+		t.Errorf("home/user: d_ino of .. is %#x, want that of home", sub[".."])
+	}
+	for name, ino := range inos {
+		if name == "." || name == ".." {
+			continue
+		}
+		if st := lstat(t, filepath.Join(f.diff, name)); st.Ino != ino {
+			t.Errorf("%s: d_ino %#x, st_ino %#x", name, ino, st.Ino)
+		}
+	}
 	for _, name := range []string{".no.prefetch.landmark", ".prefetch.landmark", ".wh.deleted", ".wh..wh.plnk", "opq/.wh..wh..opq", "stargz.index.json"} {
 		if _, err := os.Lstat(filepath.Join(f.diff, name)); errnoOf(err) != syscall.ENOENT {
 			t.Errorf("Lstat(%s) = %v, want ENOENT", name, err)
+		}
+	}
+}
+
+// direntInos reads dir with getdents64 and returns each name's d_ino.
+func direntInos(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	out := map[string]uint64{}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return out
+		}
+		for b := buf[:n]; len(b) > 0; {
+			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			name, _, _ := bytes.Cut(b[19:reclen], []byte{0})
+			out[string(name)] = binary.NativeEndian.Uint64(b[0:8])
+			b = b[reclen:]
 		}
 	}
 }
