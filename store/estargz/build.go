@@ -72,8 +72,14 @@ var errBadTar = errors.New("bad input tar")
 // The input is read twice through tar (headers first, then payloads in
 // output order), which is what makes reordering for prioritized files
 // possible without holding payloads in memory; only the headers and the
-// TOC are kept. Build makes no concurrent ReadAt calls, and concurrent
-// Builds share nothing.
+// TOC are kept. Build makes no concurrent ReadAt calls.
+//
+// Gzip members are independent, so Build compresses them on up to
+// min(GOMAXPROCS, 4) goroutines, which it waits for before returning. A
+// fixed pool of member buffers bounds its memory to a few times
+// max(ChunkSize, MinChunkSize) per worker, whatever the layer size.
+// Output is deterministic: the same input and options give the same blob.
+// Concurrent Builds are safe.
 //
 // Odd input is refused with an error wrapping an unexported class:
 //   - names with a ".." element or a NUL byte;
@@ -116,6 +122,7 @@ func build(ctx context.Context, w io.Writer, ra io.ReaderAt, size int64, opts Bu
 	if err != nil {
 		return BuildResult{}, err
 	}
+	defer bw.stop()
 	for _, e := range ordered {
 		if err := bw.writeEntry(e); err != nil {
 			return BuildResult{}, err

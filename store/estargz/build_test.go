@@ -839,9 +839,20 @@ func (s *btSynthTar) ReadAt(p []byte, off int64) (int, error) {
 func TestBuildStreams(t *testing.T) {
 	const n = 24 << 20
 	in := newBTSynthTar(t, n)
+	goroutines := runtime.NumGoroutine()
+	defer func() {
+		// The compression goroutines must be gone once Build returns
+		// (give exiting ones a moment, as goleak does).
+		for i := 0; runtime.NumGoroutine() > goroutines && i < 100; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if g := runtime.NumGoroutine(); g > goroutines {
+			t.Errorf("%d goroutines after Build, %d before", g, goroutines)
+		}
+	}()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	res, err := Build(context.Background(), io.Discard, in, in.size, BuildOptions{CompressionLevel: gzip.HuffmanOnly})
+	res, err := Build(context.Background(), io.Discard, in, in.size, BuildOptions{ChunkSize: 256 << 10, CompressionLevel: gzip.HuffmanOnly})
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)

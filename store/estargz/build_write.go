@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
@@ -23,6 +25,13 @@ import (
 // writer's layout (estargz.go appendTar): tar headers and padding go into
 // whichever member is open, and each payload chunk starts a new member
 // (unless packed), so that a chunk is decompressible on its own.
+//
+// Members are independent, so they are compressed in parallel: the
+// calling goroutine reads the input, hashes and fills member buffers;
+// workers compress them; one output goroutine writes them in order and
+// gives their TOC entries the member's blob offset. A fixed pool of member
+// buffers bounds memory to a few members (about ChunkSize each), whatever
+// the layer size, and is the back pressure.
 type buildWriter struct {
 	ctx  context.Context
 	src  io.ReaderAt
@@ -31,11 +40,10 @@ type buildWriter struct {
 	bw *bufio.Writer
 	cw *buildCountWriter // compressed bytes: size and blob digest
 
-	gz   *gzip.Writer // reused across members with Reset
-	open bool         // a member is open in gz
-	// memberOff and memberStart are where the open member starts: its
-	// blob offset and the uncompressed stream position.
-	memberOff, memberStart int64
+	cur         *buildMember // the open member, or nil
+	members     int          // members opened so far
+	memberStart int64        // uncompressed stream position of cur
+	split       int          // close a member before a header past this size
 
 	diff hash.Hash // DiffID over the uncompressed stream
 	un   int64     // uncompressed bytes written
@@ -44,6 +52,23 @@ type buildWriter struct {
 	toc                  buildTOC
 	lastUname, lastGname map[int]string
 	buf                  []byte
+
+	// The pipeline. free holds the idle members; work and order carry
+	// each closed member to a worker and to the output goroutine.
+	free, work, order chan *buildMember
+	failed            chan struct{} // closed on the first output error
+	werr              error         // the output error; read after done
+	done              sync.WaitGroup
+	stopped           bool
+}
+
+// buildMember is one gzip member on its way through the pipeline.
+type buildMember struct {
+	raw     []byte           // uncompressed content
+	out     bytes.Buffer     // compressed by a worker
+	err     error            // compression error
+	entries []*buildTOCEntry // TOC entries whose Offset is this member's
+	ready   chan struct{}    // closed when out (or err) is set
 }
 
 // buildCountWriter counts and hashes what it passes on.
@@ -60,64 +85,151 @@ func (c *buildCountWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// buildStreamWriter is the uncompressed side: it feeds the open member
-// and the DiffID.
+// buildStreamWriter is the uncompressed side: it fills the open member
+// and feeds the DiffID.
 type buildStreamWriter struct{ b *buildWriter }
 
 func (s buildStreamWriter) Write(p []byte) (int, error) {
 	b := s.b
-	if !b.open {
+	if b.cur == nil {
 		if err := b.openMember(); err != nil {
 			return 0, err
 		}
 	}
-	n, err := b.gz.Write(p)
-	b.diff.Write(p[:n])
-	b.un += int64(n)
-	return n, err
+	b.cur.raw = append(b.cur.raw, p...)
+	b.diff.Write(p)
+	b.un += int64(len(p))
+	return len(p), nil
 }
 
 func newBuildWriter(ctx context.Context, w io.Writer, src io.ReaderAt, opts BuildOptions) (*buildWriter, error) {
-	bw := bufio.NewWriterSize(w, 256<<10)
-	cw := &buildCountWriter{w: bw, h: sha256.New()}
 	level := opts.CompressionLevel
 	if level == 0 {
 		level = gzip.DefaultCompression
 	}
-	gz, err := gzip.NewWriterLevel(cw, level)
-	if err != nil {
+	if _, err := gzip.NewWriterLevel(io.Discard, level); err != nil {
 		return nil, fmt.Errorf("estargz: build: compression level %d: %w", opts.CompressionLevel, err)
 	}
+	opts.CompressionLevel = level
+	bw := bufio.NewWriterSize(w, 256<<10)
+	workers := min(runtime.GOMAXPROCS(0), 4)
+	inflight := workers + 2
 	b := &buildWriter{
 		ctx:       ctx,
 		src:       src,
 		opts:      opts,
 		bw:        bw,
-		cw:        cw,
-		gz:        gz,
+		cw:        &buildCountWriter{w: bw, h: sha256.New()},
+		split:     max(opts.ChunkSize, opts.MinChunkSize),
 		diff:      sha256.New(),
 		toc:       buildTOC{Version: 1},
 		lastUname: make(map[int]string),
 		lastGname: make(map[int]string),
 		buf:       make([]byte, 128<<10),
+		free:      make(chan *buildMember, inflight),
+		work:      make(chan *buildMember, inflight),
+		order:     make(chan *buildMember, inflight),
+		failed:    make(chan struct{}),
+	}
+	for range inflight {
+		b.free <- buildMembers.Get().(*buildMember)
 	}
 	b.tw = tar.NewWriter(buildStreamWriter{b})
+	b.done.Add(workers + 1)
+	for range workers {
+		go b.compressMembers(level)
+	}
+	go b.writeMembers()
 	return b, nil
 }
 
+// compressMembers is a worker: it gzips each member it receives.
+func (b *buildWriter) compressMembers(level int) {
+	defer b.done.Done()
+	gz, _ := gzip.NewWriterLevel(io.Discard, level) // level checked by newBuildWriter
+	for m := range b.work {
+		gz.Reset(&m.out)
+		if _, err := gz.Write(m.raw); err != nil {
+			m.err = err
+		} else {
+			m.err = gz.Close()
+		}
+		close(m.ready)
+	}
+}
+
+// writeMembers is the output goroutine: it writes the members in order,
+// sets their TOC entries' offsets and returns them to the pool. After an
+// error it keeps recycling, so that the producer never blocks.
+func (b *buildWriter) writeMembers() {
+	defer b.done.Done()
+	for m := range b.order {
+		<-m.ready
+		if b.werr == nil {
+			if b.werr = m.err; b.werr == nil {
+				off := b.cw.n
+				for _, e := range m.entries {
+					e.Offset = off
+				}
+				_, b.werr = b.cw.Write(m.out.Bytes())
+			}
+			if b.werr != nil {
+				close(b.failed)
+			}
+		}
+		m.raw, m.entries, m.err = m.raw[:0], m.entries[:0], nil
+		m.out.Reset()
+		b.free <- m
+	}
+}
+
+// stop closes the pipeline and waits for its goroutines. It returns the
+// output error, if any. It is idempotent.
+func (b *buildWriter) stop() error {
+	if !b.stopped {
+		b.closeMember()
+		b.stopped = true
+		close(b.work)
+		close(b.order)
+		b.done.Wait()
+		for range cap(b.free) {
+			if m := <-b.free; cap(m.raw) <= 2*buildDefaultChunkSize+(1<<20) {
+				buildMembers.Put(m)
+			}
+		}
+	}
+	return b.werr
+}
+
+// buildMembers keeps member buffers across Builds: they grow to about a
+// chunk each, which is worth not allocating again for every layer.
+var buildMembers = sync.Pool{New: func() any { return new(buildMember) }}
+
+// openMember takes an idle member from the pool, waiting for one if all
+// are in flight.
 func (b *buildWriter) openMember() error {
-	b.gz.Reset(b.cw)
-	b.open = true
-	b.memberOff, b.memberStart = b.cw.n, b.un
+	select {
+	case m := <-b.free:
+		m.ready = make(chan struct{})
+		b.cur = m
+	case <-b.failed:
+		return b.stop()
+	case <-b.ctx.Done():
+		return b.ctx.Err()
+	}
+	b.members++
+	b.memberStart = b.un
 	return nil
 }
 
-func (b *buildWriter) closeMember() error {
-	if !b.open {
-		return nil
+// closeMember hands the open member to the pipeline.
+func (b *buildWriter) closeMember() {
+	if b.cur == nil || b.stopped {
+		return
 	}
-	b.open = false
-	return b.gz.Close()
+	b.order <- b.cur // never blocks: the channels hold every member
+	b.work <- b.cur
+	b.cur = nil
 }
 
 // nameIfChanged returns name unless it is what *m already maps id to: the
@@ -176,6 +288,11 @@ func (b *buildWriter) writeEntry(e *buildEntry) error {
 		return err
 	}
 	ent := b.tocEntry(e.hdr)
+	if b.cur != nil && len(b.cur.raw) >= b.split {
+		// Only headers since the last payload: a member may end anywhere
+		// outside a chunk, and this bounds its buffer.
+		b.closeMember()
+	}
 	if err := b.tw.WriteHeader(e.hdr); err != nil {
 		return fmt.Errorf("estargz: build: %w: header of %q: %v", errBadTar, e.hdr.Name, err)
 	}
@@ -214,23 +331,22 @@ func (b *buildWriter) writeEntry(e *buildEntry) error {
 }
 
 // startChunk places the next chunk: at the start of a new member, or
-// packed into the open one at an inner offset.
+// packed into the open one at an inner offset. The member's blob offset
+// is set on ent once the member is written.
 func (b *buildWriter) startChunk(e *buildEntry, ent *buildTOCEntry) error {
-	// A payload never shares member 0: offset 0 reads as "no payload" in
-	// the TOC (it is omitted from the JSON).
-	pack := b.opts.MinChunkSize > 0 && !e.ownMember && b.open && b.memberOff > 0 &&
+	// A payload never shares the first member: offset 0 reads as "no
+	// payload" in the TOC (it is omitted from the JSON).
+	pack := b.opts.MinChunkSize > 0 && !e.ownMember && b.cur != nil && b.members > 1 &&
 		b.un-b.memberStart < int64(b.opts.MinChunkSize)
 	if pack {
-		ent.Offset, ent.InnerOffset = b.memberOff, b.un-b.memberStart
-		return nil
+		ent.InnerOffset = b.un - b.memberStart
+	} else {
+		b.closeMember()
+		if err := b.openMember(); err != nil {
+			return err
+		}
 	}
-	if err := b.closeMember(); err != nil {
-		return err
-	}
-	if err := b.openMember(); err != nil {
-		return err
-	}
-	ent.Offset = b.memberOff
+	b.cur.entries = append(b.cur.entries, ent)
 	return nil
 }
 
@@ -265,7 +381,7 @@ func (b *buildWriter) copyChunk(e *buildEntry, off, n int64, h io.Writer) error 
 
 // finish closes the last member and writes the TOC member and the footer.
 func (b *buildWriter) finish() (BuildResult, error) {
-	if err := b.closeMember(); err != nil {
+	if err := b.stop(); err != nil {
 		return BuildResult{}, err
 	}
 	tocOff := b.cw.n
@@ -275,7 +391,8 @@ func (b *buildWriter) finish() (BuildResult, error) {
 	}
 	// The TOC member is a tar of its own (header, JSON, end-of-archive);
 	// it also ends the tar stream the DiffID covers.
-	tw := tar.NewWriter(buildStreamWriter{b})
+	var tocTar bytes.Buffer
+	tw := tar.NewWriter(&tocTar)
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: int64(len(tocJSON))}); err != nil {
 		return BuildResult{}, err
 	}
@@ -285,7 +402,13 @@ func (b *buildWriter) finish() (BuildResult, error) {
 	if err := tw.Close(); err != nil {
 		return BuildResult{}, err
 	}
-	if err := b.closeMember(); err != nil {
+	b.diff.Write(tocTar.Bytes())
+	b.un += int64(tocTar.Len())
+	gz, _ := gzip.NewWriterLevel(b.cw, b.opts.CompressionLevel) // level checked by newBuildWriter
+	if _, err := gz.Write(tocTar.Bytes()); err != nil {
+		return BuildResult{}, err
+	}
+	if err := gz.Close(); err != nil {
 		return BuildResult{}, err
 	}
 	if _, err := b.cw.Write(appendFooter(nil, tocOff)); err != nil {
