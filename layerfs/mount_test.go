@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -35,6 +36,7 @@ type alsFixture struct {
 
 func newALSFixture(t *testing.T, opts Options) alsFixture {
 	t.Helper()
+	testutil.CheckLeaks(t)
 	ref := mustRef(t, "registry.example/stargz/app:v1")
 	big := bytes.Repeat([]byte("0123456789abcdef"), 20000)
 	tl := buildLayer(t, ref, buildTar(t, dir("etc/", 0o755), file("etc/hello", 0o644, "hello\n"), file("big", 0o644, string(big))))
@@ -381,5 +383,31 @@ func TestMountALSNoNegativeCache(t *testing.T) {
 	f.src.add(tl2.open(t))
 	if _, err := os.Stat(filepath.Join(diff, "second")); err != nil {
 		t.Errorf("Stat(diff/second) right after the store got the layer: %v", err)
+	}
+}
+
+// TestMountLogsFailedLookups checks that each failed lookup is logged
+// once: Warn for a layer that cannot be served, Debug for a bad name.
+func TestMountLogsFailedLookups(t *testing.T) {
+	log, logs := testutil.NewLogger()
+	f := newALSFixture(t, Options{Logger: log})
+	f.src.setErr(errors.New("registry said 500"))
+	if _, err := os.Stat(filepath.Join(f.genA, "diff")); errnoOf(err) != syscall.EIO {
+		t.Fatalf("Stat(diff) = %v, want EIO", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.mnt, "%%%")); errnoOf(err) != syscall.ENOENT {
+		t.Fatalf("Stat(bad ref) = %v, want ENOENT", err)
+	}
+	warns := logs.Find(slog.LevelWarn, "layer cannot be served")
+	if len(warns) != 1 || warns[0].Attrs["name"] != "diff" || warns[0].Attrs["digest"] != f.tl.desc.Digest.String() {
+		t.Errorf("warnings = %+v, want one for diff of %s", warns, f.tl.desc.Digest)
+	}
+	if got := logs.Find(slog.LevelDebug, "lookup: not a reference"); len(got) != 1 {
+		t.Errorf("debug lines for the bad reference = %+v, want one", got)
+	}
+	for _, r := range logs.Records() {
+		if r.Level >= slog.LevelWarn && r.Msg != "layer cannot be served" {
+			t.Errorf("unexpected %v line %q %v", r.Level, r.Msg, r.Attrs)
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stargz-store/stargz-store/internal/testutil"
 )
 
 // TestMountOverlay stacks two diff trees with the kernel's overlayfs, as
@@ -20,6 +22,7 @@ func TestMountOverlay(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting overlayfs needs root")
 	}
+	testutil.CheckLeaks(t)
 	ref := mustRef(t, "registry.example/overlay:1")
 	lower := buildLayer(t, ref, buildTar(t,
 		file("keep", 0o644, "k"), file("gone", 0o644, "g"),

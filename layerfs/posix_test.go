@@ -17,6 +17,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stargz-store/stargz-store/internal/testutil"
 )
 
 // fileCap is a valid security.capability value (VFS_CAP_REVISION_2,
@@ -74,6 +76,7 @@ type posixFixture struct {
 
 func newPosixFixture(t *testing.T) posixFixture {
 	t.Helper()
+	testutil.CheckLeaks(t)
 	big := make([]byte, 300<<10+123)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range big {
