@@ -62,8 +62,7 @@ func (n *layerNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	case infoFile:
 		return n.lookupInfo(ctx, l, out)
 	}
-	mk := func() attrNode { return &blobNode{l: l, log: n.fs.log} }
-	return n.fs.child(ctx, &n.Inode, blobFile, sameLayer(l), mk, syscall.S_IFREG, out), 0
+	return n.lookupBlob(ctx, l, out), 0
 }
 
 // resolve asks the Source for the layer, bounded by Options.ResolveTimeout.
@@ -107,6 +106,12 @@ func (n *layerNode) lookupInfo(ctx context.Context, l *store.Layer, out *fuse.En
 	}
 	mk := func() attrNode { return &infoNode{id: l.ID(), data: data} }
 	return n.fs.child(ctx, &n.Inode, infoFile, sameLayer(l), mk, syscall.S_IFREG, out), 0
+}
+
+// lookupBlob returns the blob file of l.
+func (n *layerNode) lookupBlob(ctx context.Context, l *store.Layer, out *fuse.EntryOut) *fusefs.Inode {
+	mk := func() attrNode { return &blobNode{l: l, log: n.fs.log} }
+	return n.fs.child(ctx, &n.Inode, blobFile, sameLayer(l), mk, syscall.S_IFREG, out)
 }
 
 // sameLayer keeps an existing child only if it was built from l.
