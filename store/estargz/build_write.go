@@ -177,6 +177,7 @@ func (b *buildWriter) writeMembers() {
 				close(b.failed)
 			}
 		}
+		clear(m.entries) // do not keep this Build's TOC alive in the pool
 		m.raw, m.entries, m.err = m.raw[:0], m.entries[:0], nil
 		m.out.Reset()
 		b.free <- m
