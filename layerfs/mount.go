@@ -152,12 +152,17 @@ func fuseOptions(f *fsys, opts Options) *fusefs.Options {
 			AllowOther: true,
 			// fusermount spells it as an option; for mount(2) go-fuse
 			// turns it into clearing MS_NOSUID.
-			Options:              []string{"suid"},
-			FsName:               "stargz-store",
-			Name:                 "stargz-store",
-			MaxWrite:             1 << 20,
-			DirectMount:          true,
-			DirectMountFlags:     syscall.MS_NODEV,
+			Options:     []string{"suid"},
+			FsName:      "stargz-store",
+			Name:        "stargz-store",
+			MaxWrite:    1 << 20,
+			DirectMount: true,
+			// Neither nosuid nor nodev: a lazily pulled image must behave
+			// like a pulled one, whose setuid binaries and device nodes
+			// work through overlayfs (which checks the lower's mount
+			// flags). MS_MGC_VAL is "no flags": go-fuse reads 0 as its
+			// default, MS_NOSUID|MS_NODEV.
+			DirectMountFlags:     syscall.MS_MGC_VAL,
 			EnableSymlinkCaching: true,
 			Debug:                opts.Debug,
 			Logger:               goLog,
