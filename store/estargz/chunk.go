@@ -46,7 +46,9 @@ func DecodeChunk(dst, compressed []byte, c index.Chunk) error {
 		return nil
 	}
 	if err := inflate(dst, compressed, c.InnerOffset); err != nil {
-		return fmt.Errorf("decode chunk at %d (blob offset %d): %w", c.Offset, c.CompressedOffset, err)
+		// Bytes that do not even decompress fail verification as surely
+		// as bytes with the wrong digest.
+		return fmt.Errorf("decode chunk at %d (blob offset %d): %w: %w", c.Offset, c.CompressedOffset, ErrVerify, err)
 	}
 	if !verify(dst, c.Digest) {
 		return fmt.Errorf("decode chunk at %d (blob offset %d): %w: want %s", c.Offset, c.CompressedOffset, ErrVerify, c.Digest)
