@@ -140,7 +140,7 @@ fetched=$(tail -n +"$((off + 1))" "$WORK/registry.log" | jq -R --argjson ds "$di
   fromjson? | select(.msg == "response completed" and .["http.request.method"] == "GET")
   | (.["http.request.uri"] | capture("/blobs/(?<d>sha256:[0-9a-f]+)")) as $m
   | select($ds | index($m.d)) | .["http.response.written"]' | awk '{s += $1} END {print s + 0}')
-lazy=$(jq -cR 'fromjson? | select(.msg == "use")' "$WORK/store.log" | grep -c . || true)
+lazy=$(jq -cR 'fromjson? | select(.msg == "use" and has("refs"))' "$WORK/store.log" | grep -c . || true)
 printf "podman run took            %s s\n" "$(awk "BEGIN{printf \"%.1f\", $end - $start}")"
 printf 'image size (compressed)    %10d bytes\n' "$size"
 printf 'blob bytes fetched by run  %10d bytes (%d%%)\n' "$fetched" $((fetched * 100 / size))
