@@ -9,9 +9,6 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// compressionGzip is containers/storage's archive.Gzip: eStargz is gzip.
-const compressionGzip = 2
-
 // layerInfo is the `info` file: the fields of containers/storage's Layer
 // that an additional layer store may set (als-protocol §3.4).
 type layerInfo struct {
@@ -33,7 +30,7 @@ type layerInfo struct {
 // and storage must not index an unverified one.
 func (l *Layer) Info(name digest.Digest) ([]byte, error) {
 	d := l.desc
-	info := layerInfo{Compression: compressionGzip, CompressedSize: d.Size, UncompressedSize: d.UncompressedSize}
+	info := layerInfo{Compression: l.fmt.compression, CompressedSize: d.Size, UncompressedSize: d.UncompressedSize}
 	switch name {
 	case d.Digest:
 		info.CompressedDigest = d.Digest

@@ -4,7 +4,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/stargz-store/stargz-store/internal/flight"
 	"github.com/stargz-store/stargz-store/refspec"
-	"github.com/stargz-store/stargz-store/store/estargz"
 	"github.com/stargz-store/stargz-store/store/index"
 )
 
@@ -36,6 +34,11 @@ type LayerDesc struct {
 	// UncompressedSize is the io.containers.estargz.uncompressed-size
 	// annotation, or -1 when unknown.
 	UncompressedSize int64
+	// Format is the layer's format; empty means eStargz.
+	Format Format
+	// Annotations are the manifest's annotations of the layer (the
+	// zstd:chunked reader finds its TOC through them).
+	Annotations map[string]string
 }
 
 // LayerOptions tunes OpenLayer. The zero value is usable.
@@ -60,7 +63,7 @@ type Layer struct {
 	id     uint32
 	desc   LayerDesc
 	blob   BlobReader
-	esgz   *estargz.Blob
+	fmt    *opened
 	log    *slog.Logger
 	fetch  *flight.Group[chunkKey, []byte]
 	closed sync.Once
@@ -72,16 +75,26 @@ type Layer struct {
 
 var lastLayerID atomic.Uint32
 
-// OpenLayer reads the footer and TOC of blob, verifies the TOC against
-// desc.TOCDigest and returns the layer. A blob that is not eStargz, or
-// whose TOC is refused, gives an error wrapping ErrNotLazy.
+// OpenLayer reads the table of contents of blob in desc.Format, verifies
+// it against desc.TOCDigest and returns the layer. A blob that is not in
+// that format, or whose TOC is refused, gives an error wrapping ErrNotLazy.
 func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerOptions) (*Layer, error) {
 	if desc.TOCDigest == "" {
 		return nil, fmt.Errorf("open layer %s: no TOC digest annotation: %w", desc.Digest, ErrNotLazy)
 	}
-	eb, err := estargz.Open(readerAt{ctx, blob}, desc.Size, estargz.OpenOptions{TOCDigest: desc.TOCDigest, MaxTOCSize: opts.MaxTOCSize})
+	if desc.Format == "" {
+		desc.Format = FormatEStargz
+	}
+	open, ok := openers[desc.Format]
+	if !ok {
+		return nil, fmt.Errorf("open layer %s: format %q: %w", desc.Digest, desc.Format, ErrNotLazy)
+	}
+	f, err := open(readerAt{ctx, blob}, desc, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open layer %s: %w", desc.Digest, classify(ctx, err))
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("open layer %s: %w", desc.Digest, err)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -91,26 +104,11 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		id:     lastLayerID.Add(1),
 		desc:   desc,
 		blob:   blob,
-		esgz:   eb,
+		fmt:    f,
 		log:    log,
 		fetch:  flight.New[chunkKey, []byte](ctx),
 		chunks: map[chunkKey][]byte{},
 	}, nil
-}
-
-// classify sorts a format error into the store's classes: a blob we
-// cannot read is a fetch problem; one we can read but refuse is not lazy.
-func classify(ctx context.Context, err error) error {
-	switch {
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case errors.Is(err, estargz.ErrVerify):
-		return fmt.Errorf("%w: %w", ErrVerify, err)
-	case errors.Is(err, estargz.ErrNotEStargz), errors.Is(err, estargz.ErrExternalTOC),
-		errors.Is(err, estargz.ErrTooLarge), errors.Is(err, index.ErrInvalid):
-		return fmt.Errorf("%w: %w", ErrNotLazy, err)
-	}
-	return err
 }
 
 // readerAt binds a BlobReader to a context for the format readers, which
@@ -123,7 +121,7 @@ type readerAt struct {
 func (r readerAt) ReadAt(p []byte, off int64) (int, error) { return r.r.ReadAt(r.ctx, p, off) }
 
 // Index returns the layer's table of contents.
-func (l *Layer) Index() *index.Index { return l.esgz.Index }
+func (l *Layer) Index() *index.Index { return l.fmt.index }
 
 // Desc returns the descriptor the layer was opened with.
 func (l *Layer) Desc() LayerDesc { return l.desc }
@@ -133,7 +131,7 @@ func (l *Layer) ID() uint32 { return l.id }
 
 // PrefetchEnd returns the end of the blob region the image author marked
 // for prefetch, or 0.
-func (l *Layer) PrefetchEnd() int64 { return l.esgz.PrefetchEnd }
+func (l *Layer) PrefetchEnd() int64 { return l.fmt.prefetchEnd }
 
 // ReadAt reads len(p) bytes of file e's content from off. It returns
 // io.EOF when fewer bytes remain, like io.ReaderAt.
@@ -190,8 +188,8 @@ func (l *Layer) fetchChunk(ctx context.Context, key chunkKey, e *index.Entry, c 
 		return nil, fmt.Errorf("fetch chunk %d of %s: %w", c.Offset, e.Name, err)
 	}
 	data = make([]byte, c.Size)
-	if err := estargz.DecodeChunk(data, comp, c); err != nil {
-		return nil, fmt.Errorf("chunk %d of %s: %w", c.Offset, e.Name, classify(ctx, err))
+	if err := l.fmt.decode(data, comp, c); err != nil {
+		return nil, fmt.Errorf("chunk %d of %s: %w", c.Offset, e.Name, err)
 	}
 	l.mu.Lock()
 	l.chunks[key] = data

@@ -231,6 +231,8 @@ func newLayerEntry(ref refspec.Reference, bi types.BlobInfo, diffID digest.Diges
 		MediaType:        bi.MediaType,
 		DiffID:           diffID,
 		UncompressedSize: -1,
+		Format:           FormatEStargz,
+		Annotations:      bi.Annotations,
 	}}
 	a := bi.Annotations
 	if s, ok := a[annotationUncompressedSize]; ok {
