@@ -20,7 +20,7 @@ var rank = map[string]int{
 	"registryauth": 1, "store/estargz": 1, "store/zstdchunked": 1,
 	"store":   2,
 	"layerfs": 3, "convert": 3,
-	"cmd/stargz-store": 4,
+	"cmd/stargz-store": 4, "cmd/stargz-bench": 4,
 }
 
 // onlyIn lists external packages that only the named packages may import.
