@@ -15,7 +15,7 @@ P5_BASE ?= /var/tmp/podman5-chroot
 .PHONY: help build test test-unit test-fuse test-e2e e2e-deps fuzz vet fmt-check deps-test bench demo clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
 
 build: ## build out/stargz-store
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/stargz-store

@@ -89,7 +89,7 @@ func (n *layerNode) failResolve(name string, out *fuse.EntryOut, err error) sysc
 // resolved anew gets a new tree. The entry itself stays short-lived, since
 // which layer it names can change; the attributes cannot.
 func (n *layerNode) lookupDiff(ctx context.Context, l *store.Layer, out *fuse.EntryOut) *fusefs.Inode {
-	t := &diffTree{l: l, ix: l.Index(), ttl: n.fs.diffTTL, log: n.fs.log}
+	t := &diffTree{l: l, ix: l.Index(), ttl: n.fs.diffTTL, log: n.fs.log, rec: n.fs.rec}
 	root := newDiffNode(t, dirent{e: t.ix.Root()})
 	root.fillAttr(&out.Attr)
 	out.SetEntryTimeout(n.fs.alsTTL)
@@ -132,8 +132,7 @@ func (n *layerNode) Create(_ context.Context, name string, _, _ uint32, _ *fuse.
 		return nil, nil, 0, syscall.EROFS
 	}
 	err := n.fs.src.Use(n.ref, n.d)
-	if err == nil {
-		n.fs.log.Debug("use", "ref", n.ref.String(), "digest", n.d.String())
+	if err == nil { // the store logs the new count
 		return nil, nil, 0, syscall.ENOENT
 	}
 	errno := errnoFor(err)

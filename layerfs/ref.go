@@ -57,8 +57,7 @@ func (n *refNode) Rmdir(_ context.Context, name string) syscall.Errno {
 		return syscall.ENOENT
 	}
 	err = n.fs.src.Release(n.ref, d)
-	if err == nil || errors.Is(err, store.ErrNotFound) {
-		n.fs.log.Debug("release", "ref", n.ref.String(), "digest", d.String(), "err", err)
+	if err == nil || errors.Is(err, store.ErrNotFound) { // the store logs it
 		return syscall.ENOENT
 	}
 	errno := errnoFor(err)
