@@ -27,6 +27,7 @@ type diffTree struct {
 	ix  *index.Index
 	ttl time.Duration
 	log *slog.Logger
+	rec Recorder // Options.Recorder, or nil
 }
 
 // diffNode is implemented by every node kind of a diff tree.
@@ -164,6 +165,7 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !ok {
 		return nil, syscall.ENOENT
 	}
+	n.t.recordLookup(d)
 	ch := newDiffNode(n.t, d)
 	ch.fillAttr(&out.Attr)
 	out.SetEntryTimeout(n.t.ttl)
@@ -219,11 +221,13 @@ func (n *fileNode) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uin
 	if errno := openReadOnly(flags); errno != 0 {
 		return nil, 0, errno
 	}
+	n.t.record(n.e, OpOpen)
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Read returns what is left of the file from off, short at the end.
 func (n *fileNode) Read(ctx context.Context, _ fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n.t.record(n.e, OpRead)
 	k, err := n.t.l.ReadAt(ctx, n.e, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		errno := errnoFor(err)

@@ -64,6 +64,10 @@ type Options struct {
 	// and storage pulls the layer normally. 0 means
 	// DefaultResolveTimeout.
 	ResolveTimeout time.Duration
+	// Recorder, if not nil, is told about every lookup, open and read of
+	// a regular file in a diff tree, in order (`stargz-store optimize`
+	// records a workload this way). nil records nothing.
+	Recorder Recorder
 }
 
 // Server is a mounted file system. Its methods are safe for concurrent
@@ -126,6 +130,7 @@ func newFsys(src Source, opts Options) *fsys {
 		alsTTL:         durationOr(opts.EntryTimeout, DefaultEntryTimeout),
 		diffTTL:        durationOr(opts.DiffTimeout, DefaultDiffTimeout),
 		resolveTimeout: opts.ResolveTimeout,
+		rec:            opts.Recorder,
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)

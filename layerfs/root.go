@@ -22,6 +22,7 @@ type fsys struct {
 	alsTTL         time.Duration // entries and attributes of root, ref and layer levels
 	diffTTL        time.Duration // entries, attributes and negative entries in diff trees
 	resolveTimeout time.Duration // bound on one Source.Layer call
+	rec            Recorder      // Options.Recorder, or nil
 	inos           inoCounter
 }
 
