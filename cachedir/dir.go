@@ -191,6 +191,18 @@ func (d *Dir) Has(dg digest.Digest) bool {
 	return ok
 }
 
+// Contains reports whether dg is cached in memory or on disk.
+func (d *Dir) Contains(dg digest.Digest) bool {
+	if _, ok := d.mem.get(dg); ok {
+		return true
+	}
+	return d.Has(dg)
+}
+
+// Remember keeps b, the verified content of dg, in the memory LRU only:
+// the caller writes it to disk later (Put) or not at all.
+func (d *Dir) Remember(dg digest.Digest, b []byte) { d.mem.add(dg, b) }
+
 // touch marks dg as just used.
 func (d *Dir) touch(dg digest.Digest) bool {
 	d.mu.Lock()

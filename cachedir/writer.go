@@ -28,6 +28,7 @@ type Writer struct {
 	n      int64
 	unlock func()
 	done   bool
+	named  bool // dg names the entry; the content is not checked against it
 }
 
 // Writer starts writing the entry for dg. If another writer holds dg, it
@@ -68,7 +69,7 @@ func (w *Writer) Commit() error {
 		return fmt.Errorf("commit %s: writer already finished", w.dg)
 	}
 	defer w.finish()
-	if got := digest.NewDigest(w.dg.Algorithm(), w.h); got != w.dg {
+	if got := digest.NewDigest(w.dg.Algorithm(), w.h); got != w.dg && !w.named {
 		return fmt.Errorf("commit %s: content hashes to %s: %w", w.dg, got, ErrCorrupt)
 	}
 	if err := w.f.Sync(); err != nil {
@@ -141,4 +142,24 @@ func (d *Dir) Put(ctx context.Context, dg digest.Digest, b []byte) error {
 	}
 	d.mem.add(dg, b)
 	return nil
+}
+
+// PutNamed stores b under key, a name chosen by the caller rather than
+// the digest of b (say, the blob ranges a TOC was read from, named after
+// the TOC digest). The content is not checked at commit, so the caller
+// must verify what it reads back. An entry already present is kept.
+func (d *Dir) PutNamed(ctx context.Context, key digest.Digest, b []byte) error {
+	w, err := d.Writer(ctx, key)
+	if errors.Is(err, ErrExists) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	w.named = true
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return w.Commit()
 }

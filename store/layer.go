@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/internal/flight"
 	"github.com/stargz-store/stargz-store/refspec"
 	"github.com/stargz-store/stargz-store/store/index"
@@ -47,6 +49,14 @@ type LayerOptions struct {
 	MaxTOCSize int64
 	// Logger receives debug lines; nil discards.
 	Logger *slog.Logger
+	// Cache, if not nil, keeps verified chunks (by chunk digest) and the
+	// blob ranges the TOC was read from, so that the layer opens and reads
+	// again without the registry. nil keeps chunks in memory while the
+	// layer is open.
+	Cache *cachedir.Dir
+	// ReadAhead is how many more compressed bytes of a file to fetch with
+	// a chunk being read; 0 means none.
+	ReadAhead int64
 }
 
 // chunkKey names a chunk by file and offset in the file, never by
@@ -58,20 +68,47 @@ type chunkKey struct {
 
 // Layer is one lazily readable, verified layer. Every byte it returns from
 // the layer's files has been checked against its chunk digest. A Layer is
-// safe for concurrent use; Close stops its fetches.
+// safe for concurrent use; Close stops its fetches, its prefetch and its
+// background fetch, and waits for them.
+//
+// Lock order: Layer.mu, then cachedir's locks (the cache is never called
+// with mu held, except Pin/Unpin which take only its own mutex).
 type Layer struct {
-	id     uint32
-	desc   LayerDesc
-	blob   BlobReader
-	fmt    *opened
-	log    *slog.Logger
-	fetch  *flight.Group[chunkKey, []byte]
-	closed sync.Once
+	id        uint32
+	desc      LayerDesc
+	blob      BlobReader
+	fmt       *opened
+	log       *slog.Logger
+	cache     *cachedir.Dir
+	readAhead int64
+	members   map[int64][]chunkRef // gzip members holding more than one chunk
+	fetch     *flight.Group[chunkKey, []byte]
+	closed    sync.Once
+	// ctx is the layer's lifetime, cancelled by Close: prefetch,
+	// background fetch and cache writes run on it (the documented
+	// exception to "no ctx in a struct", as for flight.Group).
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // goroutines the layer started
+	// prefetched is closed when the prefetch has ended (or was not run).
+	prefetched chan struct{}
 
 	// mu guards the fields below.
-	mu     sync.RWMutex
-	chunks map[chunkKey][]byte // verified chunk contents, kept while the layer lives
+	mu       sync.RWMutex
+	chunks   map[chunkKey][]byte        // without a cache: verified chunks, kept while the layer lives
+	pending  map[chunkKey]chan struct{} // chunks a running fetch will store; closed when it ends
+	pins     []digest.Digest            // cache entries pinned for the layer's life
+	stopping bool                       // Close began: start no goroutine
 }
+
+// chunkRef is one chunk of one file.
+type chunkRef struct {
+	e *index.Entry
+	i int // index in e.Chunks
+}
+
+func (r chunkRef) chunk() index.Chunk { return r.e.Chunks[r.i] }
+func (r chunkRef) key() chunkKey      { return chunkKey{r.e.ID, r.e.Chunks[r.i].Offset} }
 
 var lastLayerID atomic.Uint32
 
@@ -89,7 +126,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 	if !ok {
 		return nil, fmt.Errorf("open layer %s: format %q: %w", desc.Digest, desc.Format, ErrNotLazy)
 	}
-	f, err := open(readerAt{ctx, blob}, desc, opts)
+	f, err := openCached(ctx, open, blob, desc, opts)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -100,15 +137,47 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Layer{
-		id:     lastLayerID.Add(1),
-		desc:   desc,
-		blob:   blob,
-		fmt:    f,
-		log:    log,
-		fetch:  flight.New[chunkKey, []byte](ctx),
-		chunks: map[chunkKey][]byte{},
-	}, nil
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l := &Layer{
+		id:         lastLayerID.Add(1),
+		desc:       desc,
+		blob:       blob,
+		fmt:        f,
+		log:        log,
+		cache:      opts.Cache,
+		readAhead:  opts.ReadAhead,
+		members:    sharedMembers(f.index),
+		fetch:      flight.New[chunkKey, []byte](ctx),
+		ctx:        lctx,
+		cancel:     cancel,
+		prefetched: make(chan struct{}),
+		chunks:     map[chunkKey][]byte{},
+		pending:    map[chunkKey]chan struct{}{},
+	}
+	return l, nil
+}
+
+// sharedMembers maps the compressed offset of each gzip member that holds
+// more than one chunk (small-file packing) to those chunks, so that they
+// are fetched and decoded together.
+func sharedMembers(ix *index.Index) map[int64][]chunkRef {
+	count := map[int64]int{}
+	for _, e := range ix.Entries() {
+		for _, c := range e.Chunks {
+			if !c.Zero {
+				count[c.CompressedOffset]++
+			}
+		}
+	}
+	out := map[int64][]chunkRef{}
+	for _, e := range ix.Entries() {
+		for i, c := range e.Chunks {
+			if !c.Zero && count[c.CompressedOffset] > 1 {
+				out[c.CompressedOffset] = append(out[c.CompressedOffset], chunkRef{e, i})
+			}
+		}
+	}
+	return out
 }
 
 // readerAt binds a BlobReader to a context for the format readers, which
@@ -165,37 +234,30 @@ func (l *Layer) chunk(ctx context.Context, e *index.Entry, c index.Chunk) ([]byt
 		return make([]byte, c.Size), nil
 	}
 	key := chunkKey{e.ID, c.Offset}
-	l.mu.RLock()
-	data, ok := l.chunks[key]
-	l.mu.RUnlock()
-	if ok {
+	if data, ok := l.lookup(key, c); ok {
 		return data, nil
 	}
+	// A running fetch of neighbouring chunks will store this one.
+	l.mu.RLock()
+	ch := l.pending[key]
+	l.mu.RUnlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if data, ok := l.lookup(key, c); ok {
+			return data, nil
+		}
+	}
+	i := slices.IndexFunc(e.Chunks, func(x index.Chunk) bool { return x.Offset == c.Offset })
 	return l.fetch.Do(ctx, key, func(ctx context.Context) ([]byte, error) {
-		return l.fetchChunk(ctx, key, e, c)
+		if data, ok := l.lookup(key, c); ok { // stored just before our call began
+			return data, nil
+		}
+		return l.fetchWith(ctx, chunkRef{e, i})
 	})
-}
-
-func (l *Layer) fetchChunk(ctx context.Context, key chunkKey, e *index.Entry, c index.Chunk) ([]byte, error) {
-	l.mu.RLock()
-	data, ok := l.chunks[key] // a call that finished just before ours began
-	l.mu.RUnlock()
-	if ok {
-		return data, nil
-	}
-	comp := make([]byte, c.CompressedEnd-c.CompressedOffset)
-	if _, err := l.blob.ReadAt(ctx, comp, c.CompressedOffset); err != nil {
-		return nil, fmt.Errorf("fetch chunk %d of %s: %w", c.Offset, e.Name, err)
-	}
-	data = make([]byte, c.Size)
-	if err := l.fmt.decode(data, comp, c); err != nil {
-		return nil, fmt.Errorf("chunk %d of %s: %w", c.Offset, e.Name, err)
-	}
-	l.mu.Lock()
-	l.chunks[key] = data
-	l.mu.Unlock()
-	l.log.Debug("chunk fetched", "path", e.Name, "off", c.Offset, "bytes", len(comp))
-	return data, nil
 }
 
 // ReadBlobAt reads the raw compressed blob, as the layer's `blob` file
@@ -215,13 +277,35 @@ func (l *Layer) ReadBlobAt(ctx context.Context, p []byte, off int64) (int, error
 	return n, err
 }
 
-// Close stops the layer's fetches and waits for them. It is idempotent.
+// Close stops the layer's fetches, prefetch and background fetch and
+// waits for them and for the cache writes they started. The layer's
+// chunks stay in the cache. It is idempotent.
 func (l *Layer) Close() error {
 	l.closed.Do(func() {
+		l.mu.Lock()
+		l.stopping = true
+		l.mu.Unlock()
+		l.cancel()
 		l.fetch.Close()
+		l.wg.Wait()
 		l.mu.Lock()
 		l.chunks = map[chunkKey][]byte{}
+		pins := l.pins
+		l.pins = nil
 		l.mu.Unlock()
+		for _, dg := range pins {
+			l.cache.Unpin(dg)
+		}
 	})
 	return nil
+}
+
+// goLocked starts f as a goroutine the layer owns, unless Close began.
+// It reports whether it started. l.mu must be held.
+func (l *Layer) goLocked(f func()) bool {
+	if l.stopping {
+		return false
+	}
+	l.wg.Go(f)
+	return true
 }

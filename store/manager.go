@@ -59,6 +59,7 @@ type Manager struct {
 	// mu guards the fields below.
 	mu      sync.Mutex
 	closed  bool
+	limits  map[string]*limiter // range requests in flight, by registry host
 	images  map[refspec.Reference]*imageState
 	layers  map[layerKey]*layerState // both names of one layer share a state
 	warned  map[layerKey]time.Time   // when a lookup failure was last logged at Warn
@@ -84,6 +85,7 @@ func New(opts Options) (*Manager, error) {
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
 		warned:   map[layerKey]time.Time{},
+		limits:   map[string]*limiter{},
 	}, nil
 }
 
@@ -282,7 +284,9 @@ func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
 		}
 		start := time.Now()
 		blob := newRemoteBlob(ref, e.desc, eps, m.opts)
-		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log})
+		blob.lim = m.limiter(ref.Domain())
+		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
+			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead})
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
 		}
@@ -295,8 +299,45 @@ func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
 		}
 		m.log.Info("layer resolved", "ref", ref.String(), "digest", e.desc.Digest.String(),
 			"toc", e.desc.TOCDigest.String(), "entries", l.Index().Len(), "dur", time.Since(start))
+		m.prefetch(ctx, l)
 		return l, nil
 	})
+}
+
+// limiter returns the request limiter of a registry host.
+func (m *Manager) limiter(host string) *limiter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	lim := m.limits[host]
+	if lim == nil {
+		lim = newLimiter(m.opts.MaxParallelRequests, m.opts.MaxParallelRequests/4)
+		m.limits[host] = lim
+	}
+	return lim
+}
+
+// prefetch starts the layer's prefetch and background fetch and waits
+// for the prefetch, at most PrefetchTimeout: storage's first look at the
+// layer then finds the prioritized files local. The fetching goes on
+// after a timeout; the layer's Close stops it.
+func (m *Manager) prefetch(ctx context.Context, l *Layer) {
+	done := l.startFetching(fetchOptions{
+		prefetch:   !m.opts.NoPrefetch,
+		background: !m.opts.NoBackgroundFetch,
+		share:      m.opts.BackgroundShare,
+	})
+	if m.opts.NoPrefetch || l.PrefetchEnd() <= 0 {
+		return
+	}
+	expired := make(chan struct{})
+	t := m.clk.AfterFunc(m.opts.PrefetchTimeout, func() { close(expired) })
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-expired:
+		m.log.Info("prefetch goes on after the lookup", "digest", l.Desc().Digest.String(), "timeout", m.opts.PrefetchTimeout)
+	case <-ctx.Done():
+	}
 }
 
 // scheduleLocked arms the sweep timer to fire at or before at. m.mu must

@@ -5,11 +5,13 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"go.podman.io/image/v5/types"
 
+	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/refspec"
 	"github.com/stargz-store/stargz-store/registryauth"
 )
@@ -54,6 +56,37 @@ type Options struct {
 	// Logger receives the store's log lines; nil discards.
 	Logger *slog.Logger
 
+	// Cache is the on-disk cache of verified chunks and TOCs, shared by
+	// all layers; the caller opens and closes it (after the Manager). nil
+	// keeps each layer's chunks in memory while it is open and turns
+	// background fetch off.
+	Cache *cachedir.Dir
+	// NoPrefetch turns off fetching a layer's prioritized files (the blob
+	// up to .prefetch.landmark) when it is first looked up.
+	NoPrefetch bool
+	// PrefetchTimeout bounds how long the first lookup of a layer waits
+	// for its prefetch; the prefetch goes on in the background after it.
+	// 0 means 10 s.
+	PrefetchTimeout time.Duration
+	// NoBackgroundFetch turns off fetching the rest of a layer into the
+	// cache after its prefetch.
+	NoBackgroundFetch bool
+	// BackgroundShare is the fraction of the time background fetch of a
+	// layer may keep a request running, in (0, 1]; it pauses for the
+	// rest. 0 means 0.5.
+	BackgroundShare float64
+	// MaxParallelRequests bounds the range requests in flight to one
+	// registry host; a quarter of them (at least one) may be background
+	// requests. 0 means 8.
+	MaxParallelRequests int
+	// SingleRange turns off multi-range requests (they are also turned
+	// off per blob when a registry refuses one).
+	SingleRange bool
+	// ReadAhead is how many compressed bytes of a file beyond the chunk
+	// being read are fetched in the same request. 0 means 1 MiB; negative
+	// means none.
+	ReadAhead int64
+
 	// clock replaces the real clock in tests; nil means real time.
 	clock clock
 	// backoff is the first retry delay; 0 means 100 ms. Set by tests.
@@ -61,13 +94,17 @@ type Options struct {
 }
 
 const (
-	defaultResolveTimeout = 30 * time.Second
-	defaultRequestTimeout = 60 * time.Second
-	defaultRetries        = 3
-	defaultIdleTimeout    = 2 * time.Minute
-	defaultNotLazyTTL     = time.Minute
-	defaultBackoff        = 100 * time.Millisecond
-	maxBackoff            = 5 * time.Second
+	defaultResolveTimeout  = 30 * time.Second
+	defaultRequestTimeout  = 60 * time.Second
+	defaultRetries         = 3
+	defaultIdleTimeout     = 2 * time.Minute
+	defaultNotLazyTTL      = time.Minute
+	defaultBackoff         = 100 * time.Millisecond
+	defaultPrefetchTimeout = 10 * time.Second
+	defaultBackgroundShare = 0.5
+	defaultMaxParallel     = 8
+	defaultReadAhead       = 1 << 20
+	maxBackoff             = 5 * time.Second
 )
 
 // withDefaults checks o and fills in the defaults.
@@ -75,8 +112,24 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Registries == nil {
 		return o, errors.New("store options: Registries is required")
 	}
-	if o.ResolveTimeout < 0 || o.RequestTimeout < 0 || o.IdleTimeout < 0 || o.NotLazyTTL < 0 || o.MaxTOCSize < 0 {
+	if o.ResolveTimeout < 0 || o.RequestTimeout < 0 || o.IdleTimeout < 0 || o.NotLazyTTL < 0 || o.MaxTOCSize < 0 ||
+		o.PrefetchTimeout < 0 || o.MaxParallelRequests < 0 {
 		return o, errors.New("store options: negative timeout or size")
+	}
+	if o.BackgroundShare < 0 || o.BackgroundShare > 1 {
+		return o, fmt.Errorf("store options: BackgroundShare %v is not in (0, 1]", o.BackgroundShare)
+	}
+	if o.BackgroundShare == 0 {
+		o.BackgroundShare = defaultBackgroundShare
+	}
+	if o.MaxParallelRequests == 0 {
+		o.MaxParallelRequests = defaultMaxParallel
+	}
+	switch {
+	case o.ReadAhead == 0:
+		o.ReadAhead = defaultReadAhead
+	case o.ReadAhead < 0:
+		o.ReadAhead = 0
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -88,6 +141,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.IdleTimeout, defaultIdleTimeout)
 	def(&o.NotLazyTTL, defaultNotLazyTTL)
 	def(&o.backoff, defaultBackoff)
+	def(&o.PrefetchTimeout, defaultPrefetchTimeout)
 	switch {
 	case o.Retries == 0:
 		o.Retries = defaultRetries

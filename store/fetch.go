@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/stargz-store/stargz-store/store/index"
+)
+
+// fetchKind says who asked for a fetch: a file read (on-demand priority,
+// counts as a read of the layer), the prefetch a lookup waits for
+// (on-demand priority, not a read) or the background fetch.
+type fetchKind int
+
+const (
+	fetchRead fetchKind = iota
+	fetchPrefetch
+	fetchBackground
+)
+
+// rangeReader reads several blob ranges at once (remoteBlob does it with
+// one multi-range request). BlobReaders without it are read range by
+// range.
+type rangeReader interface {
+	readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind) error
+}
+
+// mergeGap is the largest hole between two compressed ranges that is
+// fetched rather than split into two ranges.
+const mergeGap = 16 << 10
+
+// lookup returns the chunk if it is cached.
+func (l *Layer) lookup(key chunkKey, c index.Chunk) ([]byte, bool) {
+	if l.cache == nil {
+		l.mu.RLock()
+		data, ok := l.chunks[key]
+		l.mu.RUnlock()
+		return data, ok
+	}
+	data, err := l.cache.ReadAll(c.Digest)
+	if err != nil || int64(len(data)) != c.Size {
+		return nil, false
+	}
+	return data, true
+}
+
+// has reports whether the chunk is cached, without reading it.
+func (l *Layer) has(r chunkRef) bool {
+	c := r.chunk()
+	if c.Zero {
+		return true
+	}
+	if l.cache == nil {
+		l.mu.RLock()
+		_, ok := l.chunks[r.key()]
+		l.mu.RUnlock()
+		return ok
+	}
+	return l.cache.Contains(c.Digest)
+}
+
+// keep stores a verified chunk: in memory at once and, with a cache, on
+// disk by a goroutine of the layer (a read does not wait for fsync).
+func (l *Layer) keep(r chunkRef, data []byte) {
+	if l.cache == nil {
+		l.mu.Lock()
+		l.chunks[r.key()] = data
+		l.mu.Unlock()
+		return
+	}
+	c := r.chunk()
+	l.cache.Remember(c.Digest, data)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.goLocked(func() {
+		if err := l.cache.Put(l.ctx, c.Digest, data); err != nil && l.ctx.Err() == nil {
+			l.log.Debug("cache chunk", "digest", c.Digest.String(), "err", err)
+		}
+	})
+}
+
+// fetchWith fetches chunk r together with the chunks worth fetching in
+// the same request: the other chunks of its gzip member and, up to
+// ReadAhead compressed bytes, the rest of its file. It returns r's data.
+func (l *Layer) fetchWith(ctx context.Context, r chunkRef) ([]byte, error) {
+	refs := l.plan(r)
+	// Announce the neighbours so that their readers wait for this fetch
+	// instead of starting their own.
+	done := make(chan struct{})
+	l.mu.Lock()
+	mine := refs[:0:0]
+	for i, x := range refs {
+		if _, busy := l.pending[x.key()]; busy && i > 0 {
+			continue // another fetch has it
+		}
+		mine = append(mine, x)
+		if _, busy := l.pending[x.key()]; !busy {
+			l.pending[x.key()] = done
+		}
+	}
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		for _, x := range mine {
+			if l.pending[x.key()] == done {
+				delete(l.pending, x.key())
+			}
+		}
+		l.mu.Unlock()
+		close(done)
+	}()
+	got, err := l.fetchRefs(ctx, mine, fetchRead, 0)
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// plan lists r first, then its member siblings and read-ahead chunks that
+// are not cached yet.
+func (l *Layer) plan(r chunkRef) []chunkRef {
+	refs := []chunkRef{r}
+	seen := map[chunkKey]bool{r.key(): true}
+	add := func(x chunkRef) {
+		if !seen[x.key()] && !l.has(x) {
+			seen[x.key()] = true
+			refs = append(refs, x)
+		}
+	}
+	c := r.chunk()
+	for _, x := range l.members[c.CompressedOffset] {
+		add(x)
+	}
+	budget := l.readAhead
+	for i := r.i + 1; i < len(r.e.Chunks) && budget > 0; i++ {
+		n := r.e.Chunks[i]
+		if n.Zero {
+			continue
+		}
+		budget -= n.CompressedEnd - n.CompressedOffset
+		if budget < 0 {
+			break
+		}
+		add(chunkRef{r.e, i})
+		for _, x := range l.members[n.CompressedOffset] {
+			add(x)
+		}
+	}
+	return refs
+}
+
+// spansOf returns the sorted, merged compressed ranges that hold refs.
+func spansOf(refs []chunkRef, gap int64) []span {
+	var spans []span
+	for _, r := range refs {
+		c := r.chunk()
+		spans = append(spans, span{c.CompressedOffset, c.CompressedEnd})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return int(min(max(a.off-b.off, -1), 1)) })
+	out := spans[:0]
+	for _, s := range spans {
+		if n := len(out); n > 0 && s.off <= out[n-1].end+gap {
+			out[n-1].end = max(out[n-1].end, s.end)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// fetchRefs fetches the compressed ranges of refs in one request (several
+// ranges in a multi-range request), decodes and verifies every chunk and
+// keeps them. It returns the data of refs[0]; a chunk other than refs[0]
+// that fails is logged and left out.
+func (l *Layer) fetchRefs(ctx context.Context, refs []chunkRef, kind fetchKind, gap int64) ([]byte, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	if gap == 0 {
+		gap = mergeGap
+	}
+	spans := spansOf(refs, gap)
+	bufs := make([][]byte, len(spans))
+	for i, s := range spans {
+		bufs[i] = make([]byte, s.len())
+	}
+	if err := l.readSpans(ctx, spans, bufs, kind); err != nil {
+		c := refs[0].chunk()
+		return nil, fmt.Errorf("fetch chunk %d of %s: %w", c.Offset, refs[0].e.Name, err)
+	}
+	var first []byte
+	var total int64
+	for i, r := range refs {
+		c := r.chunk()
+		j, _ := slices.BinarySearchFunc(spans, c.CompressedOffset, func(s span, off int64) int {
+			switch {
+			case s.end <= off:
+				return -1
+			case s.off > off:
+				return 1
+			}
+			return 0
+		})
+		comp := bufs[j][c.CompressedOffset-spans[j].off : c.CompressedEnd-spans[j].off]
+		data := make([]byte, c.Size)
+		if err := l.fmt.decode(data, comp, c); err != nil {
+			err = fmt.Errorf("chunk %d of %s: %w", c.Offset, r.e.Name, err)
+			if i == 0 {
+				return nil, err
+			}
+			l.log.Warn("chunk failed verification", "digest", l.desc.Digest.String(), "err", err)
+			continue
+		}
+		if i == 0 {
+			first = data
+		}
+		l.keep(r, data)
+		total += c.CompressedEnd - c.CompressedOffset
+	}
+	l.log.Debug("chunks fetched", "digest", l.desc.Digest.String(), "path", refs[0].e.Name,
+		"off", refs[0].chunk().Offset, "chunks", len(refs), "ranges", len(spans), "bytes", total)
+	return first, nil
+}
+
+// readSpans reads the spans through the blob, in one request when it can.
+func (l *Layer) readSpans(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind) error {
+	if rr, ok := l.blob.(rangeReader); ok {
+		return rr.readRanges(ctx, spans, bufs, kind)
+	}
+	for i, s := range spans {
+		n, err := l.blob.ReadAt(ctx, bufs[i], s.off)
+		if err != nil && !(errors.Is(err, io.EOF) && n == len(bufs[i])) {
+			return err
+		}
+	}
+	return nil
+}

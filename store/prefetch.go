@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// fetchOptions say what a layer fetches on its own once opened.
+type fetchOptions struct {
+	prefetch   bool    // the prioritized files, [0, PrefetchEnd)
+	background bool    // then every other chunk
+	share      float64 // of the time background fetch may keep a request running
+	batch      int64   // compressed bytes per background request
+}
+
+// defaultBackgroundBatch is how many compressed bytes one background
+// request fetches.
+const defaultBackgroundBatch = 4 << 20
+
+// maxBatchRanges bounds the ranges of one background request: registries
+// and CDNs refuse Range headers with too many.
+const maxBatchRanges = 32
+
+// startFetching starts the layer's prefetch and then its background fetch
+// on a goroutine the layer owns, and returns a channel closed when the
+// prefetch has ended. Call it once.
+func (l *Layer) startFetching(o fetchOptions) <-chan struct{} {
+	l.mu.Lock()
+	started := l.goLocked(func() {
+		if o.prefetch {
+			if err := l.prefetch(l.ctx); err != nil && l.ctx.Err() == nil {
+				l.log.Warn("prefetch failed", "digest", l.desc.Digest.String(), "err", err)
+			}
+		}
+		close(l.prefetched)
+		if o.background && l.cache != nil {
+			if err := l.background(l.ctx, o); err != nil && l.ctx.Err() == nil {
+				l.log.Warn("background fetch stopped", "digest", l.desc.Digest.String(), "err", err)
+			}
+		}
+	})
+	l.mu.Unlock()
+	if !started {
+		close(l.prefetched)
+	}
+	return l.prefetched
+}
+
+// prefetchRefs returns the chunks inside [0, PrefetchEnd).
+func (l *Layer) prefetchRefs() []chunkRef {
+	end := l.PrefetchEnd()
+	var refs []chunkRef
+	for _, e := range l.Index().Entries() {
+		for i, c := range e.Chunks {
+			if !c.Zero && c.CompressedEnd <= end {
+				refs = append(refs, chunkRef{e, i})
+			}
+		}
+	}
+	return refs
+}
+
+// prefetch fetches the blob range of the prioritized files, [0,
+// PrefetchEnd), in one range request, then decodes and caches its chunks.
+// The chunks stay pinned in the cache while the layer is open. Chunks
+// already cached are not fetched again.
+func (l *Layer) prefetch(ctx context.Context) error {
+	if l.PrefetchEnd() <= 0 {
+		return nil
+	}
+	start := time.Now()
+	refs := l.prefetchRefs()
+	if l.cache != nil {
+		l.mu.Lock()
+		for _, r := range refs {
+			dg := r.chunk().Digest
+			l.cache.Pin(dg)
+			l.pins = append(l.pins, dg)
+		}
+		l.mu.Unlock()
+	}
+	refs = slices.DeleteFunc(refs, l.has)
+	if len(refs) == 0 {
+		return nil
+	}
+	// One range: the prioritized files are contiguous at the start of
+	// the blob, so merge across any gap.
+	if _, err := l.fetchRefs(ctx, refs, fetchPrefetch, l.PrefetchEnd()); err != nil {
+		return err
+	}
+	l.log.Info("layer prefetched", "digest", l.desc.Digest.String(), "chunks", len(refs), "bytes", l.PrefetchEnd(), "dur", time.Since(start))
+	return nil
+}
+
+// background fetches every chunk not cached yet, in blob order, a batch
+// per request at background priority, pausing between requests so that it
+// keeps a request running only o.share of the time.
+func (l *Layer) background(ctx context.Context, o fetchOptions) error {
+	if o.batch <= 0 {
+		o.batch = defaultBackgroundBatch
+	}
+	var all []chunkRef
+	for _, e := range l.Index().Entries() {
+		for i, c := range e.Chunks {
+			if !c.Zero {
+				all = append(all, chunkRef{e, i})
+			}
+		}
+	}
+	slices.SortFunc(all, func(a, b chunkRef) int {
+		return int(min(max(a.chunk().CompressedOffset-b.chunk().CompressedOffset, -1), 1))
+	})
+	start := time.Now()
+	var fetched, bytes int64
+	for i := 0; i < len(all); {
+		var batch []chunkRef
+		var size, end int64
+		holes := 0
+		for ; i < len(all) && size < o.batch && holes < maxBatchRanges; i++ {
+			if l.has(all[i]) {
+				continue
+			}
+			c := all[i].chunk()
+			if len(batch) > 0 && c.CompressedOffset > end+mergeGap {
+				holes++
+			}
+			batch = append(batch, all[i])
+			size += c.CompressedEnd - c.CompressedOffset
+			end = max(end, c.CompressedEnd)
+		}
+		if len(batch) == 0 {
+			break
+		}
+		t0 := time.Now()
+		if _, err := l.fetchRefs(ctx, batch, fetchBackground, 0); err != nil {
+			return err
+		}
+		fetched += int64(len(batch))
+		bytes += size
+		if o.share > 0 && o.share < 1 {
+			pause := time.Duration(float64(time.Since(t0)) * (1 - o.share) / o.share)
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
+	l.log.Info("layer fetched in the background", "digest", l.desc.Digest.String(), "chunks", fetched, "bytes", bytes, "dur", time.Since(start))
+	return nil
+}
