@@ -51,11 +51,12 @@ type Dir struct {
 	closeMu sync.Once
 
 	// mu guards the fields below.
-	mu     sync.Mutex
-	lru    *list.List // of *item, most recently used at the front
-	items  map[digest.Digest]*list.Element
-	usage  int64
-	pinned map[digest.Digest]int
+	mu       sync.Mutex
+	lru      *list.List // of *item, most recently used at the front
+	items    map[digest.Digest]*list.Element
+	usage    int64
+	reserved int64 // bytes of commits between eviction and rename
+	pinned   map[digest.Digest]int
 }
 
 type item struct {
@@ -301,6 +302,7 @@ func (d *Dir) forget(dg digest.Digest) {
 // evictLocked removes least recently used, unpinned entries until need
 // more bytes fit under the limit. It reports whether they do.
 func (d *Dir) evictLocked(need int64) bool {
+	need += d.reserved
 	for el := d.lru.Back(); el != nil && d.usage+need > d.max; {
 		it := el.Value.(*item)
 		prev := el.Prev()

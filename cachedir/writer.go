@@ -104,18 +104,23 @@ func (d *Dir) install(tmp string, dg digest.Digest, size int64) error {
 	p, _ := d.path(dg)
 	d.mu.Lock()
 	fits := size <= d.max && d.evictLocked(size)
+	if fits {
+		d.reserved += size // so that concurrent commits cannot overshoot
+	}
 	d.mu.Unlock()
 	if !fits {
 		return fmt.Errorf("commit %s (%d bytes): %w", dg, size, ErrTooLarge)
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return fmt.Errorf("commit %s: %w", dg, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("commit %s: %w", dg, err)
+	err := os.MkdirAll(filepath.Dir(p), 0o700)
+	if err == nil {
+		err = os.Rename(tmp, p)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.reserved -= size
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", dg, err)
+	}
 	if _, ok := d.items[dg]; !ok {
 		d.items[dg] = d.lru.PushFront(&item{dg, size})
 		d.usage += size

@@ -90,8 +90,9 @@ type Layer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // goroutines the layer started
-	// prefetched is closed when the prefetch has ended (or was not run).
-	prefetched chan struct{}
+	// prefetched is closed when the prefetch has ended (or was not run),
+	// fetched when the background fetch has too.
+	prefetched, fetched chan struct{}
 
 	// mu guards the fields below.
 	mu       sync.RWMutex
@@ -151,6 +152,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		ctx:        lctx,
 		cancel:     cancel,
 		prefetched: make(chan struct{}),
+		fetched:    make(chan struct{}),
 		chunks:     map[chunkKey][]byte{},
 		pending:    map[chunkKey]chan struct{}{},
 	}

@@ -30,6 +30,7 @@ const maxBatchRanges = 32
 func (l *Layer) startFetching(o fetchOptions) <-chan struct{} {
 	l.mu.Lock()
 	started := l.goLocked(func() {
+		defer close(l.fetched)
 		if o.prefetch {
 			if err := l.prefetch(l.ctx); err != nil && l.ctx.Err() == nil {
 				l.log.Warn("prefetch failed", "digest", l.desc.Digest.String(), "err", err)
@@ -45,6 +46,7 @@ func (l *Layer) startFetching(o fetchOptions) <-chan struct{} {
 	l.mu.Unlock()
 	if !started {
 		close(l.prefetched)
+		close(l.fetched)
 	}
 	return l.prefetched
 }

@@ -246,8 +246,15 @@ func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span,
 		if mt, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); multi && mt == "multipart/byteranges" {
 			return readParts(multipart.NewReader(resp.Body, params["boundary"]), spans, bufs)
 		}
-		if multi { // the registry merged the ranges into one
-			return readParts(singlePart{resp}, spans, bufs)
+		if multi {
+			// One range for several: the registry merged them, or it
+			// served the first only (then it does not do multi-range).
+			err := readParts(singlePart{resp}, spans, bufs)
+			var re *rangeError
+			if errors.As(err, &re) && !re.retry {
+				return &rangeError{err: fmt.Errorf("%w: %w", errNoMultiRange, err)}
+			}
+			return err
 		}
 		if err := checkContentRange(resp.Header.Get("Content-Range"), spans[0].off, spans[0].end-1); err != nil {
 			return err

@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +40,28 @@ type Registry struct {
 	faults []*Fault
 	user   string // Basic credentials required, if user != ""
 	pass   string
+	multi  MultiRange
+}
+
+// MultiRange says how the registry answers a blob GET with several ranges.
+type MultiRange int
+
+const (
+	// MultiRangeFirst is ggcr's own behaviour: it serves the first range
+	// only (with a 206 for that range).
+	MultiRangeFirst MultiRange = iota
+	// MultiRangeServe answers 206 multipart/byteranges, one part per range,
+	// as most registries and CDNs do.
+	MultiRangeServe
+	// MultiRangeRefuse answers 400, as some object stores do.
+	MultiRangeRefuse
+)
+
+// SetMultiRange sets how requests with several ranges are answered.
+func (r *Registry) SetMultiRange(m MultiRange) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.multi = m
 }
 
 // Request is one request the registry answered.
@@ -198,7 +222,7 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 	cw := &faultWriter{ResponseWriter: w, r: r, rec: rec}
 	r.mu.Lock()
 	r.reqs = append(r.reqs, rec)
-	user, pass := r.user, r.pass
+	user, pass, multi := r.user, r.pass, r.multi
 	f := r.faultFor(req)
 	r.mu.Unlock()
 	if u, p, ok := req.BasicAuth(); user != "" && (!ok || u != user || p != pass) {
@@ -223,7 +247,56 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 		}
 		cw.truncate, cw.flip = f.Truncate, f.Flip
 	}
+	if rng := req.Header.Get("Range"); strings.Contains(rng, ",") && multi != MultiRangeFirst && rec.IsBlob() {
+		r.serveMulti(cw, req, rng, multi)
+		return
+	}
 	r.backend.ServeHTTP(cw, req)
+}
+
+// serveMulti answers a multi-range blob GET: 400, or 206 with one
+// multipart/byteranges part per range.
+func (r *Registry) serveMulti(w http.ResponseWriter, req *http.Request, rng string, multi MultiRange) {
+	if multi == MultiRangeRefuse {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	whole := req.Clone(req.Context())
+	whole.Header.Del("Range")
+	rec := httptest.NewRecorder()
+	r.backend.ServeHTTP(rec, whole)
+	if rec.Code != http.StatusOK {
+		w.WriteHeader(rec.Code)
+		return
+	}
+	blob := rec.Body.Bytes()
+	type part struct{ first, last int64 }
+	var parts []part
+	for _, s := range strings.Split(strings.TrimPrefix(rng, "bytes="), ",") {
+		var p part
+		if _, err := fmt.Sscanf(s, "%d-%d", &p.first, &p.last); err != nil || p.first > p.last || p.last >= int64(len(blob)) {
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		parts = append(parts, p)
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, p := range parts {
+		pw, err := mw.CreatePart(textproto.MIMEHeader{
+			"Content-Type":  {"application/octet-stream"},
+			"Content-Range": {fmt.Sprintf("bytes %d-%d/%d", p.first, p.last, len(blob))},
+		})
+		if err != nil {
+			panic(err)
+		}
+		pw.Write(blob[p.first : p.last+1])
+	}
+	mw.Close()
+	w.Header().Set("Content-Type", "multipart/byteranges; boundary="+mw.Boundary())
+	w.Header().Set("Content-Length", fmt.Sprint(body.Len()))
+	w.WriteHeader(http.StatusPartialContent)
+	w.Write(body.Bytes())
 }
 
 // faultFor returns the fault for req, counting its use. r.mu must be held.
