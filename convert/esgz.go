@@ -16,21 +16,31 @@ import (
 
 // buildLayer writes the tar in tarFile[0:tarSize] to w as an eStargz blob. Only the prioritized
 // files present in this layer are passed on, since estargz.Build refuses names missing from the
-// tar and an image's prioritized files are spread over its layers.
-func (c *converter) buildLayer(ctx context.Context, w io.Writer, tarFile io.ReaderAt, tarSize int64) (estargz.BuildResult, error) {
+// tar and an image's prioritized files are spread over its layers. With Options.ExternalTOC the
+// TOC blob is returned instead of being embedded (nil otherwise); with Options.KeepDiffID the
+// blob gunzips to exactly the input tar.
+func (c *converter) buildLayer(ctx context.Context, w io.Writer, tarFile io.ReaderAt, tarSize int64) (estargz.BuildResult, []byte, error) {
 	prioritized, err := presentFiles(tarFile, tarSize, c.opts.PrioritizedFiles)
 	if err != nil {
-		return estargz.BuildResult{}, fmt.Errorf("scan tar: %w", err)
+		return estargz.BuildResult{}, nil, fmt.Errorf("scan tar: %w", err)
 	}
-	res, err := estargz.Build(ctx, w, tarFile, tarSize, estargz.BuildOptions{
+	bo := estargz.BuildOptions{
 		ChunkSize:        c.opts.ChunkSize,
 		MinChunkSize:     c.opts.MinChunkSize,
 		PrioritizedFiles: prioritized,
-	})
-	if err != nil {
-		return estargz.BuildResult{}, fmt.Errorf("build estargz: %w", err)
 	}
-	return res, nil
+	if c.opts.ExternalTOC {
+		res, err := estargz.BuildExternal(ctx, w, tarFile, tarSize, estargz.ExternalBuildOptions{BuildOptions: bo, Lossless: c.opts.KeepDiffID})
+		if err != nil {
+			return estargz.BuildResult{}, nil, fmt.Errorf("build estargz: %w", err)
+		}
+		return res.BuildResult, res.TOC, nil
+	}
+	res, err := estargz.Build(ctx, w, tarFile, tarSize, bo)
+	if err != nil {
+		return estargz.BuildResult{}, nil, fmt.Errorf("build estargz: %w", err)
+	}
+	return res, nil, nil
 }
 
 // presentFiles returns the names of want that occur in the tar, in the order of want. Names are

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
@@ -24,41 +23,75 @@ import (
 // maxConfigSize bounds the image config read into memory; real configs are a few KiB.
 const maxConfigSize = 16 << 20
 
-// Image converts the image at registry reference src into eStargz and pushes it to registry
-// reference dst, returning the digest of the pushed OCI manifest.
+// Image converts the image at src into eStargz and writes it to dst, returning the digest of
+// the manifest (or index) written.
 //
-// src and dst are references such as "registry.example.com/repo:tag", optionally prefixed with
-// "docker://"; short names are normalised as Podman does (docker.io/library/, :latest). src may
-// name a manifest list or OCI index, in which case the instance for the host platform (or the one
-// SystemContext asks for) is converted; dst must be a tag, not a digest. dst is tagged only after
-// every blob was uploaded. Errors wrap ErrNotFound, ErrUnauthorized, ErrUnreachable or
-// ErrUnsupported where they apply, together with the cause.
+// src and dst are containers/image references (see ParseReference): "docker://host/repo:tag" or
+// a bare "host/repo:tag" (short names normalised as Podman does), "oci:DIR:TAG",
+// "oci-archive:FILE:TAG", or "containers-storage:NAME", which goes through `podman save` and
+// `podman load` (see Options.Podman). When src names a manifest list or OCI index, every
+// platform is converted and an OCI index is written, unless Options.Platform picks one. A
+// docker dst must be a tag, not a digest.
+//
+// dst is tagged only after every blob, instance manifest and (with Options.ExternalTOC) the TOC
+// image were written, so a failed conversion never moves the destination tag. Errors wrap
+// ErrNotFound, ErrUnauthorized, ErrUnreachable, ErrUnsupported or ErrKeepDiffID where they
+// apply, together with the cause.
 //
 // Image is safe to call concurrently.
 func Image(ctx context.Context, src, dst string, opts Options) (digest.Digest, error) {
 	opts = opts.withDefaults()
-	sys := opts.systemContext()
-	srcRef, err := parseReference(src)
+	if err := opts.check(); err != nil {
+		return "", err
+	}
+	st := &storageTransfer{run: opts.runPodman, podman: opts.Podman}
+	defer st.cleanup()
+	srcArg, dstArg, err := st.prepare(ctx, opts.TempDir, src, dst)
+	if err != nil {
+		return "", err
+	}
+	srcRef, err := ParseReference(srcArg)
 	if err != nil {
 		return "", fmt.Errorf("parse source reference %q: %w", src, err)
 	}
-	dstRef, err := parseReference(dst)
+	dstRef, err := ParseReference(dstArg)
 	if err != nil {
 		return "", fmt.Errorf("parse destination reference %q: %w", dst, err)
 	}
-	if _, ok := dstRef.DockerReference().(reference.Digested); ok {
+	if _, ok := dstRef.DockerReference().(reference.Digested); ok && dstRef.Transport().Name() == docker.Transport.Name() {
 		return "", fmt.Errorf("destination %s: must be a tag, not a digest", dst)
 	}
-	srcName, dstName := reference.FamiliarString(srcRef.DockerReference()), reference.FamiliarString(dstRef.DockerReference())
+	var tocRef types.ImageReference
+	if opts.ExternalTOC {
+		if tocRef, err = tocImageReference(dstRef); err != nil {
+			return "", fmt.Errorf("destination %s: %w", dst, err)
+		}
+	}
+	p := newProgress(opts.Progress, opts.ProgressBars)
+	d, err := convertImage(ctx, srcRef, dstRef, tocRef, opts, p)
+	if err != nil {
+		return "", err
+	}
+	if err := st.finish(ctx); err != nil {
+		return "", err
+	}
+	p.printf("wrote %s@%s\n", dst, d)
+	return d, nil
+}
 
+// convertImage converts between parsed references; tocRef is the TOC image's reference, or nil
+// without an external TOC.
+func convertImage(ctx context.Context, srcRef, dstRef, tocRef types.ImageReference, opts Options, p *progress) (digest.Digest, error) {
+	sys := opts.systemContext()
+	srcName, dstName := refName(srcRef), refName(dstRef)
 	source, err := srcRef.NewImageSource(ctx, sys)
 	if err != nil {
 		return "", classify("open source "+srcName, err)
 	}
 	defer source.Close()
-	img, err := readImage(ctx, source, sys)
+	raw, mime, err := source.GetManifest(ctx, nil)
 	if err != nil {
-		return "", fmt.Errorf("read source %s: %w", srcName, err)
+		return "", classify("read source "+srcName+": fetch manifest", err)
 	}
 	dest, err := dstRef.NewImageDestination(ctx, sys)
 	if err != nil {
@@ -67,28 +100,131 @@ func Image(ctx context.Context, src, dst string, opts Options) (digest.Digest, e
 	defer dest.Close()
 	// Fail before the expensive part when the destination is unreachable or refuses us: checking
 	// for a blob pings the registry and authenticates with push scope.
-	if _, _, err := dest.TryReusingBlob(ctx, img.configInfo, none.NoCache, false); err != nil {
+	probe := types.BlobInfo{Digest: digest.FromBytes(raw), Size: int64(len(raw))}
+	if _, _, err := dest.TryReusingBlob(ctx, probe, none.NoCache, false); err != nil {
 		return "", classify("open destination "+dstName, err)
 	}
-
-	c := &converter{src: source, dst: dest, opts: opts, log: opts.Logger.With("src", srcName, "dst", dstName),
-		progress: newProgress(opts.Progress)}
-	layers, diffIDs, err := c.layers(ctx, img)
-	if err != nil {
-		return "", fmt.Errorf("convert %s: %w", srcName, err)
+	c := &converter{src: source, dst: dest, opts: opts, sys: sys, log: opts.Logger.With("src", srcName, "dst", dstName),
+		progress: p, done: map[digest.Digest]layerResult{}}
+	var out []byte
+	outMIME := ocispec.MediaTypeImageManifest
+	if manifest.MIMETypeIsMultiImage(mime) && opts.Platform == "" {
+		if out, err = c.index(ctx, raw, mime); err != nil {
+			return "", fmt.Errorf("convert %s: %w", srcName, err)
+		}
+		outMIME = ocispec.MediaTypeImageIndex
+	} else {
+		if raw, mime, err = chooseInstance(ctx, source, sys, raw, mime); err != nil {
+			return "", fmt.Errorf("read source %s: %w", srcName, err)
+		}
+		if out, err = c.instance(ctx, raw, mime); err != nil {
+			return "", fmt.Errorf("convert %s: %w", srcName, err)
+		}
 	}
-	d, err := c.push(ctx, dstRef, img, layers, diffIDs)
-	if err != nil {
-		return "", fmt.Errorf("push %s: %w", dstName, err)
+	if tocRef != nil {
+		if err := c.pushTOCImage(ctx, tocRef); err != nil {
+			return "", fmt.Errorf("push TOC image %s: %w", refName(tocRef), err)
+		}
 	}
-	c.log.Info("converted image", "manifest", d, "layers", len(layers))
-	c.progress.printf("pushed %s@%s\n", dstName, d)
+	if err := dest.PutManifest(ctx, out, nil); err != nil {
+		return "", classify("push "+dstName+": upload manifest", err)
+	}
+	if err := dest.Commit(ctx, pushedImage{ref: dstRef, manifest: out, mime: outMIME}); err != nil {
+		return "", fmt.Errorf("push %s: commit: %w", dstName, err)
+	}
+	d := digest.FromBytes(out)
+	c.log.Info("converted image", "manifest", d)
 	return d, nil
 }
 
-// parseReference accepts "host/repo:tag" with an optional "docker://" transport prefix.
-func parseReference(s string) (types.ImageReference, error) {
-	return docker.ParseReference("//" + strings.TrimPrefix(s, "docker://"))
+// chooseInstance returns the manifest of the instance for the platform sys asks for (the host's
+// by default) when raw is a list, else raw itself.
+func chooseInstance(ctx context.Context, src types.ImageSource, sys *types.SystemContext, raw []byte, mime string) ([]byte, string, error) {
+	if !manifest.MIMETypeIsMultiImage(mime) {
+		return raw, mime, nil
+	}
+	list, err := manifest.ListFromBlob(raw, mime)
+	if err != nil {
+		return nil, "", fmt.Errorf("parse manifest list: %w", err)
+	}
+	instance, err := list.ChooseInstance(sys)
+	if err != nil {
+		return nil, "", fmt.Errorf("choose platform: %w: %w", ErrNotFound, err)
+	}
+	if raw, mime, err = src.GetManifest(ctx, &instance); err != nil {
+		return nil, "", classify("fetch manifest "+instance.String(), err)
+	}
+	return raw, mime, nil
+}
+
+// index converts every image of a manifest list or index, writes each converted manifest by
+// digest and returns the new OCI index (not yet written). Entries that are not images of a
+// platform (attestations, nested indexes) are left out.
+func (c *converter) index(ctx context.Context, raw []byte, mime string) ([]byte, error) {
+	// A Docker manifest list has the same JSON shape as an OCI index for what is kept here.
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", mime, err)
+	}
+	out := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex,
+		Annotations: idx.Annotations}
+	for i, d := range idx.Manifests {
+		if manifest.MIMETypeIsMultiImage(d.MediaType) || (d.Platform != nil && d.Platform.OS == "unknown") {
+			c.log.Info("leaving out an index entry that is not a platform image", "digest", d.Digest, "mediaType", d.MediaType)
+			continue
+		}
+		instRaw, instMIME, err := c.src.GetManifest(ctx, &d.Digest)
+		if err != nil {
+			return nil, classify("fetch manifest "+d.Digest.String(), err)
+		}
+		if ok, err := manifest.MatchesDigest(instRaw, d.Digest); err != nil || !ok {
+			return nil, fmt.Errorf("manifest %s does not match its digest", d.Digest)
+		}
+		c.progress.printf("platform %d/%d %s\n", i+1, len(idx.Manifests), platformString(d.Platform))
+		m, err := c.instance(ctx, instRaw, instMIME)
+		if err != nil {
+			return nil, fmt.Errorf("platform %s: %w", platformString(d.Platform), err)
+		}
+		md := digest.FromBytes(m)
+		if err := c.dst.PutManifest(ctx, m, &md); err != nil {
+			return nil, classify("upload manifest "+md.String(), err)
+		}
+		out.Manifests = append(out.Manifests, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md,
+			Size: int64(len(m)), Platform: d.Platform, Annotations: d.Annotations})
+	}
+	if len(out.Manifests) == 0 {
+		return nil, fmt.Errorf("index has no platform image: %w", ErrUnsupported)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode index: %w", err)
+	}
+	return b, nil
+}
+
+func platformString(p *ocispec.Platform) string {
+	if p == nil {
+		return "unknown platform"
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// instance converts one single-platform image: its layers and config are written to the
+// destination, and its new manifest is returned (not written).
+func (c *converter) instance(ctx context.Context, raw []byte, mime string) ([]byte, error) {
+	img, err := readImage(ctx, c.src, raw, mime)
+	if err != nil {
+		return nil, fmt.Errorf("read source: %w", err)
+	}
+	layers, diffIDs, err := c.layers(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	return c.pushConfig(ctx, img, layers, diffIDs)
 }
 
 // sourceImage is the single-platform image read from the source.
@@ -100,25 +236,8 @@ type sourceImage struct {
 	annotations map[string]string // manifest annotations (OCI only)
 }
 
-// readImage reads the manifest (choosing a platform from a list) and the config of the image.
-func readImage(ctx context.Context, src types.ImageSource, sys *types.SystemContext) (*sourceImage, error) {
-	raw, mime, err := src.GetManifest(ctx, nil)
-	if err != nil {
-		return nil, classify("fetch manifest", err)
-	}
-	if manifest.MIMETypeIsMultiImage(mime) {
-		list, err := manifest.ListFromBlob(raw, mime)
-		if err != nil {
-			return nil, fmt.Errorf("parse manifest list: %w", err)
-		}
-		instance, err := list.ChooseInstance(sys)
-		if err != nil {
-			return nil, fmt.Errorf("choose platform: %w: %w", ErrNotFound, err)
-		}
-		if raw, mime, err = src.GetManifest(ctx, &instance); err != nil {
-			return nil, classify("fetch manifest "+instance.String(), err)
-		}
-	}
+// readImage parses a single-platform manifest and fetches its config.
+func readImage(ctx context.Context, src types.ImageSource, raw []byte, mime string) (*sourceImage, error) {
 	if mime != manifest.DockerV2Schema2MediaType && mime != ocispec.MediaTypeImageManifest {
 		return nil, fmt.Errorf("manifest type %q: %w", mime, ErrUnsupported)
 	}
@@ -184,12 +303,14 @@ func (c *converter) layers(ctx context.Context, img *sourceImage) ([]ocispec.Des
 			srcDiffID = img.diffIDs[i]
 		}
 		g.Go(func() error {
-			r, err := c.layer(gctx, info, srcDiffID)
+			b := c.progress.start(fmt.Sprintf("layer %d/%d %s", i+1, len(img.layers), shortDigest(info.Digest)))
+			r, err := c.layer(gctx, info, srcDiffID, b)
 			if err != nil {
+				b.finish("failed")
 				return fmt.Errorf("layer %d (%s): %w", i+1, info.Digest, err)
 			}
+			b.finish("-> " + r.desc.Digest.String())
 			descs[i], diffIDs[i] = r.desc, r.diffID
-			c.progress.printf("layer %d/%d %s -> %s\n", i+1, len(img.layers), info.Digest, r.desc.Digest)
 			return nil
 		})
 	}
@@ -199,16 +320,23 @@ func (c *converter) layers(ctx context.Context, img *sourceImage) ([]ocispec.Des
 	return descs, diffIDs, nil
 }
 
-// push uploads the rewritten config and then the manifest, which moves the destination tag.
-func (c *converter) push(ctx context.Context, ref types.ImageReference, img *sourceImage,
-	layers []ocispec.Descriptor, diffIDs []digest.Digest) (digest.Digest, error) {
+// shortDigest is the first 12 hex digits of d, as container tools show image IDs.
+func shortDigest(d digest.Digest) string {
+	if e := d.Encoded(); len(e) > 12 {
+		return e[:12]
+	}
+	return d.String()
+}
+
+// pushConfig uploads the rewritten config and returns the new manifest, which the caller writes.
+func (c *converter) pushConfig(ctx context.Context, img *sourceImage, layers []ocispec.Descriptor, diffIDs []digest.Digest) ([]byte, error) {
 	config, err := rewriteConfig(img.config, diffIDs)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cfgInfo := types.BlobInfo{Digest: digest.FromBytes(config), Size: int64(len(config)), MediaType: ocispec.MediaTypeImageConfig}
 	if _, err := c.dst.PutBlob(ctx, bytes.NewReader(config), cfgInfo, none.NoCache, true); err != nil {
-		return "", classify("upload config", err)
+		return nil, classify("upload config", err)
 	}
 	m := ocispec.Manifest{
 		Versioned:   specs.Versioned{SchemaVersion: 2},
@@ -219,15 +347,9 @@ func (c *converter) push(ctx context.Context, ref types.ImageReference, img *sou
 	}
 	raw, err := json.Marshal(m)
 	if err != nil {
-		return "", fmt.Errorf("encode manifest: %w", err)
+		return nil, fmt.Errorf("encode manifest: %w", err)
 	}
-	if err := c.dst.PutManifest(ctx, raw, nil); err != nil {
-		return "", classify("upload manifest", err)
-	}
-	if err := c.dst.Commit(ctx, pushedImage{ref: ref, manifest: raw}); err != nil {
-		return "", fmt.Errorf("commit: %w", err)
-	}
-	return digest.FromBytes(raw), nil
+	return raw, nil
 }
 
 // rewriteConfig replaces rootfs.diff_ids in an image config and keeps every other field,
@@ -261,11 +383,12 @@ func rewriteConfig(raw []byte, diffIDs []digest.Digest) ([]byte, error) {
 type pushedImage struct {
 	ref      types.ImageReference
 	manifest []byte
+	mime     string
 }
 
 func (p pushedImage) Reference() types.ImageReference { return p.ref }
 func (p pushedImage) Manifest(context.Context) ([]byte, string, error) {
-	return p.manifest, ocispec.MediaTypeImageManifest, nil
+	return p.manifest, p.mime, nil
 }
 func (p pushedImage) Signatures(context.Context) ([][]byte, error) { return nil, nil }
 

@@ -227,11 +227,36 @@ func TestImageIndex(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Image() error: %v", err)
 	}
-	checkConverted(t, reg, "dst", "v1", d, layers)
-	assertEmptyDir(t, opts.TempDir)
-	if n := strings.Count(progress.String(), "\n"); n != len(layers)+1 {
-		t.Errorf("progress has %d lines, want %d:\n%s", n, len(layers)+1, progress.String())
+	raw, ok := reg.get(t, "dst/manifests/v1")
+	if !ok || digest.FromBytes(raw) != d {
+		t.Fatalf("dst:v1 missing or not %s", d)
 	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		t.Fatal(err)
+	}
+	if idx.MediaType != ocispec.MediaTypeImageIndex || len(idx.Manifests) != 2 {
+		t.Fatalf("dst:v1 is %q with %d manifests, want an OCI index of 2", idx.MediaType, len(idx.Manifests))
+	}
+	wantLayers := [][]testLayer{gzipLayers(t), layers}
+	for i, m := range idx.Manifests {
+		if want := []*ocispec.Platform{other.Platform, host.Platform}[i]; m.Platform == nil || m.Platform.Architecture != want.Architecture {
+			t.Errorf("manifest %d: platform %+v, want %+v", i, m.Platform, want)
+		}
+		checkConverted(t, reg, "dst", m.Digest.String(), m.Digest, wantLayers[i])
+	}
+	assertEmptyDir(t, opts.TempDir)
+	if n := strings.Count(progress.String(), "-> sha256:"); n != 2*len(layers)-1 {
+		t.Errorf("progress shows %d converted layers, want %d:\n%s", n, 2*len(layers)-1, progress.String())
+	}
+
+	// One platform: a plain manifest.
+	opts.Platform = runtime.GOOS + "/" + runtime.GOARCH
+	d, err = Image(t.Context(), "docker://"+reg.host+"/src:v1", reg.host+"/dst:host", opts)
+	if err != nil {
+		t.Fatalf("Image(--platform) error: %v", err)
+	}
+	checkConverted(t, reg, "dst", "host", d, layers)
 }
 
 func TestImagePrioritizedFiles(t *testing.T) {

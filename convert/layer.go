@@ -5,12 +5,14 @@ package convert
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"strconv"
+	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -35,8 +37,14 @@ type converter struct {
 	src      types.ImageSource
 	dst      types.ImageDestination
 	opts     Options
+	sys      *types.SystemContext
 	log      *slog.Logger
 	progress *progress
+
+	// mu guards the fields below.
+	mu   sync.Mutex
+	done map[digest.Digest]layerResult // converted layers by source blob digest (shared by platforms)
+	tocs []tocLayer                    // external TOCs of the converted layers
 }
 
 // layerResult is one layer of the destination image.
@@ -46,48 +54,66 @@ type layerResult struct {
 }
 
 // layer converts one layer, or copies it unchanged when it already is eStargz. srcDiffID is the
-// layer's DiffID in the source config ("" if the config lists none).
-func (c *converter) layer(ctx context.Context, info types.BlobInfo, srcDiffID digest.Digest) (layerResult, error) {
+// layer's DiffID in the source config ("" if the config lists none). A layer that another
+// platform of the same index already converted is not converted again.
+func (c *converter) layer(ctx context.Context, info types.BlobInfo, srcDiffID digest.Digest, b *bar) (r layerResult, err error) {
 	if err := info.Digest.Validate(); err != nil {
 		return layerResult{}, fmt.Errorf("layer digest: %w", err)
 	}
-	if info.Annotations[tocDigestAnnotation] != "" {
-		return c.passThrough(ctx, info, srcDiffID)
+	c.mu.Lock()
+	r, ok := c.done[info.Digest]
+	c.mu.Unlock()
+	if ok {
+		return r, nil
 	}
-	return c.convertLayer(ctx, info)
+	if info.Annotations[tocDigestAnnotation] != "" {
+		r, err = c.passThrough(ctx, info, srcDiffID, b)
+	} else {
+		r, err = c.convertLayer(ctx, info, b)
+	}
+	if err != nil {
+		return layerResult{}, err
+	}
+	if c.opts.KeepDiffID && srcDiffID != "" && r.diffID != srcDiffID {
+		return layerResult{}, fmt.Errorf("converted layer has DiffID %s, not the source's %s", r.diffID, srcDiffID)
+	}
+	c.mu.Lock()
+	c.done[info.Digest] = r
+	c.mu.Unlock()
+	return r, nil
 }
 
 // convertLayer downloads the layer, decompresses it into a temporary tar, builds the eStargz blob
 // into a second temporary file and uploads that.
-func (c *converter) convertLayer(ctx context.Context, info types.BlobInfo) (layerResult, error) {
+func (c *converter) convertLayer(ctx context.Context, info types.BlobInfo, b *bar) (layerResult, error) {
 	tarFile, err := c.tempFile("layer-*.tar")
 	if err != nil {
 		return layerResult{}, err
 	}
 	defer removeTemp(tarFile)
 	var tarSize int64
-	err = c.download(ctx, info, func(br *bufio.Reader) error {
-		tarSize, err = c.decompress(tarFile, br, info)
+	err = c.download(ctx, info, b, func(br *bufio.Reader) error {
+		tarSize, err = c.decompress(c.tempWriter(tarFile), br, info)
 		return err
 	})
 	if err != nil {
 		return layerResult{}, err
 	}
-	return c.buildAndUpload(ctx, info, tarFile, tarSize)
+	return c.buildAndUpload(ctx, info, tarFile, tarSize, b)
 }
 
 // convertBlob converts a layer blob already downloaded to blob[0:size].
-func (c *converter) convertBlob(ctx context.Context, info types.BlobInfo, blob io.ReaderAt, size int64) (layerResult, error) {
+func (c *converter) convertBlob(ctx context.Context, info types.BlobInfo, blob io.ReaderAt, size int64, b *bar) (layerResult, error) {
 	tarFile, err := c.tempFile("layer-*.tar")
 	if err != nil {
 		return layerResult{}, err
 	}
 	defer removeTemp(tarFile)
-	tarSize, err := c.decompress(tarFile, bufio.NewReader(io.NewSectionReader(blob, 0, size)), info)
+	tarSize, err := c.decompress(c.tempWriter(tarFile), bufio.NewReader(io.NewSectionReader(blob, 0, size)), info)
 	if err != nil {
 		return layerResult{}, err
 	}
-	return c.buildAndUpload(ctx, info, tarFile, tarSize)
+	return c.buildAndUpload(ctx, info, tarFile, tarSize, b)
 }
 
 // decompress detects the compression of the blob in br and writes its tar to w.
@@ -105,13 +131,14 @@ func (c *converter) decompress(w io.Writer, br *bufio.Reader, info types.BlobInf
 }
 
 // buildAndUpload builds the eStargz blob of the tar in tarFile[0:tarSize] and uploads it.
-func (c *converter) buildAndUpload(ctx context.Context, info types.BlobInfo, tarFile *os.File, tarSize int64) (layerResult, error) {
+func (c *converter) buildAndUpload(ctx context.Context, info types.BlobInfo, tarFile *os.File, tarSize int64, b *bar) (layerResult, error) {
 	blobFile, err := c.tempFile("layer-*.esgz")
 	if err != nil {
 		return layerResult{}, err
 	}
 	defer removeTemp(blobFile)
-	res, err := c.buildLayer(ctx, blobFile, tarFile, tarSize)
+	b.setPhase("convert", -1)
+	res, toc, err := c.buildLayer(ctx, b.writer(c.tempWriter(blobFile)), tarFile, tarSize)
 	if err != nil {
 		return layerResult{}, err
 	}
@@ -124,9 +151,10 @@ func (c *converter) buildAndUpload(ctx context.Context, info types.BlobInfo, tar
 			uncompressedSizeAnnotation: strconv.FormatInt(res.UncompressedSize, 10),
 		},
 	}
-	if err := c.upload(ctx, blobFile, desc); err != nil {
+	if err := c.upload(ctx, blobFile, desc, b); err != nil {
 		return layerResult{}, err
 	}
+	c.addTOC(toc, res.Digest)
 	c.log.Info("converted layer", layerAttrs(info), "blob", res.Digest, "toc", res.TOCDigest)
 	return layerResult{desc: desc, diffID: res.DiffID}, nil
 }
@@ -135,7 +163,7 @@ func (c *converter) buildAndUpload(ctx context.Context, info types.BlobInfo, tar
 // uncompressed size from the annotation; either is computed by decompressing the blob when the
 // source lacks it. A downloaded blob whose TOC does not match its annotation is converted instead.
 // A blob the destination already holds is trusted (content addressing) and not downloaded.
-func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDiffID digest.Digest) (layerResult, error) {
+func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDiffID digest.Digest, b *bar) (layerResult, error) {
 	desc := ocispec.Descriptor{
 		MediaType:   ociMediaType(info.MediaType),
 		Digest:      info.Digest,
@@ -158,8 +186,8 @@ func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDif
 		return layerResult{}, err
 	}
 	defer removeTemp(blobFile)
-	err = c.download(ctx, info, func(br *bufio.Reader) error {
-		n, err := io.Copy(blobFile, br)
+	err = c.download(ctx, info, b, func(br *bufio.Reader) error {
+		n, err := io.Copy(c.tempWriter(blobFile), br)
 		desc.Size = n
 		return err
 	})
@@ -168,8 +196,13 @@ func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDif
 	}
 	toc := digest.Digest(info.Annotations[tocDigestAnnotation])
 	if _, err := estargz.Open(blobFile, desc.Size, estargz.OpenOptions{TOCDigest: toc}); err != nil {
-		c.log.Warn("layer annotated as eStargz does not match its TOC digest; converting it", layerAttrs(info), "err", err)
-		return c.convertBlob(ctx, info, blobFile, desc.Size)
+		if errors.Is(err, estargz.ErrExternalTOC) {
+			// Its TOC is in another image; converting again gives the same entries.
+			c.log.Info("layer has an external TOC; converting it again", layerAttrs(info))
+		} else {
+			c.log.Warn("layer annotated as eStargz does not match its TOC digest; converting it", layerAttrs(info), "err", err)
+		}
+		return c.convertBlob(ctx, info, blobFile, desc.Size, b)
 	}
 	if !sizeKnown || srcDiffID == "" {
 		h := digest.SHA256.Digester()
@@ -181,7 +214,7 @@ func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDif
 		srcDiffID = h.Digest()
 	}
 	if !exists {
-		if err := c.upload(ctx, blobFile, desc); err != nil {
+		if err := c.upload(ctx, blobFile, desc, b); err != nil {
 			return layerResult{}, err
 		}
 	}
@@ -191,14 +224,15 @@ func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDif
 
 // download streams a blob from the source into fn and checks its digest once fn returned;
 // fn must read the reader to its end.
-func (c *converter) download(ctx context.Context, info types.BlobInfo, fn func(*bufio.Reader) error) error {
+func (c *converter) download(ctx context.Context, info types.BlobInfo, b *bar, fn func(*bufio.Reader) error) error {
 	rc, _, err := c.src.GetBlob(ctx, info, none.NoCache)
 	if err != nil {
 		return classify("fetch blob", err)
 	}
 	defer rc.Close()
+	b.setPhase("download", info.Size)
 	verifier := info.Digest.Verifier()
-	br := bufio.NewReaderSize(io.TeeReader(rc, verifier), 1<<20)
+	br := bufio.NewReaderSize(io.TeeReader(b.reader(rc), verifier), 1<<20)
 	if err := fn(br); err != nil {
 		return fmt.Errorf("fetch blob: %w", err)
 	}
@@ -209,12 +243,10 @@ func (c *converter) download(ctx context.Context, info types.BlobInfo, fn func(*
 }
 
 // upload pushes the blob in f (from its start) as desc.
-func (c *converter) upload(ctx context.Context, f *os.File, desc ocispec.Descriptor) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
+func (c *converter) upload(ctx context.Context, f *os.File, desc ocispec.Descriptor, b *bar) error {
+	b.setPhase("upload", desc.Size)
 	info := types.BlobInfo{Digest: desc.Digest, Size: desc.Size, MediaType: desc.MediaType}
-	if _, err := c.dst.PutBlob(ctx, io.NewSectionReader(f, 0, desc.Size), info, none.NoCache, false); err != nil {
+	if _, err := c.dst.PutBlob(ctx, b.reader(io.NewSectionReader(f, 0, desc.Size)), info, none.NoCache, false); err != nil {
 		return classify("upload blob "+desc.Digest.String(), err)
 	}
 	return nil
@@ -227,6 +259,15 @@ func (c *converter) tempFile(pattern string) (*os.File, error) {
 		return nil, fmt.Errorf("create temporary file: %w", err)
 	}
 	return f, nil
+}
+
+// tempWriter is how conversion writes a temporary file; Options.tempWriter can inject failures
+// (a full disk) in tests.
+func (c *converter) tempWriter(f *os.File) io.Writer {
+	if c.opts.tempWriter != nil {
+		return c.opts.tempWriter(f)
+	}
+	return f
 }
 
 func removeTemp(f *os.File) {

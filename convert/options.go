@@ -3,10 +3,15 @@
 package convert
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/types"
 )
 
@@ -39,6 +44,48 @@ type Options struct {
 	// Progress, if not nil, receives one human-readable line per finished step. Writes are
 	// serialised, so any io.Writer will do.
 	Progress io.Writer
+	// ProgressBars draws a live progress bar per layer on Progress (a terminal) instead of
+	// plain lines.
+	ProgressBars bool
+	// Platform selects one instance of a manifest list or index, as "os/arch[/variant]", and
+	// the destination is that single image. "" converts every platform and pushes an index.
+	Platform string
+	// ExternalTOC stores each converted layer's TOC in a separate "TOC image" tagged
+	// "<dst tag>-esgztoc" instead of inside the layer; the layer blob ends in the 46-byte
+	// external-TOC footer. The TOC image is pushed before the destination is tagged.
+	ExternalTOC bool
+	// KeepDiffID keeps every layer's DiffID (uncompressed digest): the converted blob
+	// decompresses to exactly the source tar. Only possible with ExternalTOC and without
+	// PrioritizedFiles; an embedded eStargz TOC is a tar entry of the layer and changes it.
+	KeepDiffID bool
+	// Podman is the podman binary used for containers-storage: references; "" means "podman"
+	// from $PATH.
+	Podman string
+
+	// runPodman replaces running podman (tests).
+	runPodman podmanRunner
+	// tempWriter, if set, wraps every write to a temporary file (tests inject a full disk).
+	tempWriter func(*os.File) io.Writer
+}
+
+// ErrKeepDiffID is returned when KeepDiffID is asked for where the format cannot keep it.
+var ErrKeepDiffID = errors.New("eStargz cannot keep the DiffID with an embedded TOC: the TOC is a tar entry " +
+	"(stargz.index.json) inside the layer, so the uncompressed layer always changes; use --external-toc with --keep-diff-id")
+
+// check refuses contradictory options.
+func (o Options) check() error {
+	if o.KeepDiffID && !o.ExternalTOC {
+		return ErrKeepDiffID
+	}
+	if o.KeepDiffID && len(o.PrioritizedFiles) > 0 {
+		return errors.New("--keep-diff-id cannot be combined with prioritized files: moving them to the front of a layer changes its uncompressed bytes")
+	}
+	if o.Platform != "" {
+		if _, err := parsePlatform(o.Platform); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // withDefaults returns o with zero fields replaced by their defaults.
@@ -51,6 +98,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TempDir == "" {
 		o.TempDir = os.TempDir()
+	}
+	if o.Podman == "" {
+		o.Podman = "podman"
+	}
+	if o.runPodman == nil {
+		o.runPodman = runPodman
 	}
 	return o
 }
@@ -65,5 +118,21 @@ func (o Options) systemContext() *types.SystemContext {
 	if o.PlainHTTP {
 		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
 	}
+	if p, err := parsePlatform(o.Platform); err == nil && o.Platform != "" {
+		sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = p.OS, p.Architecture, p.Variant
+	}
 	return &sys
+}
+
+// parsePlatform parses "os/arch[/variant]".
+func parsePlatform(s string) (ocispec.Platform, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || slices.Contains(parts, "") {
+		return ocispec.Platform{}, fmt.Errorf("platform %q: want os/arch[/variant]", s)
+	}
+	p := ocispec.Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	return p, nil
 }
