@@ -20,10 +20,22 @@ const defaultConfigPath = "/etc/stargz-store/config.toml"
 // tags: packages get typed Options built from it in wiring.go.
 type Config struct {
 	// LogLevel is debug, info, warn or error.
-	LogLevel string `toml:"log_level"`
+	LogLevel string         `toml:"log_level"`
 	Registry RegistryConfig `toml:"registry"`
 	Store    StoreConfig    `toml:"store"`
+	Cache    CacheConfig    `toml:"cache"`
 	FUSE     FUSEConfig     `toml:"fuse"`
+}
+
+// CacheConfig sizes the cache of verified chunks and TOCs under
+// <root>/cache.
+type CacheConfig struct {
+	// MaxSize bounds the cache on disk, in bytes; 0 means 10 GiB or 10 %
+	// of the filesystem, whichever is less.
+	MaxSize int64 `toml:"max_size"`
+	// MemorySize bounds the in-memory LRU of hot chunks, in bytes; 0 means
+	// 64 MiB, negative turns it off.
+	MemorySize int64 `toml:"memory_size"`
 }
 
 // RegistryConfig says where registry settings come from; empty means the
@@ -49,6 +61,23 @@ type StoreConfig struct {
 	IdleTimeout duration `toml:"idle_timeout"`
 	// MaxTOCSize bounds a layer's decompressed table of contents, in bytes.
 	MaxTOCSize int64 `toml:"max_toc_size"`
+	// Prefetch fetches a layer's prioritized files when it is first
+	// looked up.
+	Prefetch bool `toml:"prefetch"`
+	// PrefetchTimeout bounds how long that lookup waits for the prefetch.
+	PrefetchTimeout duration `toml:"prefetch_timeout"`
+	// BackgroundFetch fetches the rest of each layer into the cache.
+	BackgroundFetch bool `toml:"background_fetch"`
+	// BackgroundShare is the fraction of time background fetch of a layer
+	// may keep a request running, in (0, 1].
+	BackgroundShare float64 `toml:"background_share"`
+	// MaxParallelRequests bounds range requests in flight per registry.
+	MaxParallelRequests int `toml:"max_parallel_requests"`
+	// MultiRange sends several ranges in one request.
+	MultiRange bool `toml:"multi_range"`
+	// ReadAhead is how many compressed bytes of a file beyond the chunk
+	// being read are fetched with it; 0 turns read-ahead off.
+	ReadAhead int64 `toml:"read_ahead"`
 }
 
 // FUSEConfig tunes the mount.
@@ -77,6 +106,14 @@ func defaultConfig() Config {
 			FetchTimeout:   duration{60 * time.Second},
 			IdleTimeout:    duration{2 * time.Minute},
 			MaxTOCSize:     64 << 20,
+
+			Prefetch:            true,
+			PrefetchTimeout:     duration{10 * time.Second},
+			BackgroundFetch:     true,
+			BackgroundShare:     0.5,
+			MaxParallelRequests: 8,
+			MultiRange:          true,
+			ReadAhead:           1 << 20,
 		},
 	}
 }
@@ -107,9 +144,10 @@ func (c Config) validate() error {
 		return err
 	}
 	for name, d := range map[string]duration{
-		"store.resolve_timeout": c.Store.ResolveTimeout,
-		"store.fetch_timeout":   c.Store.FetchTimeout,
-		"store.idle_timeout":    c.Store.IdleTimeout,
+		"store.resolve_timeout":  c.Store.ResolveTimeout,
+		"store.fetch_timeout":    c.Store.FetchTimeout,
+		"store.idle_timeout":     c.Store.IdleTimeout,
+		"store.prefetch_timeout": c.Store.PrefetchTimeout,
 	} {
 		if d.Duration <= 0 {
 			return fmt.Errorf("config: %s must be positive, got %s", name, d.Duration)
@@ -117,6 +155,18 @@ func (c Config) validate() error {
 	}
 	if c.Store.MaxTOCSize <= 0 {
 		return fmt.Errorf("config: store.max_toc_size must be positive, got %d", c.Store.MaxTOCSize)
+	}
+	if s := c.Store.BackgroundShare; !(s > 0 && s <= 1) {
+		return fmt.Errorf("config: store.background_share must be in (0, 1], got %v", s)
+	}
+	if c.Store.MaxParallelRequests <= 0 {
+		return fmt.Errorf("config: store.max_parallel_requests must be positive, got %d", c.Store.MaxParallelRequests)
+	}
+	if c.Store.ReadAhead < 0 {
+		return fmt.Errorf("config: store.read_ahead must not be negative, got %d", c.Store.ReadAhead)
+	}
+	if c.Cache.MaxSize < 0 {
+		return fmt.Errorf("config: cache.max_size must not be negative, got %d", c.Cache.MaxSize)
 	}
 	return nil
 }

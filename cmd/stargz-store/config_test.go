@@ -32,7 +32,25 @@ func TestLoadConfig(t *testing.T) {
 			},
 		},
 		{name: "unknown key", file: "log_levle = \"debug\"\n", wantErr: "unknown keys"},
-		{name: "unknown nested key", file: "[store]\nprefetch = true\n", wantErr: "store.prefetch"},
+		{name: "unknown nested key", file: "[store]\nprefetch_size = 1\n", wantErr: "store.prefetch_size"},
+		{name: "unknown cache key", file: "[cache]\nmax = 1\n", wantErr: "cache.max"},
+		{
+			name: "fetch and cache knobs",
+			file: "[store]\nprefetch = false\nprefetch_timeout = \"3s\"\nbackground_fetch = false\nbackground_share = 0.25\n" +
+				"max_parallel_requests = 2\nmulti_range = false\nread_ahead = 0\n[cache]\nmax_size = 1000\nmemory_size = -1\n",
+			check: func(c Config) bool {
+				s := c.Store
+				return !s.Prefetch && s.PrefetchTimeout.Duration == 3*time.Second && !s.BackgroundFetch &&
+					s.BackgroundShare == 0.25 && s.MaxParallelRequests == 2 && !s.MultiRange && s.ReadAhead == 0 &&
+					c.Cache.MaxSize == 1000 && c.Cache.MemorySize == -1
+			},
+		},
+		{name: "share above one", file: "[store]\nbackground_share = 1.5\n", wantErr: "background_share"},
+		{name: "zero share", file: "[store]\nbackground_share = 0.0\n", wantErr: "background_share"},
+		{name: "zero parallel requests", file: "[store]\nmax_parallel_requests = 0\n", wantErr: "max_parallel_requests"},
+		{name: "negative read-ahead", file: "[store]\nread_ahead = -1\n", wantErr: "read_ahead"},
+		{name: "negative cache size", file: "[cache]\nmax_size = -1\n", wantErr: "cache.max_size"},
+		{name: "zero prefetch timeout", file: "[store]\nprefetch_timeout = \"0s\"\n", wantErr: "prefetch_timeout"},
 		{name: "bad duration", file: "[store]\nresolve_timeout = \"soon\"\n", wantErr: "parse config"},
 		{name: "negative duration", file: "[store]\nidle_timeout = \"-1s\"\n", wantErr: "store.idle_timeout must be positive"},
 		{name: "bad level", file: "log_level = \"loud\"\n", wantErr: "log level"},
@@ -66,5 +84,18 @@ func TestLoadConfigMissingExplicitIsNotExist(t *testing.T) {
 	_, err := loadConfig(fstest.MapFS{}, "/nope.toml", true)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("loadConfig() error = %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestStoreOptionsFromConfig(t *testing.T) {
+	o := storeOptions(defaultConfig(), nil, nil, nil)
+	if o.NoPrefetch || o.NoBackgroundFetch || o.SingleRange || o.ReadAhead != 1<<20 ||
+		o.PrefetchTimeout != 10*time.Second || o.BackgroundShare != 0.5 || o.MaxParallelRequests != 8 {
+		t.Errorf("storeOptions(defaults) = %+v", o)
+	}
+	cfg := defaultConfig()
+	cfg.Store.ReadAhead = 0
+	if o := storeOptions(cfg, nil, nil, nil); o.ReadAhead >= 0 {
+		t.Errorf("read_ahead = 0 gives ReadAhead %d, want negative (none)", o.ReadAhead)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/layerfs"
 	"github.com/stargz-store/stargz-store/registryauth"
 	"github.com/stargz-store/stargz-store/store"
@@ -78,16 +79,23 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := os.MkdirAll(f.root, 0o700); err != nil {
 		return fmt.Errorf("create root: %w", err)
 	}
-	return serve(ctx, cfg, mnt, log)
+	return serve(ctx, cfg, f.root, mnt, log)
 }
 
-func serve(ctx context.Context, cfg Config, mnt string, log *slog.Logger) error {
+// serve runs the store. Shutdown (the defers, in reverse): unmount,
+// close the store, close the cache, close the registry configuration.
+func serve(ctx context.Context, cfg Config, root, mnt string, log *slog.Logger) error {
 	regs, err := registryauth.New(registryOptions(cfg, log))
 	if err != nil {
 		return fmt.Errorf("registry configuration: %w", err)
 	}
 	defer regs.Close()
-	m, err := store.New(storeOptions(cfg, regs, log))
+	cache, err := cachedir.Open(cachePath(root), cacheOptions(cfg, log))
+	if err != nil {
+		return fmt.Errorf("open cache: %w", err)
+	}
+	defer cache.Close()
+	m, err := store.New(storeOptions(cfg, regs, cache, log))
 	if err != nil {
 		return fmt.Errorf("start store: %w", err)
 	}

@@ -4,7 +4,9 @@ package main
 
 import (
 	"log/slog"
+	"path/filepath"
 
+	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/layerfs"
 	"github.com/stargz-store/stargz-store/registryauth"
 	"github.com/stargz-store/stargz-store/store"
@@ -22,16 +24,36 @@ func registryOptions(cfg Config, log *slog.Logger) registryauth.Options {
 	}
 }
 
-func storeOptions(cfg Config, regs *registryauth.Registries, log *slog.Logger) store.Options {
+func storeOptions(cfg Config, regs *registryauth.Registries, cache *cachedir.Dir, log *slog.Logger) store.Options {
+	readAhead := cfg.Store.ReadAhead
+	if readAhead == 0 {
+		readAhead = -1 // store.Options: 0 is the default, negative is none
+	}
 	return store.Options{
-		Registries:     regs,
-		ResolveTimeout: cfg.Store.ResolveTimeout.Duration,
-		RequestTimeout: cfg.Store.FetchTimeout.Duration,
-		IdleTimeout:    cfg.Store.IdleTimeout.Duration,
-		MaxTOCSize:     cfg.Store.MaxTOCSize,
-		Logger:         log,
+		Registries:          regs,
+		ResolveTimeout:      cfg.Store.ResolveTimeout.Duration,
+		RequestTimeout:      cfg.Store.FetchTimeout.Duration,
+		IdleTimeout:         cfg.Store.IdleTimeout.Duration,
+		MaxTOCSize:          cfg.Store.MaxTOCSize,
+		Logger:              log,
+		Cache:               cache,
+		NoPrefetch:          !cfg.Store.Prefetch,
+		PrefetchTimeout:     cfg.Store.PrefetchTimeout.Duration,
+		NoBackgroundFetch:   !cfg.Store.BackgroundFetch,
+		BackgroundShare:     cfg.Store.BackgroundShare,
+		MaxParallelRequests: cfg.Store.MaxParallelRequests,
+		SingleRange:         !cfg.Store.MultiRange,
+		ReadAhead:           readAhead,
 	}
 }
+
+// cacheOptions configures the cache under <root>/cache.
+func cacheOptions(cfg Config, log *slog.Logger) cachedir.Options {
+	return cachedir.Options{MaxSize: cfg.Cache.MaxSize, MemorySize: cfg.Cache.MemorySize, Logger: log}
+}
+
+// cachePath is where the cache lives under the store's root.
+func cachePath(root string) string { return filepath.Join(root, "cache") }
 
 func layerfsOptions(cfg Config, log *slog.Logger) layerfs.Options {
 	return layerfs.Options{
