@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package zstdchunked
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/stargz-store/stargz-store/store/index"
+)
+
+const (
+	// maxNameLen bounds a TOC name. Longer names cannot be created through
+	// path syscalls (PATH_MAX), and a bound keeps the implicit parents one
+	// name can create small.
+	maxNameLen = 4096
+	// minEntryJSON and entrySlack bound the entries (implicit directories
+	// included) an index may get from a TOC of a given size, as in package
+	// estargz: one per 32 bytes of JSON, plus the slack.
+	minEntryJSON = 32
+	entrySlack   = 1 << 16
+	// zeroPiece is the largest Zero chunk put in the index. Zero chunks
+	// cost no fetch, but a reader materialises a whole chunk, so long runs
+	// of zeros (sparse files) are cut into pieces of this size.
+	zeroPiece = 4 << 20
+	// maxZeroPieces bounds the Zero chunks of one layer (1 TiB of zeros):
+	// a TOC may claim any size for a zeros chunk.
+	maxZeroPieces = 1 << 18
+
+	chunkTypeData  = ""
+	chunkTypeZeros = "zeros"
+)
+
+// tocEntry is one element of the TOC's "entries" array, the fields of
+// containers/storage's minimal.FileMetadata that the index needs (that
+// package is internal). Times are parsed by hand; accesstime and
+// changetime are not kept.
+type tocEntry struct {
+	Type        string            `json:"type"`
+	Name        string            `json:"name"`
+	LinkName    string            `json:"linkName"`
+	Mode        int64             `json:"mode"`
+	Size        int64             `json:"size"`
+	UID         int64             `json:"uid"`
+	GID         int64             `json:"gid"`
+	ModTime     string            `json:"modtime"`
+	DevMajor    int64             `json:"devMajor"`
+	DevMinor    int64             `json:"devMinor"`
+	Xattrs      map[string]string `json:"xattrs"`
+	Digest      string            `json:"digest"`
+	Offset      int64             `json:"offset"`
+	EndOffset   int64             `json:"endOffset"`
+	ChunkSize   int64             `json:"chunkSize"`
+	ChunkOffset int64             `json:"chunkOffset"`
+	ChunkDigest string            `json:"chunkDigest"`
+	ChunkType   string            `json:"chunkType"`
+}
+
+var tocTypes = map[string]index.Type{
+	"dir":     index.TypeDir,
+	"reg":     index.TypeReg,
+	"symlink": index.TypeSymlink,
+	"char":    index.TypeChar,
+	"block":   index.TypeBlock,
+	"fifo":    index.TypeFifo,
+}
+
+// tocParser turns TOC entries, in order, into an index.
+type tocParser struct {
+	b        *index.Builder
+	blobEnd  int64 // no chunk may reach past this offset
+	maxChunk int64
+	n        int // entries seen
+	zeros    int // Zero chunks added
+
+	// file is the regular file being read: its reg entry and the chunk
+	// entries after it, added when the next file starts.
+	file []tocEntry
+
+	lastModTime       string
+	lastModTimeParsed time.Time
+}
+
+// parseTOC parses the TOC JSON of a blob whose chunks all end at or before
+// blobEnd. Entries are decoded one at a time, so a hostile TOC is refused
+// at its first bad entry and memory stays proportional to the valid ones.
+func parseTOC(data []byte, blobEnd, maxChunk int64) (*index.Index, error) {
+	p := &tocParser{blobEnd: blobEnd, maxChunk: maxChunk}
+	p.b = index.NewBuilder(index.Limits{BlobEnd: blobEnd, MaxEntries: len(data)/minEntryJSON + entrySlack})
+	version, err := decodeDocument(json.NewDecoder(bytes.NewReader(data)), p.addNth)
+	if err != nil {
+		return nil, err
+	}
+	if version != 1 {
+		return nil, fmt.Errorf("%w: TOC version %d, want 1", index.ErrInvalid, version)
+	}
+	if err := p.flushFile(); err != nil {
+		return nil, fmt.Errorf("TOC entry %d: %w", p.n, err)
+	}
+	return p.b.Build()
+}
+
+// decodeDocument walks {"version": N, "entries": [...], ...}, calls each
+// for every entry in order, and returns the version. Other keys are
+// skipped; a second entries array or data after the object is an error.
+func decodeDocument(d *json.Decoder, each func(*tocEntry) error) (version int64, err error) {
+	if err := expectDelim(d, '{'); err != nil {
+		return 0, err
+	}
+	sawEntries := false
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			return 0, invalidJSON(err)
+		}
+		switch key, _ := t.(string); key {
+		case "version":
+			err = d.Decode(&version)
+		case "entries":
+			if sawEntries {
+				return 0, fmt.Errorf("%w: a second entries array", index.ErrInvalid)
+			}
+			sawEntries = true
+			err = decodeEntries(d, each)
+		default:
+			var skip json.RawMessage
+			err = d.Decode(&skip)
+		}
+		if err != nil {
+			return 0, invalidJSON(err)
+		}
+	}
+	if err := expectDelim(d, '}'); err != nil {
+		return 0, err
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("%w: data after the TOC object", index.ErrInvalid)
+	}
+	if !sawEntries {
+		return 0, fmt.Errorf("%w: TOC has no entries", index.ErrInvalid)
+	}
+	return version, nil
+}
+
+func decodeEntries(d *json.Decoder, each func(*tocEntry) error) error {
+	if err := expectDelim(d, '['); err != nil {
+		return err
+	}
+	for d.More() {
+		var e tocEntry
+		if err := d.Decode(&e); err != nil {
+			return err
+		}
+		if err := each(&e); err != nil {
+			return err
+		}
+	}
+	return expectDelim(d, ']')
+}
+
+func expectDelim(d *json.Decoder, want json.Delim) error {
+	t, err := d.Token()
+	if err != nil {
+		return invalidJSON(err)
+	}
+	if t != want {
+		return fmt.Errorf("%w: decode TOC JSON at byte %d: want %q", index.ErrInvalid, d.InputOffset(), want)
+	}
+	return nil
+}
+
+// invalidJSON classifies a JSON error as an invalid TOC, leaving errors
+// that already are classified alone.
+func invalidJSON(err error) error {
+	if errors.Is(err, index.ErrInvalid) || errors.Is(err, ErrTooLarge) {
+		return err
+	}
+	return fmt.Errorf("%w: decode TOC JSON: %v", index.ErrInvalid, err)
+}
+
+// addNth is add with the entry's position in errors.
+func (p *tocParser) addNth(e *tocEntry) error {
+	if err := p.add(e); err != nil {
+		return fmt.Errorf("TOC entry %d: %w", p.n, err)
+	}
+	p.n++
+	return nil
+}
+
+// add feeds one TOC entry to the builder.
+func (p *tocParser) add(e *tocEntry) error {
+	if len(e.Name) > maxNameLen || len(e.LinkName) > maxNameLen {
+		return fmt.Errorf("%w: name longer than %d bytes", index.ErrInvalid, maxNameLen)
+	}
+	if e.Type == "chunk" {
+		if len(p.file) == 0 {
+			return fmt.Errorf("%w: chunk entry %q follows no regular file", index.ErrInvalid, e.Name)
+		}
+		if e.Name != "" && e.Name != p.file[0].Name {
+			a, errA := index.Clean(e.Name)
+			b, errB := index.Clean(p.file[0].Name)
+			if errA != nil || errB != nil || a != b {
+				return fmt.Errorf("%w: chunk entry %q follows file %q", index.ErrInvalid, e.Name, p.file[0].Name)
+			}
+		}
+		e.Xattrs = nil
+		p.file = append(p.file, *e)
+		return nil
+	}
+	if err := p.flushFile(); err != nil {
+		return err
+	}
+	if e.Type == "hardlink" {
+		return p.b.AddHardlink(e.Name, e.LinkName)
+	}
+	ie, err := p.entry(e)
+	if err != nil {
+		return err
+	}
+	if err := p.b.Add(ie); err != nil {
+		return err
+	}
+	if ie.Type == index.TypeReg && ie.Size > 0 {
+		e.Xattrs = nil
+		p.file = append(p.file, *e)
+	}
+	return nil
+}
+
+// entry converts the metadata of a non-chunk, non-hardlink entry.
+func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
+	typ, ok := tocTypes[e.Type]
+	if !ok {
+		return index.Entry{}, fmt.Errorf("%w: %q has unknown type %q", index.ErrInvalid, e.Name, e.Type)
+	}
+	switch {
+	case e.Mode < 0 || e.Mode > 1<<32-1:
+		return index.Entry{}, fmt.Errorf("%w: %q has mode %#o", index.ErrInvalid, e.Name, e.Mode)
+	case e.UID < 0 || e.GID < 0 || e.UID > 1<<32-1 || e.GID > 1<<32-1:
+		return index.Entry{}, fmt.Errorf("%w: %q has owner %d:%d", index.ErrInvalid, e.Name, e.UID, e.GID)
+	case e.DevMajor < 0 || e.DevMajor > 1<<32-1 || e.DevMinor < 0 || e.DevMinor > 1<<32-1:
+		return index.Entry{}, fmt.Errorf("%w: %q has device %d,%d", index.ErrInvalid, e.Name, e.DevMajor, e.DevMinor)
+	}
+	mt, err := p.modTime(e.ModTime)
+	if err != nil {
+		return index.Entry{}, fmt.Errorf("%w: %q has modtime %q", index.ErrInvalid, e.Name, e.ModTime)
+	}
+	xattrs, err := decodeXattrs(e.Xattrs)
+	if err != nil {
+		return index.Entry{}, fmt.Errorf("%w: %q: %v", index.ErrInvalid, e.Name, err)
+	}
+	size := e.Size
+	if typ != index.TypeReg {
+		size = 0 // tar writers may put a size on other headers; it means nothing there
+	}
+	var d digest.Digest
+	if e.Digest != "" && typ == index.TypeReg {
+		d = digest.Digest(e.Digest)
+		if err := validateDigest(d); err != nil {
+			return index.Entry{}, fmt.Errorf("%w: %q has digest %q: %v", index.ErrInvalid, e.Name, e.Digest, err)
+		}
+	}
+	return index.Entry{
+		Name: e.Name, Type: typ, Mode: uint32(e.Mode),
+		UID: int(e.UID), GID: int(e.GID),
+		Size: size, ModTime: mt, LinkName: e.LinkName,
+		DevMajor: uint32(e.DevMajor), DevMinor: uint32(e.DevMinor),
+		Xattrs: xattrs, Digest: d,
+	}, nil
+}
+
+// decodeXattrs decodes the base64 values containers/storage writes.
+func decodeXattrs(in map[string]string) (map[string][]byte, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make(map[string][]byte, len(in))
+	for k, v := range in {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, fmt.Errorf("xattr %q is not base64: %v", k, err)
+		}
+		out[k] = b
+	}
+	return out, nil
+}
+
+// modTime parses an RFC 3339 time; entries of one layer mostly share a
+// few times, so the last one is remembered.
+func (p *tocParser) modTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if s == p.lastModTime {
+		return p.lastModTimeParsed, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	p.lastModTime, p.lastModTimeParsed = s, t
+	return t, nil
+}
+
+// flushFile adds the chunks of the regular file read last.
+func (p *tocParser) flushFile() error {
+	if len(p.file) == 0 {
+		return nil
+	}
+	defer func() { p.file = p.file[:0] }()
+	f := &p.file[0]
+	if len(p.file) == 1 && f.ChunkDigest == "" && f.ChunkType == chunkTypeData {
+		// One chunk, the whole file, vouched for by the file's digest.
+		if f.Digest == "" {
+			return fmt.Errorf("%w: %q has neither digest nor chunkDigest", index.ErrInvalid, f.Name)
+		}
+		return p.addChunk(f.Name, index.Chunk{
+			Offset: 0, Size: f.Size,
+			CompressedOffset: f.Offset, CompressedEnd: f.EndOffset,
+			Digest: digest.Digest(f.Digest),
+		}, chunkTypeData)
+	}
+	for i := range p.file {
+		c := &p.file[i]
+		end, nextOff := f.EndOffset, f.Size
+		if i+1 < len(p.file) {
+			end, nextOff = p.file[i+1].Offset, p.file[i+1].ChunkOffset
+		}
+		size := c.ChunkSize
+		if size == 0 {
+			size = nextOff - c.ChunkOffset // "to the next chunk"
+		}
+		if c.ChunkType == chunkTypeData && c.ChunkDigest == "" {
+			// Without a chunk digest the content cannot be verified; such a
+			// layer is refused rather than served unverified.
+			return fmt.Errorf("%w: %q: chunk at %d has no chunkDigest", index.ErrInvalid, f.Name, c.ChunkOffset)
+		}
+		err := p.addChunk(f.Name, index.Chunk{
+			Offset: c.ChunkOffset, Size: size,
+			CompressedOffset: c.Offset, CompressedEnd: end,
+			Digest: digest.Digest(c.ChunkDigest),
+		}, c.ChunkType)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addChunk hands one chunk to the builder, which checks that chunks are
+// contiguous, cover the file and lie inside the blob. Zero chunks are cut
+// into pieces; their compressed ranges are never read.
+func (p *tocParser) addChunk(name string, c index.Chunk, typ string) error {
+	switch typ {
+	case chunkTypeData:
+		if c.Size > p.maxChunk {
+			return fmt.Errorf("%w: %q: chunk at %d of %d bytes, limit %d", ErrTooLarge, name, c.Offset, c.Size, p.maxChunk)
+		}
+		if c.Digest != "" {
+			if err := validateDigest(c.Digest); err != nil {
+				return fmt.Errorf("%w: %q: chunk at %d: %v", index.ErrInvalid, name, c.Offset, err)
+			}
+		}
+		return p.b.AddChunk(name, c)
+	case chunkTypeZeros:
+		if c.Size <= 0 || c.Offset < 0 || c.Size > math.MaxInt64-c.Offset {
+			return p.b.AddChunk(name, index.Chunk{Offset: c.Offset, Size: c.Size, Zero: true}) // refused there
+		}
+		for off, end := c.Offset, c.Offset+c.Size; off < end; off += zeroPiece {
+			if p.zeros++; p.zeros > maxZeroPieces {
+				return fmt.Errorf("%w: more than %d bytes of zero chunks", ErrTooLarge, int64(maxZeroPieces)*zeroPiece)
+			}
+			z := index.Chunk{Offset: off, Size: min(zeroPiece, end-off), Zero: true}
+			if err := p.b.AddChunk(name, z); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %q: chunk at %d has unknown chunkType %q", index.ErrInvalid, name, c.Offset, typ)
+}
+
+// validateDigest is digest.Validate with a fast path for sha256, which
+// nearly every digest is; Validate runs a regexp.
+func validateDigest(d digest.Digest) error {
+	if h, ok := strings.CutPrefix(string(d), "sha256:"); ok && len(h) == 64 && isLowerHex(h) {
+		return nil
+	}
+	return d.Validate()
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
