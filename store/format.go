@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/stargz-store/stargz-store/store/estargz"
+	"github.com/stargz-store/stargz-store/store/index"
+)
+
+// Format names a lazily servable layer format.
+type Format string
+
+// The layer formats the store knows.
+const (
+	FormatEStargz     Format = "estargz"
+	FormatZstdChunked Format = "zstd:chunked"
+)
+
+// Compression values of containers/storage's archive.Compression, as the
+// `info` file reports them.
+const (
+	compressionGzip = 2
+	compressionZstd = 4
+)
+
+// opened is what a format's reader gives a Layer: the index, how to turn
+// one chunk's compressed bytes into verified content, and hints. The rest
+// of the store never branches on format.
+type opened struct {
+	index *index.Index
+	// decode fills dst (len == c.Size) from compressed, which holds the
+	// blob range [c.CompressedOffset, c.CompressedEnd), and verifies it.
+	// Its errors wrap ErrVerify for bad content.
+	decode func(dst, compressed []byte, c index.Chunk) error
+	// prefetchEnd > 0 asks to prefetch the blob range [0, prefetchEnd).
+	prefetchEnd int64
+	// compression is the blob's containers/storage compression value.
+	compression int
+}
+
+// openFunc reads a layer's table of contents through r and verifies it
+// against desc.TOCDigest. Errors wrap ErrNotLazy for a layer that can be
+// read but not served lazily, ErrVerify for a TOC that does not match.
+type openFunc func(r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error)
+
+// openers maps each format to its reader.
+var openers = map[Format]openFunc{
+	FormatEStargz:     openEStargz,
+	FormatZstdChunked: openZstdChunked,
+}
+
+func openEStargz(r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error) {
+	b, err := estargz.Open(r, desc.Size, estargz.OpenOptions{TOCDigest: desc.TOCDigest, MaxTOCSize: opts.MaxTOCSize})
+	if err != nil {
+		return nil, classifyEStargz(err)
+	}
+	return &opened{index: b.Index, decode: decodeEStargz, prefetchEnd: b.PrefetchEnd, compression: compressionGzip}, nil
+}
+
+func decodeEStargz(dst, compressed []byte, c index.Chunk) error {
+	if err := estargz.DecodeChunk(dst, compressed, c); err != nil {
+		return classifyEStargz(err)
+	}
+	return nil
+}
+
+// classifyEStargz sorts estargz errors into the store's classes: a blob we
+// can read but refuse is not lazy; bytes that fail their digest are
+// ErrVerify; anything else (a failed fetch) stays as it is.
+func classifyEStargz(err error) error {
+	switch {
+	case errors.Is(err, estargz.ErrVerify):
+		return fmt.Errorf("%w: %w", ErrVerify, err)
+	case errors.Is(err, estargz.ErrNotEStargz), errors.Is(err, estargz.ErrExternalTOC),
+		errors.Is(err, estargz.ErrTooLarge), errors.Is(err, index.ErrInvalid):
+		return fmt.Errorf("%w: %w", ErrNotLazy, err)
+	}
+	return err
+}
