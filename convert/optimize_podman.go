@@ -345,7 +345,7 @@ func (p *podmanInstance) cleanup() error {
 // one that stays busy is detached (MNT_DETACH), so that nothing below dir
 // is reachable afterwards.
 func unmountBelow(dir string) error {
-	mounts, err := mountsBelow(dir)
+	mounts, err := MountsBelow(dir)
 	if err != nil {
 		return err
 	}
@@ -360,8 +360,8 @@ func unmountBelow(dir string) error {
 	return errors.Join(errs...)
 }
 
-// mountsBelow lists the mount points at or below dir, deepest first.
-func mountsBelow(dir string) ([]string, error) {
+// MountsBelow lists the mount points at or below dir, deepest first.
+func MountsBelow(dir string) ([]string, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)

@@ -4,6 +4,7 @@ package convert
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/types"
 )
 
@@ -76,10 +80,12 @@ func (r *ScratchRegistry) confEntry() string {
 
 // SystemContext returns a copy of base that also reaches this registry
 // over plain HTTP, without turning TLS verification off for any other
-// registry: it points SystemRegistriesConfDirPath at a directory holding
-// links to the drop-ins base would have read plus one naming this
-// registry as insecure. (Podman's per-user drop-in directory is read as
-// well, as containers/image does when no directory is set.)
+// registry. It adds a registries.conf drop-in naming this registry as
+// insecure: SystemRegistriesConfDirPath points at a directory holding it
+// and links to the drop-ins base would have read. When base names no
+// registries.conf and CONTAINERS_REGISTRIES_CONF does, that file becomes
+// SystemRegistriesConfPath, because containers/image reads no drop-ins
+// for a file named by the environment.
 func (r *ScratchRegistry) SystemContext(base *types.SystemContext) (*types.SystemContext, error) {
 	var sys types.SystemContext
 	if base != nil {
@@ -89,9 +95,14 @@ func (r *ScratchRegistry) SystemContext(base *types.SystemContext) (*types.Syste
 	if err := os.MkdirAll(drop, 0o700); err != nil {
 		return nil, fmt.Errorf("scratch registry: %w", err)
 	}
-	srcDirs := []string{sys.SystemRegistriesConfDirPath}
-	if srcDirs[0] == "" {
-		srcDirs = []string{"/etc/containers/registries.conf.d"}
+	var srcDirs []string
+	switch env := os.Getenv("CONTAINERS_REGISTRIES_CONF"); {
+	case sys.SystemRegistriesConfPath == "" && env != "":
+		sys.SystemRegistriesConfPath = env
+	case sys.SystemRegistriesConfDirPath != "":
+		srcDirs = []string{sys.SystemRegistriesConfDirPath}
+	default: // containers/image's search order, later ones override
+		srcDirs = []string{"/usr/share/containers/registries.conf.d", "/etc/containers/registries.conf.d"}
 		if home, err := os.UserHomeDir(); err == nil {
 			srcDirs = append(srcDirs, filepath.Join(home, ".config/containers/registries.conf.d"))
 		}
@@ -121,6 +132,33 @@ func (r *ScratchRegistry) SystemContext(base *types.SystemContext) (*types.Syste
 	}
 	sys.SystemRegistriesConfDirPath = drop
 	return &sys, nil
+}
+
+// LayerDigests returns the layer digests of the OCI or Docker schema 2
+// image repo:tag in this registry, bottom layer first.
+func (r *ScratchRegistry) LayerDigests(ctx context.Context, repo, tag string) ([]digest.Digest, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.addr+"/v2/"+repo+"/manifests/"+tag, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", ocispec.MediaTypeImageManifest+", "+manifest.DockerV2Schema2MediaType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scratch registry manifest: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scratch registry manifest %s:%s: %s", repo, tag, resp.Status)
+	}
+	var m ocispec.Manifest
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxConfigSize)).Decode(&m); err != nil {
+		return nil, fmt.Errorf("scratch registry manifest: %w", err)
+	}
+	out := make([]digest.Digest, len(m.Layers))
+	for i, l := range m.Layers {
+		out[i] = l.Digest
+	}
+	return out, nil
 }
 
 // Close stops serving and waits for the server's goroutine. It does not

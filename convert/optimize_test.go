@@ -158,9 +158,9 @@ func TestUnescapeMountinfo(t *testing.T) {
 }
 
 func TestMountsBelowNothingMounted(t *testing.T) {
-	got, err := mountsBelow(t.TempDir())
+	got, err := MountsBelow(t.TempDir())
 	if err != nil || len(got) != 0 {
-		t.Errorf("mountsBelow(fresh dir) = %v, %v; want none", got, err)
+		t.Errorf("MountsBelow(fresh dir) = %v, %v; want none", got, err)
 	}
 }
 
@@ -195,6 +195,7 @@ func TestScratchRegistry(t *testing.T) {
 	}
 
 	// The drop-ins of the base directory stay, ours comes last.
+	t.Setenv("CONTAINERS_REGISTRIES_CONF", "")
 	base := t.TempDir()
 	if err := os.WriteFile(filepath.Join(base, "10-mirrors.conf"), []byte("# mirrors\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -220,5 +221,16 @@ func TestScratchRegistry(t *testing.T) {
 	}
 	if sys.DockerInsecureSkipTLSVerify == types.OptionalBoolTrue {
 		t.Error("SystemContext turned TLS verification off for every registry")
+	}
+
+	// A registries.conf named by the environment is read without
+	// drop-ins unless named in the SystemContext.
+	t.Setenv("CONTAINERS_REGISTRIES_CONF", "/env/registries.conf")
+	sys, err = r.SystemContext(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys.SystemRegistriesConfPath != "/env/registries.conf" || sys.SystemRegistriesConfDirPath == "" {
+		t.Errorf("SystemContext(nil) with CONTAINERS_REGISTRIES_CONF = %+v", sys)
 	}
 }

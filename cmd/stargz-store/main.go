@@ -5,6 +5,7 @@
 //
 //	stargz-store [flags] MOUNTPOINT          serve (until SIGINT or SIGTERM)
 //	stargz-store convert [flags] SRC DST     convert an image to eStargz
+//	stargz-store optimize [flags] SRC DST [-- CMD...]  convert, prefetching what CMD reads
 //	stargz-store version
 //
 // main only picks the exit code: everything else returns errors to it, so
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch args[0] {
 		case "convert":
 			return runConvert(ctx, args[1:], stdout, stderr)
+		case "optimize":
+			return runOptimize(ctx, args[1:], stdout, stderr)
 		case "version":
 			_, err := fmt.Fprintln(stdout, "stargz-store", version)
 			return err
