@@ -48,7 +48,9 @@ type image struct {
 type layerEntry struct {
 	desc LayerDesc
 	// zstd is the zstd:chunked manifest checksum, the Gen B name of a
-	// zstd:chunked layer, which the store does not serve.
+	// zstd:chunked layer. It equals desc.TOCDigest when the layer is served
+	// as zstd:chunked, and is kept apart for a layer that carries both
+	// eStargz and zstd:chunked annotations (served as eStargz, if at all).
 	zstd digest.Digest
 	// notLazy says why the layer cannot be served lazily; nil if it may be.
 	notLazy error
@@ -250,9 +252,14 @@ func newLayerEntry(ref refspec.Reference, bi types.BlobInfo, diffID digest.Diges
 			return e
 		}
 	}
+	if e.desc.TOCDigest == "" && e.zstd != "" {
+		return zstdChunkedEntry(e, bi)
+	}
+	if _, ok := a[annotationZstdChunked]; ok && e.zstd == "" {
+		e.notLazy = fmt.Errorf("invalid %s annotation %q", annotationZstdChunked, a[annotationZstdChunked])
+		return e
+	}
 	switch {
-	case e.desc.TOCDigest == "" && e.zstd != "":
-		e.notLazy = errors.New("zstd:chunked layers are not served lazily")
 	case e.desc.TOCDigest == "":
 		e.notLazy = fmt.Errorf("no %s annotation (not eStargz)", annotationTOCDigest)
 	case !isGzip(bi.MediaType):
@@ -265,6 +272,33 @@ func newLayerEntry(ref refspec.Reference, bi types.BlobInfo, diffID digest.Diges
 		e.notLazy = errors.New("image config gives no diff_id for the layer")
 	}
 	return e
+}
+
+// zstdChunkedEntry finishes the entry of a layer named by a zstd:chunked
+// manifest checksum (and no eStargz TOC digest): it is served lazily as
+// FormatZstdChunked, with the checksum as its TOC digest (the Gen B name),
+// when it is a zstd tar the config gives a DiffID for. The TOC position
+// annotation is optional: the reader falls back to the blob's footer.
+func zstdChunkedEntry(e layerEntry, bi types.BlobInfo) layerEntry {
+	e.desc.Format = FormatZstdChunked
+	e.desc.TOCDigest = e.zstd
+	switch {
+	case !isZstd(bi.MediaType):
+		e.notLazy = fmt.Errorf("media type %q of a zstd:chunked layer is not zstd", bi.MediaType)
+	case len(bi.URLs) > 0:
+		e.notLazy = errors.New("foreign layer with external URLs")
+	case bi.Size <= 0:
+		e.notLazy = fmt.Errorf("layer size %d in the manifest", bi.Size)
+	case e.desc.DiffID == "":
+		e.notLazy = errors.New("image config gives no diff_id for the layer")
+	}
+	return e
+}
+
+// isZstd reports whether a layer media type is a zstd tar, the only
+// compression zstd:chunked uses.
+func isZstd(mt string) bool {
+	return mt == ocispec.MediaTypeImageLayerZstd || strings.HasSuffix(mt, ".tar+zstd") && !strings.Contains(mt, "encrypted")
 }
 
 // isGzip reports whether a layer media type is a gzip tar, the only
