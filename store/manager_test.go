@@ -267,7 +267,9 @@ func TestManagerSharesResolution(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	if n := e.reg.Count(testutil.Request.IsManifest); n != 1 {
+	// Besides the image's manifest, resolution looks once for an external-TOC image (v1-esgztoc).
+	imageManifests := func(r testutil.Request) bool { return r.IsManifest() && !strings.HasSuffix(r.Path, "-esgztoc") }
+	if n := e.reg.Count(imageManifests); n != 1 {
 		t.Errorf("%d manifest requests for %d layers, want 1", n, len(img.Layers))
 	}
 	configs := e.reg.Count(func(r testutil.Request) bool { return r.IsBlob() && r.Range == "" })
