@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -217,12 +219,51 @@ var (
 )
 
 // Open keeps the page cache across opens: the content never changes.
+// With passthrough on, a file whose content is one file of the disk cache
+// is opened FOPEN_PASSTHROUGH on it (go-fuse then drops KEEP_CACHE).
 func (n *fileNode) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	if errno := openReadOnly(flags); errno != 0 {
 		return nil, 0, errno
 	}
 	n.t.record(n.e, OpOpen)
+	if passthrough.Load() {
+		if f, ok := n.t.l.CachedFile(n.e); ok {
+			return &cachedHandle{f: f}, fuse.FOPEN_KEEP_CACHE, 0
+		}
+	}
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// passthrough turns on FUSE passthrough for files served whole from the
+// disk cache. It is an experiment, off: see "FUSE passthrough" in
+// docs/design.md for the measurement.
+var passthrough atomic.Bool
+
+// cachedHandle is an open cache file backing a regular file. The kernel
+// reads it directly when passthrough is negotiated; otherwise Read
+// splices from it.
+type cachedHandle struct{ f *os.File }
+
+var (
+	_ fusefs.FilePassthroughFder = (*cachedHandle)(nil)
+	_ fusefs.FileReader          = (*cachedHandle)(nil)
+	_ fusefs.FileReleaser        = (*cachedHandle)(nil)
+)
+
+func (h *cachedHandle) PassthroughFd() (int, bool) { return int(h.f.Fd()), true }
+
+// handleReads counts READs that reached a cachedHandle: passthrough was
+// not negotiated (no CAP_SYS_ADMIN, kernel < 6.9).
+var handleReads atomic.Int64
+
+func (h *cachedHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	handleReads.Add(1)
+	return fuse.ReadResultFd(h.f.Fd(), off, len(dest)), 0
+}
+
+func (h *cachedHandle) Release(context.Context) syscall.Errno {
+	h.f.Close()
+	return 0
 }
 
 // Read returns what is left of the file from off, short at the end.
