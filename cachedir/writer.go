@@ -131,6 +131,17 @@ func (d *Dir) install(tmp string, dg digest.Digest, size int64) error {
 // Put stores b under dg in one call, keeping a copy in memory. An entry
 // that is already cached is not an error.
 func (d *Dir) Put(ctx context.Context, dg digest.Digest, b []byte) error {
+	if err := d.PutCold(ctx, dg, b); err != nil {
+		return err
+	}
+	d.mem.add(dg, b)
+	return nil
+}
+
+// PutCold is Put without the copy in memory, for content nobody is
+// reading yet (background fetch): it does not push hot entries out of
+// the memory LRU.
+func (d *Dir) PutCold(ctx context.Context, dg digest.Digest, b []byte) error {
 	w, err := d.Writer(ctx, dg)
 	if errors.Is(err, ErrExists) {
 		return nil
@@ -142,11 +153,7 @@ func (d *Dir) Put(ctx context.Context, dg digest.Digest, b []byte) error {
 	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("write %s: %w", dg, err)
 	}
-	if err := w.Commit(); err != nil {
-		return err
-	}
-	d.mem.add(dg, b)
-	return nil
+	return w.Commit()
 }
 
 // PutNamed stores b under key, a name chosen by the caller rather than

@@ -64,24 +64,44 @@ func (l *Layer) has(r chunkRef) bool {
 	return l.cache.Contains(c.Digest)
 }
 
-// keep stores a verified chunk: in memory at once and, with a cache, on
-// disk by a goroutine of the layer (a read does not wait for fsync).
-func (l *Layer) keep(r chunkRef, data []byte) {
+// keep stores verified chunks: with a cache, on disk and, unless they
+// come from the background fetch, in the memory LRU at once. Background
+// fetches write them before returning (which also paces them); reads and
+// the prefetch leave the writes (and their fsyncs) to a goroutine of the
+// layer.
+func (l *Layer) keep(refs []chunkRef, data [][]byte, kind fetchKind) {
 	if l.cache == nil {
 		l.mu.Lock()
-		l.chunks[r.key()] = data
+		for i, r := range refs {
+			l.chunks[r.key()] = data[i]
+		}
 		l.mu.Unlock()
 		return
 	}
-	c := r.chunk()
-	l.cache.Remember(c.Digest, data)
+	bg := kind == fetchBackground
+	if !bg {
+		for i, r := range refs {
+			l.cache.Remember(r.chunk().Digest, data[i])
+		}
+	}
+	write := func() {
+		for i, r := range refs {
+			dg := r.chunk().Digest
+			if err := l.cache.PutCold(l.ctx, dg, data[i]); err != nil {
+				if l.ctx.Err() != nil {
+					return
+				}
+				l.log.Debug("cache chunk", "digest", dg.String(), "err", err)
+			}
+		}
+	}
+	if bg {
+		write()
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.goLocked(func() {
-		if err := l.cache.Put(l.ctx, c.Digest, data); err != nil && l.ctx.Err() == nil {
-			l.log.Debug("cache chunk", "digest", c.Digest.String(), "err", err)
-		}
-	})
+	l.goLocked(write)
 }
 
 // fetchWith fetches chunk r together with the chunks worth fetching in
@@ -195,6 +215,8 @@ func (l *Layer) fetchRefs(ctx context.Context, refs []chunkRef, kind fetchKind, 
 	}
 	var first []byte
 	var total int64
+	var kept []chunkRef
+	var keptData [][]byte
 	for i, r := range refs {
 		c := r.chunk()
 		j, _ := slices.BinarySearchFunc(spans, c.CompressedOffset, func(s span, off int64) int {
@@ -219,9 +241,10 @@ func (l *Layer) fetchRefs(ctx context.Context, refs []chunkRef, kind fetchKind, 
 		if i == 0 {
 			first = data
 		}
-		l.keep(r, data)
+		kept, keptData = append(kept, r), append(keptData, data)
 		total += c.CompressedEnd - c.CompressedOffset
 	}
+	l.keep(kept, keptData, kind)
 	l.log.Debug("chunks fetched", "digest", l.desc.Digest.String(), "path", refs[0].e.Name,
 		"off", refs[0].chunk().Offset, "chunks", len(refs), "ranges", len(spans), "bytes", total)
 	return first, nil
