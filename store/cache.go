@@ -121,8 +121,9 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 	}
 	cached := len(r.segs) > 0
 	f, err := open(r, desc, opts)
-	if err != nil && cached && errors.Is(err, ErrVerify) {
-		// A damaged record: forget it and read from the registry.
+	if err != nil && cached && ctx.Err() == nil {
+		// A damaged record (or a reader that wants other ranges now):
+		// forget it and read from the registry.
 		if rerr := opts.Cache.Remove(key); rerr != nil {
 			return nil, fmt.Errorf("%w (and removing the cached TOC: %w)", err, rerr)
 		}
