@@ -6,6 +6,7 @@ import (
 	"container/list"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -47,6 +48,7 @@ type Dir struct {
 	max     int64
 	log     *slog.Logger
 	mem     *memCache
+	fds     *fdCache
 	keys    keyLocks
 	closeMu sync.Once
 
@@ -81,6 +83,7 @@ func Open(root string, opts Options) (*Dir, error) {
 		max:    max,
 		log:    opts.Logger,
 		mem:    newMemCache(opts.MemorySize, opts.MemoryMaxEntry),
+		fds:    newFDCache(openFiles),
 		lru:    list.New(),
 		items:  map[digest.Digest]*list.Element{},
 		pinned: map[digest.Digest]int{},
@@ -93,6 +96,9 @@ func Open(root string, opts Options) (*Dir, error) {
 	}
 	return d, nil
 }
+
+// openFiles is how many cache files ReadAll keeps open.
+const openFiles = 128
 
 // maxSize applies the default: 10 GiB or 10 % of the filesystem.
 func maxSize(root string, set int64) (int64, error) {
@@ -234,8 +240,9 @@ func (d *Dir) Get(dg digest.Digest) (*os.File, error) {
 }
 
 // ReadAll returns the whole entry for dg, from memory when it is there.
-// A disk read is one open, one pread and one close: the size is known, and
-// the file bypasses the runtime poller (it is a regular file).
+// A disk read is one pread on a file kept open (an LRU of openFiles
+// files); a file not open yet costs one open more. The size is known, so
+// there is no fstat.
 func (d *Dir) ReadAll(dg digest.Digest) ([]byte, error) {
 	if b, ok := d.mem.get(dg); ok {
 		d.touch(dg)
@@ -249,7 +256,14 @@ func (d *Dir) ReadAll(dg digest.Digest) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("get %s: %w", dg, ErrNotFound)
 	}
-	b, err := readFile(p, size)
+	if f, ok := d.fds.get(dg); ok {
+		b := make([]byte, size)
+		if n, err := f.ReadAt(b, 0); int64(n) == size && (err == nil || errors.Is(err, io.EOF)) {
+			d.mem.add(dg, b)
+			return b, nil
+		} // closed by an eviction meanwhile: open it again
+	}
+	f, err := openFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		d.forget(dg) // removed behind our back
 		return nil, fmt.Errorf("get %s: %w", dg, ErrNotFound)
@@ -257,8 +271,58 @@ func (d *Dir) ReadAll(dg digest.Digest) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", dg, err)
 	}
+	b := make([]byte, size)
+	if n, rerr := f.ReadAt(b, 0); int64(n) != size {
+		f.Close()
+		if rerr == nil || errors.Is(rerr, io.EOF) {
+			rerr = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("read %s: %w", dg, rerr)
+	}
+	d.fds.add(dg, f)
 	d.mem.add(dg, b)
 	return b, nil
+}
+
+// ReadAt reads len(p) bytes of the entry for dg from off into p, from
+// memory when the entry is there and otherwise with one pread on a cache
+// file kept open: a reader of part of a large entry reads only that part.
+// It returns io.EOF when fewer bytes remain, like io.ReaderAt.
+func (d *Dir) ReadAt(dg digest.Digest, p []byte, off int64) (int, error) {
+	if b, ok := d.mem.get(dg); ok {
+		d.touch(dg)
+		if off >= int64(len(b)) {
+			return 0, io.EOF
+		}
+		n := copy(p, b[off:])
+		if n < len(p) {
+			return n, io.EOF
+		}
+		return n, nil
+	}
+	if _, ok := d.touchSize(dg); !ok { // present, so dg is a valid digest
+		return 0, fmt.Errorf("get %s: %w", dg, ErrNotFound)
+	}
+	f, ok := d.fds.get(dg)
+	if ok {
+		n, err := f.ReadAt(p, off)
+		if !errors.Is(err, os.ErrClosed) {
+			return n, err
+		} // closed by an eviction meanwhile: open it again
+	}
+	pth, err := d.path(dg)
+	if err != nil {
+		return 0, err
+	}
+	if f, err = openFile(pth); errors.Is(err, fs.ErrNotExist) {
+		d.forget(dg) // removed behind our back
+		return 0, fmt.Errorf("get %s: %w", dg, ErrNotFound)
+	} else if err != nil {
+		return 0, fmt.Errorf("read %s: %w", dg, err)
+	}
+	n, err := f.ReadAt(p, off)
+	d.fds.add(dg, f)
+	return n, err
 }
 
 // touchSize marks dg as just used and returns its size.
@@ -307,6 +371,7 @@ func (d *Dir) Remove(dg digest.Digest) error {
 
 func (d *Dir) forget(dg digest.Digest) {
 	d.mem.remove(dg)
+	d.fds.remove(dg)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if el, ok := d.items[dg]; ok {
@@ -328,6 +393,7 @@ func (d *Dir) evictLocked(need int64) bool {
 			delete(d.items, it.d)
 			d.usage -= it.size
 			d.mem.remove(it.d)
+			d.fds.remove(it.d)
 			if p, err := d.path(it.d); err == nil {
 				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					d.log.Warn("evict cache entry", "path", p, "err", err)
@@ -341,6 +407,9 @@ func (d *Dir) evictLocked(need int64) bool {
 
 // Close releases the cache. It is idempotent; entries stay on disk.
 func (d *Dir) Close() error {
-	d.closeMu.Do(func() { d.mem.clear() })
+	d.closeMu.Do(func() {
+		d.mem.clear()
+		d.fds.clear()
+	})
 	return nil
 }

@@ -19,6 +19,10 @@
 // store pins what a prefetch is filling). A small in-memory LRU, bounded in
 // bytes, sits in front for hot chunks.
 //
-// Lock order: Dir.mu is never held while taking a key lock or doing disk
-// I/O other than unlink.
+// Reads of part of an entry (Dir.ReadAt) are one pread on a file kept
+// open in a small LRU of open files.
+//
+// Lock order: Dir.mu, then memCache.mu or fdCache.mu (eviction drops
+// entries from both). Dir.mu is never held while taking a key lock or
+// doing disk I/O other than unlink and close.
 package cachedir

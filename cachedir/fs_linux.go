@@ -4,8 +4,8 @@ package cachedir
 
 import (
 	"fmt"
-	"io"
 	"io/fs"
+	"os"
 	"sort"
 
 	"golang.org/x/sys/unix"
@@ -24,26 +24,13 @@ func sortByMtime(f []found) {
 	sort.Slice(f, func(i, j int) bool { return f[i].mtime < f[j].mtime })
 }
 
-// readFile reads size bytes of the file at p with plain system calls.
-func readFile(p string, size int64) ([]byte, error) {
+// openFile opens the file at p for reading with a plain open(2): a
+// regular file gains nothing from the runtime poller, and os.Open would
+// try to register it.
+func openFile(p string) (*os.File, error) {
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
-	defer unix.Close(fd)
-	b := make([]byte, size)
-	for n := 0; n < len(b); {
-		k, err := unix.Pread(fd, b[n:], int64(n))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: p, Err: err}
-		}
-		if k == 0 {
-			return nil, &fs.PathError{Op: "read", Path: p, Err: io.ErrUnexpectedEOF}
-		}
-		n += k
-	}
-	return b, nil
+	return os.NewFile(uintptr(fd), p), nil
 }

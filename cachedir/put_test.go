@@ -3,7 +3,9 @@
 package cachedir
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -56,5 +58,43 @@ func TestConcurrentPutsStayUnderTheLimit(t *testing.T) {
 	wg.Wait()
 	if used, max := d.Usage(); used > max {
 		t.Fatalf("Usage() = %d, over the limit %d", used, max)
+	}
+}
+
+func TestReadAtPartialFromDiskAndMemory(t *testing.T) {
+	for _, mem := range []int64{-1, 1 << 20} {
+		d := open(t, t.TempDir(), Options{MaxSize: 1 << 20, MemorySize: mem})
+		dg := put(t, d, "0123456789")
+		for range 2 { // the second read uses the file kept open
+			p := make([]byte, 4)
+			if n, err := d.ReadAt(dg, p, 3); n != 4 || err != nil || string(p) != "3456" {
+				t.Fatalf("memory %d: ReadAt(3) = %d, %v, %q; want 3456", mem, n, err, p)
+			}
+			if n, err := d.ReadAt(dg, p, 8); n != 2 || !errors.Is(err, io.EOF) || string(p[:n]) != "89" {
+				t.Fatalf("memory %d: ReadAt(8) = %d, %v; want 2, io.EOF", mem, n, err)
+			}
+		}
+		if err := d.Remove(dg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.ReadAt(dg, make([]byte, 1), 0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("ReadAt after Remove = %v, want ErrNotFound", err)
+		}
+	}
+}
+
+func TestReadAtAfterEvictionOfAnOpenFile(t *testing.T) {
+	d := open(t, t.TempDir(), Options{MaxSize: 20, MemorySize: -1})
+	a := put(t, d, strings.Repeat("a", 10))
+	if _, err := d.ReadAt(a, make([]byte, 10), 0); err != nil { // keeps a open
+		t.Fatal(err)
+	}
+	put(t, d, strings.Repeat("b", 10))
+	put(t, d, strings.Repeat("c", 10)) // evicts a
+	if _, err := d.ReadAt(a, make([]byte, 10), 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadAt of an evicted entry = %v, want ErrNotFound", err)
+	}
+	if _, ok := d.fds.get(a); ok {
+		t.Error("evicted entry still open")
 	}
 }

@@ -49,6 +49,21 @@ func (l *Layer) lookup(key chunkKey, c index.Chunk) ([]byte, bool) {
 	return data, true
 }
 
+// readCached reads the part of chunk c that p wants from file offset off
+// straight from the cache, without reading the rest of the chunk. It
+// reports false when the chunk is not cached (or there is no cache).
+func (l *Layer) readCached(c index.Chunk, p []byte, off int64) (int, bool) {
+	if l.cache == nil || c.Zero {
+		return 0, false
+	}
+	want := p[:min(int64(len(p)), c.End()-off)]
+	n, err := l.cache.ReadAt(c.Digest, want, off-c.Offset)
+	if n != len(want) || (err != nil && !errors.Is(err, io.EOF)) {
+		return 0, false
+	}
+	return n, true
+}
+
 // has reports whether the chunk is cached, without reading it.
 func (l *Layer) has(r chunkRef) bool {
 	c := r.chunk()

@@ -216,6 +216,11 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 		if !ok {
 			return n, fmt.Errorf("read %s at %d: no chunk", e.Name, off)
 		}
+		if k, ok := l.readCached(c, p[n:], off); ok {
+			n += k
+			off += int64(k)
+			continue
+		}
 		data, err := l.chunk(ctx, e, c)
 		if err != nil {
 			return n, err
