@@ -156,6 +156,12 @@ func (c Config) validate() error {
 	if c.Store.MaxTOCSize <= 0 {
 		return fmt.Errorf("config: store.max_toc_size must be positive, got %d", c.Store.MaxTOCSize)
 	}
+	if c.Store.PrefetchTimeout.Duration >= c.Store.ResolveTimeout.Duration {
+		// The FUSE lookup that waits for the prefetch is bounded by
+		// resolve_timeout: a longer wait would fail it.
+		return fmt.Errorf("config: store.prefetch_timeout (%s) must be less than store.resolve_timeout (%s)",
+			c.Store.PrefetchTimeout.Duration, c.Store.ResolveTimeout.Duration)
+	}
 	if s := c.Store.BackgroundShare; !(s > 0 && s <= 1) {
 		return fmt.Errorf("config: store.background_share must be in (0, 1], got %v", s)
 	}

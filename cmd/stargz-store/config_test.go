@@ -24,9 +24,9 @@ func TestLoadConfig(t *testing.T) {
 		{name: "empty file gives defaults", file: " ", check: func(c Config) bool { return c == defaultConfig() }},
 		{
 			name: "values override defaults",
-			file: "log_level = \"debug\"\n[store]\nresolve_timeout = \"5s\"\nmax_toc_size = 1024\n[registry]\nauth_file = \"/a.json\"\n[fuse]\ndebug = true\n",
+			file: "log_level = \"debug\"\n[store]\nresolve_timeout = \"15s\"\nmax_toc_size = 1024\n[registry]\nauth_file = \"/a.json\"\n[fuse]\ndebug = true\n",
 			check: func(c Config) bool {
-				return c.LogLevel == "debug" && c.Store.ResolveTimeout.Duration == 5*time.Second &&
+				return c.LogLevel == "debug" && c.Store.ResolveTimeout.Duration == 15*time.Second &&
 					c.Store.MaxTOCSize == 1024 && c.Registry.AuthFile == "/a.json" && c.FUSE.Debug &&
 					c.Store.IdleTimeout == defaultConfig().Store.IdleTimeout
 			},
@@ -50,6 +50,7 @@ func TestLoadConfig(t *testing.T) {
 		{name: "zero parallel requests", file: "[store]\nmax_parallel_requests = 0\n", wantErr: "max_parallel_requests"},
 		{name: "negative read-ahead", file: "[store]\nread_ahead = -1\n", wantErr: "read_ahead"},
 		{name: "negative cache size", file: "[cache]\nmax_size = -1\n", wantErr: "cache.max_size"},
+		{name: "prefetch longer than resolve", file: "[store]\nresolve_timeout = \"5s\"\n", wantErr: "prefetch_timeout"},
 		{name: "zero prefetch timeout", file: "[store]\nprefetch_timeout = \"0s\"\n", wantErr: "prefetch_timeout"},
 		{name: "bad duration", file: "[store]\nresolve_timeout = \"soon\"\n", wantErr: "parse config"},
 		{name: "negative duration", file: "[store]\nidle_timeout = \"-1s\"\n", wantErr: "store.idle_timeout must be positive"},
