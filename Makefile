@@ -9,6 +9,8 @@ GOFLAGS_BUILD := -trimpath -ldflags "-X main.version=$(VERSION)"
 TEST_DEBS := podman runc docker-registry bats fuse3 debootstrap busybox-static jq curl apache2-utils uidmap skopeo iproute2
 # What `make demo` needs from Debian.
 DEMO_DEBS := podman runc docker-registry fuse3 busybox-static jq curl
+# What `make bench` needs from Debian.
+BENCH_DEBS := podman runc docker-registry fuse3 debootstrap busybox-static tar
 # The Podman 5 (Debian trixie) chroot for the e2e tests; built once, reused by later runs.
 P5_BASE ?= /var/tmp/podman5-chroot
 
@@ -57,6 +59,13 @@ demo: ## installs what it needs, starts a registry, converts an image, runs it l
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	$(MAKE) build
 	STARGZ_STORE_BIN=$(CURDIR)/$(BIN) scripts/demo.sh
+
+bench: ## benchmark lazy runs vs pull+run over an emulated WAN, as root (BENCH_RUNS=5; see docs/bench.md)
+	@missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	$(MAKE) build
+	$(GO) build -trimpath -o $(OUT)/stargz-bench ./cmd/stargz-bench
+	$(OUT)/stargz-bench -store $(BIN) -podman5-base $(P5_BASE) -repo $(CURDIR) -out $(OUT)/bench.json
 
 clean: ## remove build output
 	rm -rf $(OUT)

@@ -27,11 +27,14 @@ const (
 )
 
 type runResult struct {
-	Seconds     float64     `json:"seconds"`
-	PullSeconds float64     `json:"pull_seconds,omitempty"`
-	Net         Counters    `json:"net"`
-	Store       *storeStats `json:"store,omitempty"`
-	Err         string      `json:"error,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	PullSeconds float64 `json:"pull_seconds,omitempty"`
+	// LocalRunSeconds (baseline only): `podman run` again, the image now
+	// local: Podman's own floor, no network.
+	LocalRunSeconds float64     `json:"local_run_seconds,omitempty"`
+	Net             Counters    `json:"net"`
+	Store           *storeStats `json:"store,omitempty"`
+	Err             string      `json:"error,omitempty"`
 }
 
 type modeResult struct {
@@ -53,6 +56,12 @@ type modeResult struct {
 	// ReadBytes and FetchedOverRead: see docs/bench.md.
 	ReadBytes       int64   `json:"median_read_bytes,omitempty"`
 	FetchedOverRead float64 `json:"fetched_over_read,omitempty"`
+	// FetchedOverChunks is BytesDown over the compressed bytes of the chunks
+	// the store fetched (its "chunk fetched" records): the overhead of
+	// manifests, TOCs and HTTP on top of the file data.
+	FetchedOverChunks float64 `json:"fetched_over_chunks,omitempty"`
+	// LocalRun is the median LocalRunSeconds (baseline only).
+	LocalRun float64 `json:"median_local_run_seconds,omitempty"`
 }
 
 type report struct {
@@ -101,7 +110,9 @@ func (b *bench) benchmark(ctx context.Context, log io.Writer) (*report, error) {
 	if out, err := command(ctx, b.hostEnv(), "podman", "--version"); err == nil {
 		rep.Config.Podman4 = strings.TrimSpace(string(out))
 	}
-	if help, _ := command(ctx, nil, b.opt.storeBin, "-h"); strings.Contains(string(help), "stargz-store optimize") {
+	// Two arguments: a store without the subcommand refuses them as
+	// mount points instead of serving.
+	if help, _ := command(ctx, nil, b.opt.storeBin, "optimize", "-h"); strings.Contains(string(help), "usage: stargz-store optimize") {
 		b.canOptimize = true
 	}
 
@@ -136,6 +147,10 @@ func (b *bench) benchmark(ctx context.Context, log io.Writer) (*report, error) {
 		if err := b.prepare(ctx, build, img); err != nil {
 			return rep, err
 		}
+		if err := b.workloadReads(ctx, img); err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(log, "   the workload reads %d files, %s\n", len(img.ReadFiles), mib(img.ReadBytes))
 		imgs = append(imgs, img)
 		rep.Images = append(rep.Images, img)
 	}
@@ -202,11 +217,11 @@ func (b *bench) benchmark(ctx context.Context, log io.Writer) (*report, error) {
 	for _, img := range imgs {
 		get(img, modeBaseline)
 		get(img, modeLazy)
-		if img.OPT == "" {
-			get(img, modeOptimized).Note = img.OptNote
+		if o := get(img, modeOptimized); img.OPT == "" {
+			o.Note = img.OptNote
 		}
-		if lazy5 == nil {
-			get(img, modeLazyP5).Note = p5Note
+		if p := get(img, modeLazyP5); lazy5 == nil {
+			p.Note = p5Note
 		}
 	}
 	// Runs are interleaved (run 1 of every mode, then run 2...), so that
@@ -257,7 +272,7 @@ func (b *bench) benchmark(ctx context.Context, log io.Writer) (*report, error) {
 			case modeOptimized:
 				size = img.OPTSize
 			}
-			m.summarize(size)
+			m.summarize(size, img.ReadBytes)
 			if m.OK > 0 && base.OK > 0 && m != base {
 				m.RatioToBaseline = m.Median / base.Median
 			}
@@ -310,6 +325,10 @@ func (b *bench) baselineRun(ctx context.Context, pm *podman, img *image) runResu
 	}
 	r.Seconds, r.PullSeconds = secs(time.Since(t0)), secs(t1.Sub(t0))
 	r.Net = b.proxy.Counters().Sub(c0)
+	t2 := time.Now()
+	if _, err := pm.exec(ctx, append([]string{"run", "--rm", img.GZ}, img.Workload...)...); err == nil {
+		r.LocalRunSeconds = secs(time.Since(t2))
+	}
 	return r
 }
 
@@ -340,7 +359,7 @@ func (b *bench) lazyRun(ctx context.Context, pm *podman, mnt, ref string, img *i
 	}
 	r.Seconds = secs(time.Since(t0))
 	r.Net = b.proxy.Counters().Sub(c0)
-	st, err := parseStoreLog(s.log, img.sizes)
+	st, err := parseStoreLog(s.log)
 	if err != nil {
 		r.Err = err.Error()
 		return r
@@ -352,10 +371,10 @@ func (b *bench) lazyRun(ctx context.Context, pm *podman, mnt, ref string, img *i
 	return r
 }
 
-func (m *modeResult) summarize(size int64) {
+func (m *modeResult) summarize(size, readBytes int64) {
 	var t []float64
-	var down, up, reqs, read []int64
-	var ratio []float64
+	var down, up, reqs []int64
+	var ratio, chunkRatio, local []float64
 	for _, r := range m.Runs {
 		if r.Err != "" {
 			continue
@@ -364,9 +383,14 @@ func (m *modeResult) summarize(size int64) {
 		down = append(down, r.Net.BytesDown)
 		up = append(up, r.Net.BytesUp)
 		reqs = append(reqs, r.Net.Requests)
-		if r.Store != nil && r.Store.ReadBytes > 0 {
-			read = append(read, r.Store.ReadBytes)
-			ratio = append(ratio, float64(r.Net.BytesDown)/float64(r.Store.ReadBytes))
+		if r.LocalRunSeconds > 0 {
+			local = append(local, r.LocalRunSeconds)
+		}
+		if r.Store != nil && r.Store.ChunkBytes > 0 {
+			chunkRatio = append(chunkRatio, float64(r.Net.BytesDown)/float64(r.Store.ChunkBytes))
+		}
+		if r.Store != nil && readBytes > 0 {
+			ratio = append(ratio, float64(r.Net.BytesDown)/float64(readBytes))
 		}
 	}
 	m.OK = len(t)
@@ -382,9 +406,14 @@ func (m *modeResult) summarize(size int64) {
 	if size > 0 {
 		m.FetchedOfImage = float64(m.BytesDown) / float64(size)
 	}
-	if len(read) > 0 {
-		m.ReadBytes = medianI(read)
-		sort.Float64s(ratio)
+	if len(local) > 0 {
+		m.LocalRun = medianF(local)
+	}
+	if len(chunkRatio) > 0 {
+		m.FetchedOverChunks = medianF(chunkRatio)
+	}
+	if len(ratio) > 0 {
+		m.ReadBytes = readBytes
 		m.FetchedOverRead = medianF(ratio)
 	}
 }

@@ -290,18 +290,16 @@ func (s *store) stop() {
 
 // storeStats is what a store's debug log tells about one run.
 type storeStats struct {
-	Uses        int              `json:"uses"`         // "use" notifications (layers served lazily)
-	NotLazy     int              `json:"not_lazy"`     // "layer not served lazily"
-	Chunks      int              `json:"chunks"`       // "chunk fetched" records
-	ChunkBytes  int64            `json:"chunk_bytes"`  // their compressed bytes
-	Files       map[string]int64 `json:"-"`            // paths of fetched chunks
-	FilesRead   int              `json:"files_read"`   // distinct paths
-	ReadBytes   int64            `json:"read_bytes"`   // their uncompressed sizes (from the rootfs)
-	UnknownSize int              `json:"unknown_size"` // paths not found in the rootfs listing
+	Uses       int   `json:"uses"`        // "use" notifications (layers served lazily)
+	NotLazy    int   `json:"not_lazy"`    // "layer not served lazily"
+	Fetches    int   `json:"fetches"`     // "chunks fetched" (or older "chunk fetched") records
+	ChunkBytes int64 `json:"chunk_bytes"` // their compressed bytes
+	Background int   `json:"background"`  // "layer fetched in the background" records
+	Prefetched int   `json:"prefetched"`  // "layer prefetched" records
 }
 
-func parseStoreLog(path string, sizes map[string]int64) (storeStats, error) {
-	st := storeStats{Files: map[string]int64{}}
+func parseStoreLog(path string) (storeStats, error) {
+	var st storeStats
 	f, err := os.Open(path)
 	if err != nil {
 		return st, fmt.Errorf("store log: %w", err)
@@ -312,7 +310,6 @@ func parseStoreLog(path string, sizes map[string]int64) (storeStats, error) {
 	for sc.Scan() {
 		var r struct {
 			Msg   string `json:"msg"`
-			Path  string `json:"path"`
 			Bytes int64  `json:"bytes"`
 			Refs  *int   `json:"refs"`
 		}
@@ -326,21 +323,15 @@ func parseStoreLog(path string, sizes map[string]int64) (storeStats, error) {
 			}
 		case "layer not served lazily":
 			st.NotLazy++
-		case "chunk fetched":
-			st.Chunks++
+		case "chunk fetched", "chunks fetched":
+			st.Fetches++
 			st.ChunkBytes += r.Bytes
-			p := cleanPath(r.Path)
-			if _, seen := st.Files[p]; !seen {
-				sz, ok := sizes[p]
-				if !ok {
-					st.UnknownSize++
-				}
-				st.Files[p] = sz
-				st.ReadBytes += sz
-			}
+		case "layer fetched in the background":
+			st.Background++
+		case "layer prefetched":
+			st.Prefetched++
 		}
 	}
-	st.FilesRead = len(st.Files)
 	return st, sc.Err()
 }
 

@@ -12,10 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // image is one benchmark image: its rootfs tarball, workload and the
@@ -24,8 +27,7 @@ type image struct {
 	Name     string   `json:"name"`
 	Workload []string `json:"workload"`
 	rootfs   string   // tarball
-	sizes    map[string]int64
-	bigFile  string // for the warm re-read test: the file's path in the image
+	bigFile  string   // for the warm re-read test: the file's path in the image
 
 	GZ         string `json:"gzip_ref"` // through the WAN proxy
 	ESGZ       string `json:"estargz_ref"`
@@ -34,7 +36,10 @@ type image struct {
 	ESGZSize   int64  `json:"estargz_size"`
 	OPTSize    int64  `json:"optimized_size,omitempty"`
 	RootfsSize int64  `json:"rootfs_size"` // uncompressed file bytes
-	OptNote    string `json:"optimized_note,omitempty"`
+	// The files the workload reads and their sizes (see workloadReads).
+	ReadFiles []string `json:"read_files,omitempty"`
+	ReadBytes int64    `json:"read_bytes,omitempty"`
+	OptNote   string   `json:"optimized_note,omitempty"`
 }
 
 // pythonRecipe is what the Debian + python3 rootfs is built from; its hash
@@ -144,26 +149,24 @@ func busyboxRootfs(path string, big int64) error {
 	return f.Close()
 }
 
-// tarSizes lists the regular files of a tarball with their sizes.
-func tarSizes(path string) (map[string]int64, int64, error) {
+// tarSize sums the sizes of a tarball's regular files.
+func tarSize(path string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("tar listing: %w", err)
+		return 0, fmt.Errorf("tar listing: %w", err)
 	}
 	defer f.Close()
-	sizes := map[string]int64{}
 	var total int64
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return sizes, total, nil
+			return total, nil
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("tar listing %s: %w", path, err)
+			return 0, fmt.Errorf("tar listing %s: %w", path, err)
 		}
 		if h.Typeflag == tar.TypeReg {
-			sizes[cleanPath(h.Name)] = h.Size
 			total += h.Size
 		}
 	}
@@ -203,7 +206,7 @@ func extractFile(tarball, name, dst string) error {
 // proxy's address; the registry's content is the same behind both.
 func (b *bench) prepare(ctx context.Context, build *podman, img *image) error {
 	var err error
-	if img.sizes, img.RootfsSize, err = tarSizes(img.rootfs); err != nil {
+	if img.RootfsSize, err = tarSize(img.rootfs); err != nil {
 		return err
 	}
 	local := "localhost/bench/" + img.Name + ":latest"
@@ -232,7 +235,12 @@ func (b *bench) prepare(ctx context.Context, build *podman, img *image) error {
 		img.OptNote = "n/a: stargz-store has no optimize subcommand"
 		return nil
 	}
-	args := expandOptimize(b.opt.optimizeArgs, direct("gzip"), direct("opt"), img.Workload)
+	work := filepath.Join(b.work, "optimize")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return fmt.Errorf("optimize: %w", err)
+	}
+	defer removeTree(work)
+	args := expandOptimize(b.opt.optimizeArgs, direct("gzip"), direct("opt"), work, img.Workload)
 	if out, err := command(ctx, b.hostEnv(), b.opt.storeBin, args...); err != nil {
 		img.OptNote = "n/a: stargz-store optimize failed: " + tail(out, 300)
 		return nil
@@ -244,9 +252,9 @@ func (b *bench) prepare(ctx context.Context, build *podman, img *image) error {
 	return nil
 }
 
-// expandOptimize fills the -optimize-args template: {src}, {dst}, and
-// {cmd} (the workload, as separate arguments).
-func expandOptimize(tmpl, src, dst string, workload []string) []string {
+// expandOptimize fills the -optimize-args template: {src}, {dst}, {work}
+// and {cmd} (the workload, as separate arguments).
+func expandOptimize(tmpl, src, dst, work string, workload []string) []string {
 	var out []string
 	for _, f := range strings.Fields(tmpl) {
 		switch f {
@@ -254,6 +262,8 @@ func expandOptimize(tmpl, src, dst string, workload []string) []string {
 			out = append(out, src)
 		case "{dst}":
 			out = append(out, dst)
+		case "{work}":
+			out = append(out, work)
 		case "{cmd}":
 			out = append(out, workload...)
 		default:
@@ -302,4 +312,57 @@ func (b *bench) imageSize(ctx context.Context, name, tag string) (int64, error) 
 		n += l.Size
 	}
 	return n, nil
+}
+
+// workloadReads finds the files the workload reads: it extracts the rootfs
+// into a directory, sets every regular file's atime to 0 (before its mtime,
+// so relatime updates it on the next read, mmap or exec), runs the workload
+// there with chroot (no podman: overlayfs opens lower files O_NOATIME) and
+// lists the files whose atime changed. Whole file sizes are summed, so for
+// a file read in part the sum is an upper bound.
+func (b *bench) workloadReads(ctx context.Context, img *image) error {
+	dir, err := os.MkdirTemp(b.work, "reads-")
+	if err != nil {
+		return fmt.Errorf("workload reads: %w", err)
+	}
+	defer removeTree(dir)
+	if _, err := command(ctx, b.hostEnv(), "tar", "-C", dir, "--numeric-owner", "-xf", img.rootfs); err != nil {
+		return err
+	}
+	epoch := time.Unix(0, 0)
+	walk := func(f func(path string, st *syscall.Stat_t) error) error {
+		return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			var st syscall.Stat_t
+			if err := syscall.Lstat(path, &st); err != nil {
+				return err
+			}
+			return f(path, &st)
+		})
+	}
+	err = walk(func(path string, st *syscall.Stat_t) error {
+		return os.Chtimes(path, epoch, time.Unix(st.Mtim.Sec, st.Mtim.Nsec))
+	})
+	if err != nil {
+		return fmt.Errorf("workload reads: %w", err)
+	}
+	if _, err := command(ctx, []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8"},
+		"chroot", append([]string{dir}, img.Workload...)...); err != nil {
+		return fmt.Errorf("workload reads: %w", err)
+	}
+	img.ReadFiles, img.ReadBytes = nil, 0
+	err = walk(func(path string, st *syscall.Stat_t) error {
+		if st.Atim.Sec != 0 || st.Atim.Nsec != 0 {
+			rel, _ := filepath.Rel(dir, path)
+			img.ReadFiles = append(img.ReadFiles, rel)
+			img.ReadBytes += st.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("workload reads: %w", err)
+	}
+	return nil
 }

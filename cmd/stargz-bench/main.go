@@ -88,8 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cacheDir, "cache", envOr("BENCH_CACHE", "/var/tmp/sgz-bench-cache"), "cache of built rootfs tarballs")
 	fs.StringVar(&o.p5Base, "podman5-base", envOr("SGZ_P5_BASE", "/var/tmp/podman5-chroot"), "the Podman 5 chroot (tests/podman5/setup.sh)")
 	fs.StringVar(&o.repo, "repo", ".", "the repository (for tests/podman5/setup.sh)")
-	fs.StringVar(&o.optimizeArgs, "optimize-args", envOr("BENCH_OPTIMIZE_ARGS", "optimize --plain-http {src} {dst}"),
-		"stargz-store arguments that optimize an image: {src}, {dst}, {cmd} (the workload)")
+	fs.StringVar(&o.optimizeArgs, "optimize-args", envOr("BENCH_OPTIMIZE_ARGS", "optimize --plain-http --work-dir {work} {src} {dst} -- {cmd}"),
+		"stargz-store arguments that optimize an image: {src}, {dst}, {work} (a temp dir), {cmd} (the workload) ($BENCH_OPTIMIZE_ARGS)")
 	fs.IntVar(&o.bigMiB, "big-mib", 100, "size of the file of the warm re-read test, MiB")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -207,6 +207,8 @@ func (b *bench) setupPodman5(ctx context.Context) error {
 	b.undo.add(func() {
 		removeTree(host)
 		removeTree(root + "/run/sgzb/" + b.id)
+		os.Remove(root + "/srv/sgzb") // only if empty: other benches may run
+		os.Remove(root + "/run/sgzb")
 	})
 	return copyFile(host+"/registries.conf", b.regConf)
 }

@@ -49,27 +49,33 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&s, "| %s | `%s` | %s | %s | %s | %s |\n", img.Name, wl, mib(img.GZSize), mib(img.ESGZSize), opt, mib(img.RootfsSize))
 	}
 	s.WriteString("\nCold start (median [min–max] seconds; bytes and requests are medians per run):\n\n")
-	s.WriteString("| image | mode | ok/runs | time s | × baseline | down | up | requests | fetched / image | read | fetched / read |\n")
-	s.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	s.WriteString("| image | mode | ok/runs | time s | × baseline | down | up | requests | fetched / image | read | fetched / read | fetched / chunks |\n")
+	s.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, m := range r.Results {
 		if m.OK == 0 {
 			note := m.Note
 			if note == "" {
 				note = "n/a"
 			}
-			fmt.Fprintf(&s, "| %s | %s | %d/%d | %s | | | | | | | |\n", m.Image, m.Mode, m.OK, len(m.Runs), note)
+			fmt.Fprintf(&s, "| %s | %s | %d/%d | %s | | | | | | | | |\n", m.Image, m.Mode, m.OK, len(m.Runs), note)
 			continue
 		}
-		ratio, read, fr := "1 (baseline)", "", ""
+		ratio, read, fr, fc := "1 (baseline)", "", "", ""
+		if m.LocalRun > 0 {
+			ratio = fmt.Sprintf("1 (run alone: %.2f s)", m.LocalRun)
+		}
+		if m.FetchedOverChunks > 0 {
+			fc = fmt.Sprintf("%.2f", m.FetchedOverChunks)
+		}
 		if m.RatioToBaseline > 0 {
 			ratio = fmt.Sprintf("%.2f", m.RatioToBaseline)
 		}
 		if m.ReadBytes > 0 {
 			read, fr = mib(m.ReadBytes), fmt.Sprintf("%.2f", m.FetchedOverRead)
 		}
-		fmt.Fprintf(&s, "| %s | %s | %d/%d | %.2f [%.2f–%.2f] | %s | %s | %.0f KiB | %d | %.1f %% | %s | %s |\n",
+		fmt.Fprintf(&s, "| %s | %s | %d/%d | %.2f [%.2f–%.2f] | %s | %s | %.0f KiB | %d | %.1f %% | %s | %s | %s |\n",
 			m.Image, m.Mode, m.OK, len(m.Runs), m.Median, m.Min, m.Max, ratio, mib(m.BytesDown),
-			float64(m.BytesUp)/1024, m.Requests, 100*m.FetchedOfImage, read, fr)
+			float64(m.BytesUp)/1024, m.Requests, 100*m.FetchedOfImage, read, fr, fc)
 	}
 	if w := r.Warm; w != nil {
 		s.WriteString("\nWarm re-read (page cache dropped before each read):\n\n| read of " + mib(w.Bytes) + " | MiB/s | fetched |\n|---|---|---|\n")
