@@ -252,7 +252,14 @@ func (b *bench) startStore(ctx context.Context, mnt string) (*store, error) {
 		}
 	}
 	conf := filepath.Join(b.work, "store.toml")
-	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+	var cfg []byte
+	if b.opt.storeConfig != "" {
+		var err error
+		if cfg, err = os.ReadFile(b.opt.storeConfig); err != nil {
+			return nil, fmt.Errorf("store config: %w", err)
+		}
+	}
+	if err := os.WriteFile(conf, cfg, 0o644); err != nil {
 		return nil, fmt.Errorf("store config: %w", err)
 	}
 	d, err := startDaemon("stargz-store", s.log, b.hostEnv(), b.opt.storeBin,

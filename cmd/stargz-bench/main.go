@@ -45,6 +45,7 @@ type options struct {
 	skipP5       bool
 	skipWarm     bool
 	storeBin     string
+	storeConfig  string
 	cacheDir     string
 	p5Base       string
 	repo         string
@@ -85,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.skipP5, "skip-podman5", os.Getenv("BENCH_SKIP_PODMAN5") != "", "skip the Podman 5 (Gen B) runs ($BENCH_SKIP_PODMAN5)")
 	fs.BoolVar(&o.skipWarm, "skip-warm", os.Getenv("BENCH_SKIP_WARM") != "", "skip the warm re-read test ($BENCH_SKIP_WARM)")
 	fs.StringVar(&o.storeBin, "store", envOr("STARGZ_STORE_BIN", "out/stargz-store"), "stargz-store binary")
+	fs.StringVar(&o.storeConfig, "store-config", os.Getenv("BENCH_STORE_CONFIG"), "stargz-store TOML configuration for every run (default: an empty file) ($BENCH_STORE_CONFIG)")
 	fs.StringVar(&o.cacheDir, "cache", envOr("BENCH_CACHE", "/var/tmp/sgz-bench-cache"), "cache of built rootfs tarballs")
 	fs.StringVar(&o.p5Base, "podman5-base", envOr("SGZ_P5_BASE", "/var/tmp/podman5-chroot"), "the Podman 5 chroot (tests/podman5/setup.sh)")
 	fs.StringVar(&o.repo, "repo", ".", "the repository (for tests/podman5/setup.sh)")
