@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/internal/testutil"
 	"github.com/stargz-store/stargz-store/refspec"
+	"github.com/stargz-store/stargz-store/store/index"
 )
 
 // openCache opens a cache on root for the test; the Manager's cleanup
@@ -70,12 +72,17 @@ func TestRemoteBlobMultiRange(t *testing.T) {
 		{"multipart answer", testutil.MultiRangeServe, 1, false},
 		{"400 falls back to single ranges", testutil.MultiRangeRefuse, 1 + 3, true},
 		{"first range only falls back", testutil.MultiRangeFirst, 1 + 3, true},
+		{"whole blob answer is used", -1, 1, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b, layer, primary, _ := newBlobEnv(t)
 			b.eps = b.eps[1:] // primary only
-			primary.SetMultiRange(tt.mode)
+			if tt.mode < 0 {
+				primary.Inject(testutil.Fault{IgnoreRange: true, Times: 1})
+			} else {
+				primary.SetMultiRange(tt.mode)
+			}
 			spans := []span{{10, 20}, {100, 150}, {400, 401}}
 			bufs := make([][]byte, len(spans))
 			for i, s := range spans {
@@ -371,4 +378,23 @@ func TestLimiterServesOnDemandFirst(t *testing.T) {
 // fmtSscanf parses "bytes=<first>-<last>".
 func fmtSscanf(rng string, first, last *int64) (int, error) {
 	return fmt.Sscanf(rng, "bytes=%d-%d", first, last)
+}
+
+func TestSpansOfMergesCloseRanges(t *testing.T) {
+	e := &index.Entry{Chunks: []index.Chunk{
+		{CompressedOffset: 100, CompressedEnd: 200},
+		{CompressedOffset: 0, CompressedEnd: 100},
+		{CompressedOffset: 0, CompressedEnd: 100}, // same member, packed
+		{CompressedOffset: 250, CompressedEnd: 300},
+		{CompressedOffset: 1000, CompressedEnd: 1100},
+	}}
+	var refs []chunkRef
+	for i := range e.Chunks {
+		refs = append(refs, chunkRef{e, i})
+	}
+	got := spansOf(refs, 50)
+	want := []span{{0, 300}, {1000, 1100}}
+	if !slices.Equal(got, want) {
+		t.Errorf("spansOf() = %v, want %v", got, want)
+	}
 }
