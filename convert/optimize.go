@@ -86,15 +86,16 @@ func PrioritizeFiles(files []AccessedFile, layers []digest.Digest) Prioritized {
 	return p
 }
 
-// Report writes the prioritized files, one per line as "SIZE PATH", then
-// a summary line per layer and a total.
+// Report writes the prioritized files, one per line as "SIZE /PATH", then
+// a line per layer (by position; the digest is the recorded image's, which
+// differs from SRC's and DST's) and a total.
 func (p Prioritized) Report(w io.Writer) error {
 	var b strings.Builder
 	for _, f := range p.Files {
 		fmt.Fprintf(&b, "%10d /%s\n", f.Size, f.Path)
 	}
 	for i, l := range p.PerLayer {
-		fmt.Fprintf(&b, "layer %d/%d %s: %d files, %d bytes prioritized\n", i+1, len(p.PerLayer), l.Layer, l.Files, l.Size)
+		fmt.Fprintf(&b, "layer %d/%d: %d files, %d bytes prioritized (recorded as %s)\n", i+1, len(p.PerLayer), l.Files, l.Size, l.Layer)
 	}
 	fmt.Fprintf(&b, "prioritized %d files, %d bytes (%s)\n", len(p.Files), p.TotalSize, humanBytes(p.TotalSize))
 	_, err := io.WriteString(w, b.String())
