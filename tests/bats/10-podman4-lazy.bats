@@ -68,7 +68,8 @@ teardown() {
 
 @test "podman 4 run that reads a few files fetches far fewer blob bytes than the image's compressed size" {
     # a fresh store (empty cache), so nothing fetched by earlier tests counts
-    start_store lazy "$SGZ_WORK/mnt/lazy"
+    # background fetch off: only the container's own reads may fetch
+    SGZ_STORE_CONFIG=$(lazy_only_config) start_store lazy "$SGZ_WORK/mnt/lazy"
     p4_instance store "$(store_mnt lazy)"
     local off; off=$(reg_log_lines main)
     run podman4 pull -q "$ESGZ"

@@ -350,6 +350,17 @@ start_store() {
     fi
 }
 
+# lazy_only_config: a store config with background fetch off, for tests that count what a
+# container's own reads fetch (background fetch would soon fetch the whole layer).
+lazy_only_config() {
+    local f=$SGZ_WORK/lazy-only.toml
+    printf '[store]\nbackground_fetch = false\n' > "$f"
+    echo "$f"
+}
+
+# stop_registry NAME: stop registry NAME by its PID (it stays in registries.conf).
+stop_registry() { _sgz_stop_pidfile "$SGZ_WORK/registry-$1/pid" docker-registry; }
+
 store_log() { echo "$SGZ_WORK/store-$1/log"; }
 store_mnt() { cat "$SGZ_WORK/store-$1/mnt"; }
 store_pid() { cat "$SGZ_WORK/store-$1/pid"; }
