@@ -15,6 +15,7 @@ import (
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
 	"golang.org/x/sync/errgroup"
@@ -97,7 +98,7 @@ func convertImage(ctx context.Context, srcRef, dstRef, tocRef types.ImageReferen
 	if err != nil {
 		return "", classify("open destination "+dstName, err)
 	}
-	defer dest.Close()
+	defer func() { dest.Close() }()
 	// Fail before the expensive part when the destination is unreachable or refuses us: checking
 	// for a blob pings the registry and authenticates with push scope.
 	probe := types.BlobInfo{Digest: digest.FromBytes(raw), Size: int64(len(raw))}
@@ -124,6 +125,14 @@ func convertImage(ctx context.Context, srcRef, dstRef, tocRef types.ImageReferen
 	if tocRef != nil {
 		if err := c.pushTOCImage(ctx, tocRef); err != nil {
 			return "", fmt.Errorf("push TOC image %s: %w", refName(tocRef), err)
+		}
+		if dstRef.Transport().Name() == layout.Transport.Name() {
+			// An OCI layout destination rewrites index.json from what it read when opened,
+			// which would drop the TOC image's entry: open it again (the blobs are on disk).
+			dest.Close()
+			if dest, err = dstRef.NewImageDestination(ctx, sys); err != nil {
+				return "", classify("open destination "+dstName, err)
+			}
 		}
 	}
 	if err := dest.PutManifest(ctx, out, nil); err != nil {
