@@ -66,7 +66,7 @@ func (c *converter) layer(ctx context.Context, info types.BlobInfo, srcDiffID di
 	if ok {
 		return r, nil
 	}
-	if info.Annotations[tocDigestAnnotation] != "" {
+	if info.Annotations[tocDigestAnnotation] != "" && !c.zstdChunked() {
 		r, err = c.passThrough(ctx, info, srcDiffID, b)
 	} else {
 		r, err = c.convertLayer(ctx, info, b)
@@ -132,6 +132,9 @@ func (c *converter) decompress(w io.Writer, br *bufio.Reader, info types.BlobInf
 
 // buildAndUpload builds the eStargz blob of the tar in tarFile[0:tarSize] and uploads it.
 func (c *converter) buildAndUpload(ctx context.Context, info types.BlobInfo, tarFile *os.File, tarSize int64, b *bar) (layerResult, error) {
+	if c.zstdChunked() {
+		return c.buildZstdAndUpload(ctx, info, tarFile, tarSize, b)
+	}
 	blobFile, err := c.tempFile("layer-*.esgz")
 	if err != nil {
 		return layerResult{}, err

@@ -61,6 +61,10 @@ type Options struct {
 	// Podman is the podman binary used for containers-storage: references; "" means "podman"
 	// from $PATH.
 	Podman string
+	// Format is the layer format written: FormatEStargz ("" too) or FormatZstdChunked. With
+	// zstd:chunked every layer is rewritten (none passes through) and the DiffIDs are kept,
+	// except that an eStargz source loses its TOC entry and landmarks (see format.go).
+	Format string
 
 	// runPodman replaces running podman (tests).
 	runPodman podmanRunner
@@ -74,6 +78,9 @@ var ErrKeepDiffID = errors.New("eStargz cannot keep the DiffID with an embedded 
 
 // check refuses contradictory options.
 func (o Options) check() error {
+	if err := o.checkFormat(); err != nil {
+		return err
+	}
 	if o.KeepDiffID && !o.ExternalTOC {
 		return ErrKeepDiffID
 	}

@@ -17,8 +17,9 @@ import (
 
 const convertUsage = `usage: stargz-store convert [flags] SRC DST
 
-Converts the image SRC to eStargz and writes it to DST, then prints the digest of the
-manifest (or index) written. SRC and DST are containers/image references:
+Converts the image SRC to eStargz (or, with --format zstd:chunked, to zstd:chunked as
+podman push writes it) and writes it to DST, then prints the digest of the manifest (or
+index) written. SRC and DST are containers/image references:
   docker://HOST/REPO:TAG or HOST/REPO:TAG   a registry
   oci:DIR:TAG                               an OCI layout directory
   oci-archive:FILE:TAG                      an OCI layout tarball
@@ -36,6 +37,7 @@ func runConvert(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("stargz-store convert", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	plainHTTP := fs.Bool("plain-http", false, "allow plain HTTP and unverified TLS for both registries")
+	format := fs.String("format", convert.FormatEStargz, "layer format: estargz or zstd:chunked")
 	chunkSize := fs.Int("chunk-size", 4<<20, "split files into chunks of this many bytes")
 	minChunkSize := fs.Int("min-chunk-size", 0, "pack files smaller than this into shared gzip members (0: off)")
 	prioritized := fs.String("prioritized-files", "", "file listing paths to place first and prefetch, one per line")
@@ -77,6 +79,7 @@ func runConvert(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	d, err := convert.Image(ctx, fs.Arg(0), fs.Arg(1), convert.Options{
 		SystemContext:    regs.SystemContext(),
 		PlainHTTP:        *plainHTTP,
+		Format:           *format,
 		ChunkSize:        *chunkSize,
 		MinChunkSize:     *minChunkSize,
 		PrioritizedFiles: files,
