@@ -65,7 +65,7 @@ bench: ## benchmark lazy runs vs pull+run over an emulated WAN, as root (BENCH_R
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	$(MAKE) build
 	$(GO) build -trimpath -o $(OUT)/stargz-bench ./cmd/stargz-bench
-	$(OUT)/stargz-bench -store $(BIN) -podman5-base $(P5_BASE) -repo $(CURDIR) -out $(OUT)/bench.json
+	$(OUT)/stargz-bench -store $(BIN) -podman5-base $(P5_BASE) -repo $(CURDIR) -out $(OUT)/bench.json -logs $(OUT)/bench-logs
 
 clean: ## remove build output
 	rm -rf $(OUT)

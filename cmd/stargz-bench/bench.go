@@ -34,6 +34,7 @@ type runResult struct {
 	LocalRunSeconds float64     `json:"local_run_seconds,omitempty"`
 	Net             Counters    `json:"net"`
 	Store           *storeStats `json:"store,omitempty"`
+	StoreLog        string      `json:"store_log,omitempty"` // its name under -logs
 	Err             string      `json:"error,omitempty"`
 }
 
@@ -347,6 +348,7 @@ func (b *bench) lazyRun(ctx context.Context, pm *podman, mnt, ref string, img *i
 	}
 	defer s.stop()
 	defer pm.reset() // before the store stops: nothing of podman's may use it
+	r.StoreLog = filepath.Base(s.log)
 	if err := dropCaches(); err != nil {
 		r.Err = err.Error()
 		return r
@@ -447,6 +449,7 @@ type warmResult struct {
 	WarmOverDisk float64 `json:"warm_over_local"`
 	ColdFetched  int64   `json:"cold_bytes_down"`
 	WarmFetched  int64   `json:"warm_bytes_down"`
+	StoreLog     string  `json:"store_log"`
 }
 
 func (b *bench) warmTest(ctx context.Context, img *image) (*warmResult, error) {
@@ -473,7 +476,7 @@ func (b *bench) warmTest(ctx context.Context, img *image) (*warmResult, error) {
 	}
 	defer s.stop()
 	path := filepath.Join(mnt, ref.PathElem(), layers[0].Digest, "diff", img.bigFile)
-	w := &warmResult{}
+	w := &warmResult{StoreLog: filepath.Base(s.log)}
 	read := func(p string) (float64, int64, error) {
 		if err := dropCaches(); err != nil {
 			return 0, 0, err

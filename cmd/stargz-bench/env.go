@@ -237,6 +237,8 @@ type store struct {
 	mnt  string // host path
 	root string
 	log  string
+	// keepDir receives a copy of the log when the store stops (-logs).
+	keepDir string
 }
 
 // startStore starts stargz-store on mnt (a host path) with a fresh --root
@@ -245,7 +247,7 @@ func (b *bench) startStore(ctx context.Context, mnt string) (*store, error) {
 	b.storeN++
 	s := &store{mnt: mnt,
 		root: filepath.Join(b.work, fmt.Sprintf("store-root-%d", b.storeN)),
-		log:  filepath.Join(b.work, fmt.Sprintf("store-%d.log", b.storeN))}
+		log:  filepath.Join(b.work, fmt.Sprintf("store-%d.log", b.storeN)), keepDir: b.opt.logs}
 	for _, d := range []string{s.root, mnt} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("store: %w", err)
@@ -293,6 +295,11 @@ func (s *store) stop() {
 	s.d.stop()
 	umountBelow(s.mnt)
 	os.RemoveAll(s.root)
+	if s.keepDir != "" {
+		if err := copyFile(filepath.Join(s.keepDir, filepath.Base(s.log)), s.log); err != nil {
+			fmt.Fprintln(os.Stderr, "stargz-bench: keep store log:", err)
+		}
+	}
 }
 
 // storeStats is what a store's debug log tells about one run.

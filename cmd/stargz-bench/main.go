@@ -46,6 +46,7 @@ type options struct {
 	skipWarm     bool
 	storeBin     string
 	storeConfig  string
+	logs         string
 	cacheDir     string
 	p5Base       string
 	repo         string
@@ -87,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.skipWarm, "skip-warm", os.Getenv("BENCH_SKIP_WARM") != "", "skip the warm re-read test ($BENCH_SKIP_WARM)")
 	fs.StringVar(&o.storeBin, "store", envOr("STARGZ_STORE_BIN", "out/stargz-store"), "stargz-store binary")
 	fs.StringVar(&o.storeConfig, "store-config", os.Getenv("BENCH_STORE_CONFIG"), "stargz-store TOML configuration for every run (default: an empty file) ($BENCH_STORE_CONFIG)")
+	fs.StringVar(&o.logs, "logs", envOr("BENCH_LOGS", "out/bench-logs"), "directory for the store's debug logs, one per run (emptied first; \"\" = keep none)")
 	fs.StringVar(&o.cacheDir, "cache", envOr("BENCH_CACHE", "/var/tmp/sgz-bench-cache"), "cache of built rootfs tarballs")
 	fs.StringVar(&o.p5Base, "podman5-base", envOr("SGZ_P5_BASE", "/var/tmp/podman5-chroot"), "the Podman 5 chroot (tests/podman5/setup.sh)")
 	fs.StringVar(&o.repo, "repo", ".", "the repository (for tests/podman5/setup.sh)")
@@ -146,6 +148,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if _, err := os.Stat(opt.storeBin); err != nil {
 		return fmt.Errorf("stargz-store binary: %w (make build)", err)
+	}
+	if opt.logs != "" {
+		if err := os.RemoveAll(opt.logs); err != nil {
+			return fmt.Errorf("-logs: %w", err)
+		}
+		if err := os.MkdirAll(opt.logs, 0o755); err != nil {
+			return fmt.Errorf("-logs: %w", err)
+		}
 	}
 	b := &bench{opt: opt}
 	defer b.undo.run()
