@@ -131,6 +131,10 @@ same_view_p5() {
     same_view_p4 "$EXT"
 }
 
+@test "podman 4 runs the image converted with --keep-diff-id lazily through the store" {
+    same_view_p4 "$KEEP"
+}
+
 @test "podman 5 runs the converted and the external-TOC image with a plain pull" {
     local want=$SGZ_WORK/t$BATS_TEST_NUMBER.want got=$SGZ_WORK/t$BATS_TEST_NUMBER.got
     podman5_plain pull -q "$GZ" >/dev/null
@@ -148,6 +152,10 @@ same_view_p5() {
 
 @test "podman 5 runs the external-TOC image lazily through the store" {
     same_view_p5 "$EXT"
+}
+
+@test "podman 5 runs the image converted with --keep-diff-id lazily through the store" {
+    same_view_p5 "$KEEP"
 }
 
 @test "--keep-diff-id with --external-toc keeps every DiffID of the source" {
