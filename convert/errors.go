@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 
 	"github.com/docker/distribution/registry/api/errcode"
 	"go.podman.io/image/v5/docker"
@@ -28,6 +30,8 @@ var (
 	// ErrUnsupported means the image uses a manifest schema, layer media type or compression
 	// that cannot be converted (schema 1, encrypted layers, xz, bzip2).
 	ErrUnsupported = errors.New("unsupported")
+	// ErrInterrupted means a connection to a registry broke in the middle of a transfer.
+	ErrInterrupted = errors.New("transfer interrupted")
 )
 
 // classify wraps err with "<what>: <class>: <err>" when it recognises a class, or "<what>: <err>"
@@ -64,7 +68,15 @@ func errorClass(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil // the caller gave up; the registry may be fine
 	}
-	if errors.As(err, new(*net.OpError)) || errors.As(err, new(*net.DNSError)) ||
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op != "dial" {
+		return ErrInterrupted // reset or closed after the connection was made
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) && (errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, io.ErrUnexpectedEOF)) {
+		return ErrInterrupted // the registry hung up before answering
+	}
+	if op != nil || errors.As(err, new(*net.DNSError)) ||
 		errors.As(err, new(*tls.CertificateVerificationError)) || errors.As(err, new(tls.RecordHeaderError)) ||
 		errors.As(err, new(x509.UnknownAuthorityError)) || errors.As(err, new(x509.HostnameError)) {
 		return ErrUnreachable

@@ -461,8 +461,8 @@ func TestImageInterruptedPush(t *testing.T) {
 			opts := testOptions(t)
 			opts.ExternalTOC = true
 			_, err := Image(t.Context(), reg.host+"/src:v1", reg.host+"/dst:v1", opts)
-			if err == nil {
-				t.Fatal("Image() succeeded")
+			if !errors.Is(err, ErrInterrupted) {
+				t.Fatalf("Image() = %v, want ErrInterrupted", err)
 			}
 			t.Logf("error: %v", err)
 			if _, ok := reg.get(t, "dst/manifests/v1"); ok {

@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/url"
 	"slices"
 	"testing"
 
@@ -123,6 +125,8 @@ func TestErrorClass(t *testing.T) {
 		{name: "error-list", in: fmt.Errorf("w: %w", errcode.Errors{errcode.Error{Code: manifestUnknownCode(t)}}), want: ErrNotFound},
 		{name: "dial", in: &net.OpError{Op: "dial", Err: errors.New("refused")}, want: ErrUnreachable},
 		{name: "dns", in: &net.DNSError{Err: "no such host", Name: "x"}, want: ErrUnreachable},
+		{name: "reset", in: &url.Error{Op: "Patch", URL: "u", Err: &net.OpError{Op: "read", Err: errors.New("reset")}}, want: ErrInterrupted},
+		{name: "hung-up", in: &url.Error{Op: "Put", URL: "u", Err: io.EOF}, want: ErrInterrupted},
 		{name: "other", in: errors.New("other"), want: nil},
 	}
 	for _, tt := range tests {
