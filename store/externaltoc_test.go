@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -91,6 +92,49 @@ func TestExternalTOC(t *testing.T) {
 	}
 }
 
+// TestExternalTOCIndex converts a two-platform index with external TOCs (one TOC image for
+// both) and serves the layers of both platforms lazily.
+func TestExternalTOCIndex(t *testing.T) {
+	testutil.CheckLeaks(t)
+	reg := testutil.NewRegistry(t)
+	var imgs []*testutil.Image
+	for _, arch := range []string{runtime.GOARCH, "s390x"} {
+		if arch == "s390x" && runtime.GOARCH == "s390x" {
+			arch = "arm64"
+		}
+		imgs = append(imgs, testutil.NewImage(t, ocispec.Platform{OS: "linux", Architecture: arch},
+			testutil.GzipLayer(t, testutil.Tar(t, testutil.File{Name: "arch", Data: arch + "\n"}))))
+	}
+	reg.PushIndex(t, "src", "v1", imgs...)
+	regs := newRegistries(t, reg)
+	if _, err := convert.Image(t.Context(), reg.Ref("src", "v1"), reg.Ref("dst", "v1"), convert.Options{
+		SystemContext: regs.SystemContext(), PlainHTTP: true, ExternalTOC: true, TempDir: t.TempDir(),
+	}); err != nil {
+		t.Fatalf("convert.Image: %v", err)
+	}
+	m, err := store.New(store.Options{Registries: regs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ref, _ := refspec.Parse(reg.Ref("dst", "v1"))
+	var idx ocispec.Index
+	getJSON(t, reg, "/v2/dst/manifests/v1", ocispec.MediaTypeImageIndex, &idx)
+	if len(idx.Manifests) != 2 {
+		t.Fatalf("converted index has %d manifests", len(idx.Manifests))
+	}
+	for _, d := range idx.Manifests {
+		man := fetchManifest(t, reg, "dst", d.Digest.String())
+		l, err := m.Layer(t.Context(), ref, man.Layers[0].Digest)
+		if err != nil {
+			t.Fatalf("Layer(%s layer) = %v", d.Platform.Architecture, err)
+		}
+		if got := string(readAll(t, l, "arch")); got != d.Platform.Architecture+"\n" {
+			t.Errorf("%s: arch = %q", d.Platform.Architecture, got)
+		}
+	}
+}
+
 // TestExternalTOCMissing serves nothing lazily from an external-TOC image whose TOC image is
 // gone: the layers are not lazy, so storage pulls them.
 func TestExternalTOCMissing(t *testing.T) {
@@ -149,19 +193,24 @@ func readAll(t *testing.T, l *store.Layer, name string) []byte {
 
 func fetchManifest(t *testing.T, reg *testutil.Registry, repo, tag string) ocispec.Manifest {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, reg.URL+"/v2/"+repo+"/manifests/"+tag, nil)
+	var m ocispec.Manifest
+	getJSON(t, reg, "/v2/"+repo+"/manifests/"+tag, ocispec.MediaTypeImageManifest, &m)
+	return m
+}
+
+func getJSON(t *testing.T, reg *testutil.Registry, path, accept string, v any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, reg.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Accept", ocispec.MediaTypeImageManifest)
+	req.Header.Set("Accept", accept)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var m ocispec.Manifest
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET manifest %s:%s: %s, %v", repo, tag, resp.Status, err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", path, resp.Status, err)
 	}
-	return m
 }
