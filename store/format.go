@@ -40,6 +40,9 @@ type opened struct {
 	prefetchEnd int64
 	// compression is the blob's containers/storage compression value.
 	compression int
+	// uncompressedSize > 0 is the layer's tar size as the format found
+	// it, for a descriptor that does not give it (zstd:chunked).
+	uncompressedSize int64
 }
 
 // openFunc reads a layer's table of contents through r and verifies it

@@ -13,17 +13,21 @@ import (
 
 // openZstdChunked is the opener of FormatZstdChunked: the TOC is found
 // through the descriptor's annotations (or the blob's footer) and verified
-// against desc.TOCDigest, the manifest-checksum annotation.
+// against desc.TOCDigest, the manifest-checksum annotation. No annotation
+// gives the uncompressed size, which Podman 4 needs in `info` (without it
+// the pulled image has no size and cannot run), so the tar-split, which
+// follows the TOC, is read in the same request to compute it.
 func openZstdChunked(r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error) {
 	b, err := zstdchunked.Open(r, desc.Size, zstdchunked.OpenOptions{
-		TOCDigest:   desc.TOCDigest,
-		Annotations: desc.Annotations,
-		MaxTOCSize:  opts.MaxTOCSize,
+		TOCDigest:        desc.TOCDigest,
+		Annotations:      desc.Annotations,
+		MaxTOCSize:       opts.MaxTOCSize,
+		UncompressedSize: desc.UncompressedSize < 0,
 	})
 	if err != nil {
 		return nil, classifyZstdChunked(err)
 	}
-	return &opened{index: b.Index, decode: decodeZstdChunked, compression: compressionZstd}, nil
+	return &opened{index: b.Index, decode: decodeZstdChunked, compression: compressionZstd, uncompressedSize: b.UncompressedSize}, nil
 }
 
 func decodeZstdChunked(dst, compressed []byte, c index.Chunk) error {

@@ -31,6 +31,9 @@ type layerInfo struct {
 func (l *Layer) Info(name digest.Digest) ([]byte, error) {
 	d := l.desc
 	info := layerInfo{Compression: l.fmt.compression, CompressedSize: d.Size, UncompressedSize: d.UncompressedSize}
+	if info.UncompressedSize < 0 && l.fmt.uncompressedSize > 0 {
+		info.UncompressedSize = l.fmt.uncompressedSize // zstd:chunked: from the tar-split
+	}
 	switch name {
 	case d.Digest:
 		info.CompressedDigest = d.Digest

@@ -85,7 +85,7 @@ func TestNewLayerEntryZstdChunked(t *testing.T) {
 
 // zstdLayer builds a zstd:chunked blob of files with the compressor Podman
 // uses, and the descriptor resolve would make for it.
-func zstdLayer(t *testing.T, files map[string][]byte, names ...string) ([]byte, LayerDesc) {
+func zstdLayer(t *testing.T, files map[string][]byte, names ...string) ([]byte, LayerDesc, int64) {
 	t.Helper()
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
@@ -110,7 +110,7 @@ func zstdLayer(t *testing.T, files map[string][]byte, names ...string) ([]byte, 
 	if e.notLazy != nil {
 		t.Fatalf("newLayerEntry: %v", e.notLazy)
 	}
-	return out.Bytes(), e.desc
+	return out.Bytes(), e.desc, res.UncompressedSize
 }
 
 func TestOpenLayerZstdChunked(t *testing.T) {
@@ -123,7 +123,7 @@ func TestOpenLayerZstdChunked(t *testing.T) {
 		"big":    big,
 		"sparse": append(append([]byte("head"), make([]byte, 256<<10)...), "tail"...),
 	}
-	data, desc := zstdLayer(t, files, "small", "big", "sparse")
+	data, desc, tarSize := zstdLayer(t, files, "small", "big", "sparse")
 	blob := &countingBlob{b: data}
 	l, err := OpenLayer(t.Context(), blob, desc, LayerOptions{})
 	if err != nil {
@@ -171,12 +171,15 @@ func TestOpenLayerZstdChunked(t *testing.T) {
 		if info.Compression != compressionZstd {
 			t.Errorf("info(%s) compression = %d, want %d", name, info.Compression, compressionZstd)
 		}
+		if info.UncompressedSize != tarSize {
+			t.Errorf("info(%s) diff-size = %d, want the tar's %d", name, info.UncompressedSize, tarSize)
+		}
 	}
 }
 
 func TestOpenLayerZstdChunkedCorrupt(t *testing.T) {
 	files := map[string][]byte{"f": bytes.Repeat([]byte("content "), 4096)}
-	data, desc := zstdLayer(t, files, "f")
+	data, desc, _ := zstdLayer(t, files, "f")
 	probe, err := OpenLayer(t.Context(), &countingBlob{b: data}, desc, LayerOptions{})
 	if err != nil {
 		t.Fatal(err)

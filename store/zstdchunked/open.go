@@ -41,6 +41,14 @@ type OpenOptions struct {
 	// MaxChunkSize bounds a data chunk's uncompressed size; 0 means
 	// DefaultMaxChunkSize.
 	MaxChunkSize int64
+	// UncompressedSize asks Open to also read the tar-split (one more
+	// range, or none when it follows the TOC, as writers put it) to learn
+	// the uncompressed size of the layer, which zstd:chunked annotations
+	// do not give. Podman 4 needs it (the `info` diff-size).
+	UncompressedSize bool
+	// MaxTarSplitSize bounds the decompressed tar-split; 0 means
+	// DefaultMaxTarSplitSize.
+	MaxTarSplitSize int64
 }
 
 // Blob is an opened zstd:chunked layer: its verified table of contents and
@@ -57,6 +65,10 @@ type Blob struct {
 	// FromFooter reports that the TOC was located through the footer
 	// because the annotations did not give its position.
 	FromFooter bool
+	// UncompressedSize is the size of the layer's tar, from the verified
+	// tar-split when OpenOptions.UncompressedSize asked for it; -1 when
+	// unknown (not asked, or the blob has no tar-split).
+	UncompressedSize int64
 }
 
 // Open locates the TOC of the zstd:chunked blob of the given size in r
@@ -73,16 +85,25 @@ func Open(r io.ReaderAt, size int64, opts OpenOptions) (*Blob, error) {
 	if err != nil {
 		return nil, err
 	}
-	pos, fromFooter, err := locateTOC(r, size, opts.Annotations)
+	pos, tsPos, fromFooter, err := locateTOC(r, size, opts.Annotations)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkPosition(pos, size, lim.maxTOC); err != nil {
 		return nil, err
 	}
-	compressed := make([]byte, pos.Length)
-	if err := readFull(r, compressed, pos.Offset); err != nil {
+	var tarSplit []byte
+	if !opts.UncompressedSize || checkTarSplit(tsPos, pos, size, lim.maxTarSplit) != nil {
+		tsPos = Position{} // not wanted, or not where a writer puts it: size unknown
+	}
+	// Writers put the tar-split right after the TOC: one read for both.
+	region := make([]byte, max(pos.End(), tsPos.End())-pos.Offset)
+	if err := readFull(r, region, pos.Offset); err != nil {
 		return nil, fmt.Errorf("read TOC at %d: %w", pos.Offset, err)
+	}
+	compressed := region[:pos.Length]
+	if tsPos.Length > 0 {
+		tarSplit = region[tsPos.Offset-pos.Offset:]
 	}
 	if got := opts.TOCDigest.Algorithm().FromBytes(compressed); got != opts.TOCDigest {
 		return nil, fmt.Errorf("%w: compressed TOC has digest %s, want %s", ErrVerify, got, opts.TOCDigest)
@@ -92,14 +113,36 @@ func Open(r io.ReaderAt, size int64, opts OpenOptions) (*Blob, error) {
 		return nil, fmt.Errorf("TOC at %d: %w", pos.Offset, err)
 	}
 	// The TOC's skippable frame header is the first byte no chunk may use.
-	ix, err := parseTOC(tocJSON, pos.Offset-skippableHeaderSize, lim.maxChunk)
+	ix, tsDigest, err := parseTOC(tocJSON, pos.Offset-skippableHeaderSize, lim.maxChunk)
 	if err != nil {
 		return nil, fmt.Errorf("TOC %s: %w", opts.TOCDigest, err)
 	}
-	return &Blob{Index: ix, TOCDigest: opts.TOCDigest, TOC: pos, FromFooter: fromFooter}, nil
+	b := &Blob{Index: ix, TOCDigest: opts.TOCDigest, TOC: pos, FromFooter: fromFooter, UncompressedSize: -1}
+	if tarSplit != nil && tsDigest != "" {
+		if b.UncompressedSize, err = tarSize(tarSplit, tsDigest, lim.maxTarSplit); err != nil {
+			return nil, fmt.Errorf("TOC %s: %w", opts.TOCDigest, err)
+		}
+	}
+	return b, nil
 }
 
-type limits struct{ maxTOC, maxChunk int64 }
+// checkTarSplit reports whether the tar-split position is usable: after
+// the TOC (where every writer puts it) and inside the blob and the limit.
+func checkTarSplit(ts, toc Position, size, maxTarSplit int64) error {
+	switch {
+	case ts.Length == 0 || ts.UncompressedLength == 0:
+		return errors.New("no tar-split")
+	case ts.UncompressedLength > maxTarSplit || ts.Length > maxCompressedTOC(maxTarSplit):
+		return fmt.Errorf("%w: tar-split of %d bytes", ErrTooLarge, ts.UncompressedLength)
+	case ts.Offset < toc.End() || ts.Offset > size || ts.Length > size-ts.Offset:
+		return fmt.Errorf("%w: tar-split [%d, +%d) outside the blob after the TOC", ErrNotZstdChunked, ts.Offset, ts.Length)
+	case ts.End()-toc.End() > 1<<20:
+		return errors.New("tar-split far from the TOC")
+	}
+	return nil
+}
+
+type limits struct{ maxTOC, maxChunk, maxTarSplit int64 }
 
 func (o OpenOptions) limits() (limits, error) {
 	if o.TOCDigest == "" {
@@ -108,10 +151,14 @@ func (o OpenOptions) limits() (limits, error) {
 	if err := o.TOCDigest.Validate(); err != nil {
 		return limits{}, fmt.Errorf("open zstd:chunked: TOC digest %q: %w", o.TOCDigest, err)
 	}
-	if o.MaxTOCSize < 0 || o.MaxChunkSize < 0 {
-		return limits{}, fmt.Errorf("open zstd:chunked: negative limit (MaxTOCSize %d, MaxChunkSize %d)", o.MaxTOCSize, o.MaxChunkSize)
+	if o.MaxTOCSize < 0 || o.MaxChunkSize < 0 || o.MaxTarSplitSize < 0 {
+		return limits{}, fmt.Errorf("open zstd:chunked: negative limit (MaxTOCSize %d, MaxChunkSize %d, MaxTarSplitSize %d)",
+			o.MaxTOCSize, o.MaxChunkSize, o.MaxTarSplitSize)
 	}
-	l := limits{maxTOC: o.MaxTOCSize, maxChunk: o.MaxChunkSize}
+	l := limits{maxTOC: o.MaxTOCSize, maxChunk: o.MaxChunkSize, maxTarSplit: o.MaxTarSplitSize}
+	if l.maxTarSplit == 0 {
+		l.maxTarSplit = DefaultMaxTarSplitSize
+	}
 	if l.maxTOC == 0 {
 		l.maxTOC = DefaultMaxTOCSize
 	}
@@ -121,25 +168,29 @@ func (o OpenOptions) limits() (limits, error) {
 	return l, nil
 }
 
-// locateTOC returns the TOC position from the annotations or, when they
-// give none, from the footer.
-func locateTOC(r io.ReaderAt, size int64, annotations map[string]string) (Position, bool, error) {
+// locateTOC returns the TOC and tar-split positions from the annotations
+// or, when they give no TOC position, from the footer. A tar-split
+// position that is missing or malformed is zero: it is optional.
+func locateTOC(r io.ReaderAt, size int64, annotations map[string]string) (toc, tarSplit Position, fromFooter bool, err error) {
 	if s, ok := annotations[ManifestPositionAnnotation]; ok {
-		pos, err := ParsePosition(s)
-		return pos, false, err
+		toc, err := ParsePosition(s)
+		if ts, ok := annotations[TarSplitPositionAnnotation]; ok {
+			tarSplit, _ = ParseTarSplitPosition(ts)
+		}
+		return toc, tarSplit, false, err
 	}
 	if size < FooterSize+skippableHeaderSize {
-		return Position{}, false, fmt.Errorf("%w: %d bytes is too small for a footer", ErrNotZstdChunked, size)
+		return Position{}, Position{}, false, fmt.Errorf("%w: %d bytes is too small for a footer", ErrNotZstdChunked, size)
 	}
 	tail := make([]byte, FooterSize+skippableHeaderSize)
 	if err := readFull(r, tail, size-int64(len(tail))); err != nil {
-		return Position{}, false, fmt.Errorf("read footer: %w", err)
+		return Position{}, Position{}, false, fmt.Errorf("read footer: %w", err)
 	}
 	f, err := ParseFooter(tail)
 	if err != nil {
-		return Position{}, false, err
+		return Position{}, Position{}, false, err
 	}
-	return f.TOC, true, nil
+	return f.TOC, f.TarSplit, true, nil
 }
 
 // maxCompressedTOC bounds the compressed TOC for a decompressed limit:

@@ -136,7 +136,8 @@ func FuzzOpenBlob(f *testing.F) {
 				td = digest.FromBytes(blob[off : off+n])
 			}
 		}
-		_, err := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: td, Annotations: ann, MaxTOCSize: 1 << 20})
+		_, err := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: td, Annotations: ann, MaxTOCSize: 1 << 20,
+			UncompressedSize: true, MaxTarSplitSize: 1 << 20})
 		if err != nil && !errors.Is(err, index.ErrInvalid) && !errors.Is(err, ErrTooLarge) &&
 			!errors.Is(err, ErrNotZstdChunked) && !errors.Is(err, ErrVerify) {
 			t.Fatalf("Open error %v is in no class", err)
@@ -161,6 +162,26 @@ func FuzzDecodeChunk(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, ErrVerify) {
 			t.Fatalf("DecodeChunk error %v is not ErrVerify", err)
+		}
+	})
+}
+
+// FuzzTarSplit: any tar-split bytes (with a matching digest) give a size
+// or an error in a class, never a panic or unbounded work.
+func FuzzTarSplit(f *testing.F) {
+	f.Add(compress([]byte(`{"type":2,"payload":"AAAA","position":0}` + "\n" + `{"type":1,"name":"a","size":5,"position":1}`)))
+	f.Add(compress([]byte(`{"type":1,"size":-5}`)))
+	f.Add([]byte("not zstd"))
+	f.Fuzz(func(t *testing.T, compressed []byte) {
+		n, err := tarSize(compressed, digest.FromBytes(compressed), 1<<20)
+		if err != nil {
+			if !errors.Is(err, ErrNotZstdChunked) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("tarSize error %v is in no class", err)
+			}
+			return
+		}
+		if n < 0 {
+			t.Fatalf("tarSize = %d", n)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -63,12 +64,18 @@ func TestBuildOpenRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: res.TOCDigest, Annotations: tt.annotations})
+			b, err := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: res.TOCDigest, Annotations: tt.annotations, UncompressedSize: true})
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
 			if b.FromFooter != tt.fromFooter {
 				t.Errorf("FromFooter = %v, want %v", b.FromFooter, tt.fromFooter)
+			}
+			if b.UncompressedSize != int64(len(tarball)) {
+				t.Errorf("UncompressedSize = %d, want the tar's %d", b.UncompressedSize, len(tarball))
+			}
+			if b, _ := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: res.TOCDigest, Annotations: tt.annotations}); b.UncompressedSize != -1 {
+				t.Errorf("UncompressedSize not asked for = %d, want -1", b.UncompressedSize)
 			}
 			checkFiles(t, blob, b.Index, files)
 		})
@@ -238,6 +245,53 @@ func TestOpenHostileTOC(t *testing.T) {
 				if got := readFile(t, blob, e); !bytes.Equal(got, data) {
 					t.Errorf("read %q, want %q", got, data)
 				}
+			}
+		})
+	}
+}
+
+func TestOpenTarSplit(t *testing.T) {
+	tarball := makeTar(t, sampleFiles()...)
+	blob, res := buildBlob(t, tarball)
+	ts, err := ParseTarSplitPosition(res.Annotations[TarSplitPositionAnnotation])
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := bytes.Clone(blob)
+	corrupt[ts.Offset+ts.Length/2] ^= 1
+	with := func(key, val string) map[string]string {
+		a := maps.Clone(res.Annotations)
+		if val == "" {
+			delete(a, key)
+		} else {
+			a[key] = val
+		}
+		return a
+	}
+	tests := []struct {
+		name     string
+		blob     []byte
+		ann      map[string]string
+		wantSize int64
+		wantErr  error
+	}{
+		{"annotations", blob, res.Annotations, int64(len(tarball)), nil},
+		{"no tar-split position", blob, with(TarSplitPositionAnnotation, ""), -1, nil},
+		{"garbage tar-split position", blob, with(TarSplitPositionAnnotation, "x"), -1, nil},
+		{"tar-split before the TOC", blob, with(TarSplitPositionAnnotation, "10:20:30"), -1, nil},
+		{"tar-split past the end", blob, with(TarSplitPositionAnnotation, fmt.Sprintf("%d:20:30", len(blob))), -1, nil},
+		{"tar-split length lies", blob, with(TarSplitPositionAnnotation, fmt.Sprintf("%d:20:30", ts.Offset)), 0, ErrVerify},
+		{"tar-split over the limit", blob, with(TarSplitPositionAnnotation, fmt.Sprintf("%d:%d:%d", ts.Offset, ts.Length, int64(1)<<40)), -1, nil},
+		{"corrupt tar-split", corrupt, res.Annotations, 0, ErrVerify},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := Open(bytes.NewReader(tt.blob), int64(len(tt.blob)), OpenOptions{TOCDigest: res.TOCDigest, Annotations: tt.ann, UncompressedSize: true})
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("Open = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && b.UncompressedSize != tt.wantSize {
+				t.Errorf("UncompressedSize = %d, want %d", b.UncompressedSize, tt.wantSize)
 			}
 		})
 	}

@@ -93,41 +93,46 @@ type tocParser struct {
 // parseTOC parses the TOC JSON of a blob whose chunks all end at or before
 // blobEnd. Entries are decoded one at a time, so a hostile TOC is refused
 // at its first bad entry and memory stays proportional to the valid ones.
-func parseTOC(data []byte, blobEnd, maxChunk int64) (*index.Index, error) {
+// It also returns the TOC's tarSplitDigest, if any.
+func parseTOC(data []byte, blobEnd, maxChunk int64) (*index.Index, digest.Digest, error) {
 	p := &tocParser{blobEnd: blobEnd, maxChunk: maxChunk}
 	p.b = index.NewBuilder(index.Limits{BlobEnd: blobEnd, MaxEntries: len(data)/minEntryJSON + entrySlack})
-	version, err := decodeDocument(json.NewDecoder(bytes.NewReader(data)), p.addNth)
+	version, tarSplit, err := decodeDocument(json.NewDecoder(bytes.NewReader(data)), p.addNth)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if version != 1 {
-		return nil, fmt.Errorf("%w: TOC version %d, want 1", index.ErrInvalid, version)
+		return nil, "", fmt.Errorf("%w: TOC version %d, want 1", index.ErrInvalid, version)
 	}
 	if err := p.flushFile(); err != nil {
-		return nil, fmt.Errorf("TOC entry %d: %w", p.n, err)
+		return nil, "", fmt.Errorf("TOC entry %d: %w", p.n, err)
 	}
-	return p.b.Build()
+	ix, err := p.b.Build()
+	return ix, digest.Digest(tarSplit), err
 }
 
-// decodeDocument walks {"version": N, "entries": [...], ...}, calls each
-// for every entry in order, and returns the version. Other keys are
-// skipped; a second entries array or data after the object is an error.
-func decodeDocument(d *json.Decoder, each func(*tocEntry) error) (version int64, err error) {
+// decodeDocument walks {"version": N, "entries": [...], "tarSplitDigest":
+// D}, calls each for every entry in order, and returns the version and
+// D. Other keys are skipped; a second entries array or data after the
+// object is an error.
+func decodeDocument(d *json.Decoder, each func(*tocEntry) error) (version int64, tarSplit string, err error) {
 	if err := expectDelim(d, '{'); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	sawEntries := false
 	for d.More() {
 		t, err := d.Token()
 		if err != nil {
-			return 0, invalidJSON(err)
+			return 0, "", invalidJSON(err)
 		}
 		switch key, _ := t.(string); key {
 		case "version":
 			err = d.Decode(&version)
+		case "tarSplitDigest":
+			err = d.Decode(&tarSplit)
 		case "entries":
 			if sawEntries {
-				return 0, fmt.Errorf("%w: a second entries array", index.ErrInvalid)
+				return 0, "", fmt.Errorf("%w: a second entries array", index.ErrInvalid)
 			}
 			sawEntries = true
 			err = decodeEntries(d, each)
@@ -136,19 +141,19 @@ func decodeDocument(d *json.Decoder, each func(*tocEntry) error) (version int64,
 			err = d.Decode(&skip)
 		}
 		if err != nil {
-			return 0, invalidJSON(err)
+			return 0, "", invalidJSON(err)
 		}
 	}
 	if err := expectDelim(d, '}'); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("%w: data after the TOC object", index.ErrInvalid)
+		return 0, "", fmt.Errorf("%w: data after the TOC object", index.ErrInvalid)
 	}
 	if !sawEntries {
-		return 0, fmt.Errorf("%w: TOC has no entries", index.ErrInvalid)
+		return 0, "", fmt.Errorf("%w: TOC has no entries", index.ErrInvalid)
 	}
-	return version, nil
+	return version, tarSplit, nil
 }
 
 func decodeEntries(d *json.Decoder, each func(*tocEntry) error) error {
