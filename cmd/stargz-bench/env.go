@@ -30,6 +30,8 @@ type bench struct {
 
 	p5Root string // the chroot's root (host path) if Podman 5 is used
 	p5Dir  string // this bench's directory inside the chroot (chroot path)
+	// mountPodman5 mounts what the chroot lacks (tests/podman5/setup.sh mount).
+	mountPodman5 func(context.Context) error
 
 	storeN      int
 	canOptimize bool

@@ -197,19 +197,34 @@ func (b *bench) setup() error {
 // again at exit then) and makes this bench's directory in it.
 func (b *bench) setupPodman5(ctx context.Context) error {
 	root := filepath.Join(b.opt.p5Base, "root")
-	wasMounted := isMountPoint(root)
 	script := filepath.Join(b.opt.repo, "tests/podman5")
 	env := append(b.hostEnv(), "P5_BASE="+b.opt.p5Base)
-	if _, err := command(ctx, env, filepath.Join(script, "setup.sh"), "all"); err != nil {
+	// The chroot is shared with others' e2e runs, which unmount it when they
+	// end if they mounted it: b.mountPodman5 mounts what is missing before
+	// each run, and whoever finds it unmounted owns it and tears it down.
+	owned := false
+	b.mountPodman5 = func(ctx context.Context) error {
+		wasMounted := isMountPoint(root)
+		if _, err := command(ctx, env, filepath.Join(script, "setup.sh"), "mount"); err != nil {
+			return fmt.Errorf("podman 5 chroot: %w", err)
+		}
+		owned = owned || !wasMounted
+		return nil
+	}
+	if _, err := command(ctx, env, filepath.Join(script, "setup.sh"), "build"); err != nil {
 		return fmt.Errorf("podman 5 chroot: %w", err)
 	}
-	if !wasMounted {
-		b.undo.add(func() {
-			if _, err := command(context.Background(), env, filepath.Join(script, "teardown.sh")); err != nil {
-				fmt.Fprintln(os.Stderr, "stargz-bench:", err)
-			}
-		})
+	if err := b.mountPodman5(ctx); err != nil {
+		return err
 	}
+	b.undo.add(func() {
+		if !owned {
+			return
+		}
+		if _, err := command(context.Background(), env, filepath.Join(script, "teardown.sh")); err != nil {
+			fmt.Fprintln(os.Stderr, "stargz-bench:", err)
+		}
+	})
 	b.p5Root = root
 	b.p5Dir = "/srv/sgzb/" + b.id
 	host := root + b.p5Dir
