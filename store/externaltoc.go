@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -18,7 +17,6 @@ import (
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
 
-	"github.com/stargz-store/stargz-store/refspec"
 	"github.com/stargz-store/stargz-store/store/estargz"
 )
 
@@ -29,76 +27,31 @@ import (
 // eStargz blob in annotationLayerDigest. The TOC JSON is verified, as always, against the
 // toc.digest annotation of the layer in the image itself; the TOC image is not trusted.
 //
-// The store looks for the TOC image when it resolves a tagged image that has eStargz layers,
-// and opens the layers it covers with FormatEStargzExternal. A missing TOC image costs one
-// manifest request per resolution and changes nothing.
+// The TOC image is fetched only when a layer's footer says its TOC is external
+// (LayerOptions.ExternalTOC), so ordinary images cost no extra request.
 const (
 	tocImageSuffix        = "-esgztoc"
 	annotationLayerDigest = "containerd.io/snapshot/stargz/layer.digest"
-	// annotationExternalTOC carries the fetched TOC blob from resolution to the opener in
-	// LayerDesc.Annotations. It is only read for FormatEStargzExternal, which only
-	// withExternalTOCs sets, always together with it, so a registry cannot inject it.
-	annotationExternalTOC = "io.github.stargz-store.external-toc"
 	// maxTOCBlob bounds a TOC blob read into memory (the compressed form of the
 	// default TOC limit).
 	maxTOCBlob = estargz.DefaultMaxTOCSize + estargz.DefaultMaxTOCSize/1024 + 64<<10
 )
 
-// FormatEStargzExternal is eStargz whose TOC lives in the image's TOC image.
-const FormatEStargzExternal Format = "estargz+external-toc"
-
-func init() {
-	// openers (format.go) is the one table of formats; this one is kept beside its
-	// resolution code.
-	openers[FormatEStargzExternal] = openEStargzExternal
-}
-
-func openEStargzExternal(r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error) {
-	toc, ok := desc.Annotations[annotationExternalTOC]
+// fetchExternalTOC returns the TOC blob of desc from the TOC image of its reference.
+func fetchExternalTOC(ctx context.Context, sys *types.SystemContext, desc LayerDesc) ([]byte, error) {
+	tagged, ok := desc.Ref.Named().(reference.NamedTagged)
 	if !ok {
-		return nil, fmt.Errorf("%w: no external TOC was fetched", ErrNotLazy)
+		return nil, fmt.Errorf("external TOC of %s: a digest reference has no TOC image tag", desc.Digest)
 	}
-	b, err := estargz.OpenExternal(r, desc.Size, []byte(toc), estargz.OpenOptions{TOCDigest: desc.TOCDigest, MaxTOCSize: opts.MaxTOCSize})
+	tocs, err := fetchTOCImage(ctx, sys, tagged, map[digest.Digest]int{desc.Digest: 0})
 	if err != nil {
-		return nil, classifyEStargz(err)
+		return nil, err
 	}
-	return &opened{index: b.Index, decode: decodeEStargz, prefetchEnd: b.PrefetchEnd, compression: compressionGzip}, nil
-}
-
-// withExternalTOCs fetches the TOC image of ref, if there is one, and switches the eStargz
-// layers it has a TOC for to FormatEStargzExternal. Failing to find or read the TOC image
-// leaves the layers as they are (an external-TOC blob then opens as not lazy, and storage pulls
-// it); only a cancelled ctx is returned as an error.
-func withExternalTOCs(ctx context.Context, sys *types.SystemContext, ref refspec.Reference, layers []layerEntry) ([]layerEntry, error) {
-	want := map[digest.Digest]int{}
-	for i, e := range layers {
-		if e.notLazy == nil && e.desc.TOCDigest != "" && (e.desc.Format == "" || e.desc.Format == FormatEStargz) {
-			want[e.desc.Digest] = i
-		}
+	toc, ok := tocs[desc.Digest]
+	if !ok {
+		return nil, fmt.Errorf("TOC image of %s has no TOC for layer %s", tagged, desc.Digest)
 	}
-	tagged, ok := ref.Named().(reference.NamedTagged)
-	if len(want) == 0 || !ok {
-		return layers, nil
-	}
-	tocs, err := fetchTOCImage(ctx, sys, tagged, want)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return layers, nil
-	}
-	out := make([]layerEntry, len(layers))
-	copy(out, layers)
-	for blob, toc := range tocs {
-		e := &out[want[blob]]
-		e.desc.Annotations = maps.Clone(e.desc.Annotations)
-		if e.desc.Annotations == nil {
-			e.desc.Annotations = map[string]string{}
-		}
-		e.desc.Annotations[annotationExternalTOC] = string(toc)
-		e.desc.Format = FormatEStargzExternal
-	}
-	return out, nil
+	return toc, nil
 }
 
 // fetchTOCImage reads the TOC image of tagged and returns the TOC blobs of the wanted eStargz

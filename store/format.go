@@ -57,11 +57,25 @@ var openers = map[Format]openFunc{
 }
 
 func openEStargz(r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error) {
-	b, err := estargz.Open(r, desc.Size, estargz.OpenOptions{TOCDigest: desc.TOCDigest, MaxTOCSize: opts.MaxTOCSize})
+	oo := estargz.OpenOptions{TOCDigest: desc.TOCDigest, MaxTOCSize: opts.MaxTOCSize}
+	b, err := estargz.Open(r, desc.Size, oo)
+	if errors.Is(err, estargz.ErrExternalTOC) && opts.ExternalTOC != nil {
+		b, err = openExternal(r, desc, opts, oo)
+	}
 	if err != nil {
 		return nil, classifyEStargz(err)
 	}
 	return &opened{index: b.Index, decode: decodeEStargz, prefetchEnd: b.PrefetchEnd, compression: compressionGzip}, nil
+}
+
+// openExternal opens a blob whose footer says its TOC lives in the image's
+// TOC image. Not finding the TOC makes the layer not lazy: storage pulls it.
+func openExternal(r io.ReaderAt, desc LayerDesc, opts LayerOptions, oo estargz.OpenOptions) (*estargz.Blob, error) {
+	toc, err := opts.ExternalTOC(desc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: external TOC: %w", ErrNotLazy, err)
+	}
+	return estargz.OpenExternal(r, desc.Size, toc, oo)
 }
 
 func decodeEStargz(dst, compressed []byte, c index.Chunk) error {

@@ -57,6 +57,10 @@ type LayerOptions struct {
 	// ReadAhead is how many more compressed bytes of a file to fetch with
 	// a chunk being read; 0 means none.
 	ReadAhead int64
+	// ExternalTOC fetches the TOC blob of a layer whose footer says its TOC
+	// lives elsewhere (an external-TOC eStargz blob); nil makes such layers
+	// not lazy.
+	ExternalTOC func(desc LayerDesc) ([]byte, error)
 }
 
 // chunkKey names a chunk by file and offset in the file, never by

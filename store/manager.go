@@ -285,8 +285,10 @@ func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
 		start := time.Now()
 		blob := newRemoteBlob(ref, e.desc, eps, m.opts)
 		blob.lim = m.limiter(ref.Domain())
+		sys := m.opts.Registries.SystemContext()
 		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
-			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead})
+			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead,
+			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, sys, d) }})
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
 		}

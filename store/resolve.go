@@ -110,9 +110,6 @@ func fetchImage(ctx context.Context, sys *types.SystemContext, ref refspec.Refer
 	if img.layers, err = readInstance(ctx, src, ref, raw, mime); err != nil {
 		return nil, err
 	}
-	if img.layers, err = withExternalTOCs(ctx, sys, ref, img.layers); err != nil {
-		return nil, err
-	}
 	return img, nil
 }
 
@@ -140,7 +137,7 @@ func fetchInstances(ctx context.Context, sys *types.SystemContext, ref refspec.R
 		}
 		all = append(all, layers...)
 	}
-	return withExternalTOCs(ctx, sys, ref, all)
+	return all, nil
 }
 
 func openSource(ctx context.Context, sys *types.SystemContext, ref refspec.Reference) (types.ImageSource, error) {
