@@ -506,3 +506,31 @@ func TestImageBadReference(t *testing.T) {
 		}
 	}
 }
+
+// TestImagePrioritizedFilesOfEStargzSource reconverts layers that already are eStargz when files
+// are to be prioritized (optimize on an eStargz image): a copy would keep the old order.
+func TestImagePrioritizedFilesOfEStargzSource(t *testing.T) {
+	reg := newTestRegistry(t, nil)
+	layers := sampleLayers(t)
+	reg.pushImage(t, "src", "v1", ocispec.MediaTypeImageManifest, layers)
+	opts := testOptions(t)
+	d, err := Image(t.Context(), reg.host+"/src:v1", reg.host+"/esgz:v1", opts)
+	if err != nil {
+		t.Fatalf("Image(src) error: %v", err)
+	}
+	if _, opened := checkConverted(t, reg, "esgz", "v1", d, layers); !opened[0].blob.NoPrefetch {
+		t.Fatal("unoptimized conversion has no no-prefetch landmark")
+	}
+	opts.PrioritizedFiles = []string{"etc/hosts"}
+	d, err = Image(t.Context(), reg.host+"/esgz:v1", reg.host+"/opt:v1", opts)
+	if err != nil {
+		t.Fatalf("Image(esgz) error: %v", err)
+	}
+	_, opened := checkConverted(t, reg, "opt", "v1", d, layers)
+	b := opened[0].blob
+	e, ok := opened[0].ref.Lookup("etc/hosts")
+	if b.NoPrefetch || b.PrefetchEnd <= 0 || !ok || e.Offset >= b.PrefetchEnd {
+		t.Fatalf("layer 0 of the reconverted eStargz image: NoPrefetch %v, PrefetchEnd %d, etc/hosts found %v: want etc/hosts before a prefetch landmark",
+			b.NoPrefetch, b.PrefetchEnd, ok)
+	}
+}

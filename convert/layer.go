@@ -53,7 +53,8 @@ type layerResult struct {
 	diffID digest.Digest
 }
 
-// layer converts one layer, or copies it unchanged when it already is eStargz. srcDiffID is the
+// layer converts one layer, or copies it unchanged when it already is eStargz and no files are
+// to be prioritized. srcDiffID is the
 // layer's DiffID in the source config ("" if the config lists none). A layer that another
 // platform of the same index already converted is not converted again.
 func (c *converter) layer(ctx context.Context, info types.BlobInfo, srcDiffID digest.Digest, b *bar) (r layerResult, err error) {
@@ -66,7 +67,9 @@ func (c *converter) layer(ctx context.Context, info types.BlobInfo, srcDiffID di
 	if ok {
 		return r, nil
 	}
-	if info.Annotations[tocDigestAnnotation] != "" && !c.zstdChunked() {
+	// An eStargz layer is copied as it is, unless files are to be prioritized: its
+	// TOC order is then rebuilt (optimize works on eStargz sources too).
+	if info.Annotations[tocDigestAnnotation] != "" && !c.zstdChunked() && len(c.opts.PrioritizedFiles) == 0 {
 		r, err = c.passThrough(ctx, info, srcDiffID, b)
 	} else {
 		r, err = c.convertLayer(ctx, info, b)
