@@ -86,7 +86,7 @@ func TestPrioritizedReport(t *testing.T) {
 	if err := p.Report(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"      2048 /bin/sh\n", "        10 /etc/passwd\n", "layer 1/1: 2 files, 2058 bytes prioritized (recorded as "+l1.String()+")\n", "prioritized 2 files, 2058 bytes (2.0 KiB)\n"} {
+	for _, want := range []string{"      2048 /bin/sh\n", "        10 /etc/passwd\n", "layer 1/1: 2 files, 2058 bytes prioritized (recorded as " + l1.String() + ")\n", "prioritized 2 files, 2058 bytes (2.0 KiB)\n"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("Report() = %q, want it to contain %q", b.String(), want)
 		}
