@@ -76,8 +76,7 @@ var tocTypes = map[string]index.Type{
 
 // tocParser turns TOC entries, in order, into an index.
 type tocParser struct {
-	b        *index.Builder
-	blobEnd  int64 // no chunk may reach past this offset
+	b        *index.Builder // its Limits.BlobEnd keeps chunks before the TOC
 	maxChunk int64
 	n        int // entries seen
 	zeros    int // Zero chunks added
@@ -95,7 +94,7 @@ type tocParser struct {
 // at its first bad entry and memory stays proportional to the valid ones.
 // It also returns the TOC's tarSplitDigest, if any.
 func parseTOC(data []byte, blobEnd, maxChunk int64) (*index.Index, digest.Digest, error) {
-	p := &tocParser{blobEnd: blobEnd, maxChunk: maxChunk}
+	p := &tocParser{maxChunk: maxChunk}
 	p.b = index.NewBuilder(index.Limits{BlobEnd: blobEnd, MaxEntries: len(data)/minEntryJSON + entrySlack})
 	version, tarSplit, err := decodeDocument(json.NewDecoder(bytes.NewReader(data)), p.addNth)
 	if err != nil {
