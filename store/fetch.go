@@ -122,38 +122,64 @@ func (l *Layer) keep(refs []chunkRef, data [][]byte, kind fetchKind) {
 // fetchWith fetches chunk r together with the chunks worth fetching in
 // the same request: the other chunks of its gzip member and, up to
 // ReadAhead compressed bytes, the rest of its file. It returns r's data.
+// When another fetch has r in flight it waits for that fetch instead.
 func (l *Layer) fetchWith(ctx context.Context, r chunkRef) ([]byte, error) {
-	refs := l.plan(r)
-	// Announce the neighbours so that their readers wait for this fetch
-	// instead of starting their own.
-	done := make(chan struct{})
-	l.mu.Lock()
-	mine := refs[:0:0]
-	for i, x := range refs {
-		if _, busy := l.pending[x.key()]; busy && i > 0 {
-			continue // another fetch has it
+	key := r.key()
+	for {
+		if data, ok := l.lookup(key, r.chunk()); ok { // stored just before our call began
+			return data, nil
 		}
+		refs := l.plan(r)
+		mine, done, busy := l.claim(refs, true)
+		if busy != nil {
+			select {
+			case <-busy:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		got, err := l.fetchRefs(ctx, mine, fetchRead, 0)
+		l.unclaim(mine, done)
+		return got, err
+	}
+}
+
+// claim marks the chunks of refs that no other fetch has in flight as
+// this fetch's: readers of them wait for it, and other fetches leave them
+// out. It returns those chunks (in refs' order) and the channel to pass to
+// unclaim. With first set, refs[0] is required: if another fetch has it,
+// claim takes nothing and returns that fetch's channel as busy.
+func (l *Layer) claim(refs []chunkRef, first bool) (mine []chunkRef, done, busy chan struct{}) {
+	done = make(chan struct{})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if first && len(refs) > 0 {
+		if ch, ok := l.pending[refs[0].key()]; ok {
+			return nil, nil, ch
+		}
+	}
+	for _, x := range refs {
+		if _, ok := l.pending[x.key()]; ok {
+			continue
+		}
+		l.pending[x.key()] = done
 		mine = append(mine, x)
-		if _, busy := l.pending[x.key()]; !busy {
-			l.pending[x.key()] = done
+	}
+	return mine, done, nil
+}
+
+// unclaim ends a claim: the chunks are stored (or the fetch failed) and
+// their readers look again.
+func (l *Layer) unclaim(mine []chunkRef, done chan struct{}) {
+	l.mu.Lock()
+	for _, x := range mine {
+		if l.pending[x.key()] == done {
+			delete(l.pending, x.key())
 		}
 	}
 	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		for _, x := range mine {
-			if l.pending[x.key()] == done {
-				delete(l.pending, x.key())
-			}
-		}
-		l.mu.Unlock()
-		close(done)
-	}()
-	got, err := l.fetchRefs(ctx, mine, fetchRead, 0)
-	if err != nil {
-		return nil, err
-	}
-	return got, nil
+	close(done)
 }
 
 // plan lists r first, then its member siblings and read-ahead chunks that

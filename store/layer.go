@@ -101,7 +101,7 @@ type Layer struct {
 	// mu guards the fields below.
 	mu       sync.RWMutex
 	chunks   map[chunkKey][]byte        // without a cache: verified chunks, kept while the layer lives
-	pending  map[chunkKey]chan struct{} // chunks a running fetch will store; closed when it ends
+	pending  map[chunkKey]chan struct{} // chunks a running fetch (of any kind) will store; closed when it ends
 	pins     []digest.Digest            // cache entries pinned for the layer's life
 	stopping bool                       // Close began: start no goroutine
 }
@@ -245,28 +245,26 @@ func (l *Layer) chunk(ctx context.Context, e *index.Entry, c index.Chunk) ([]byt
 		return make([]byte, c.Size), nil
 	}
 	key := chunkKey{e.ID, c.Offset}
-	if data, ok := l.lookup(key, c); ok {
-		return data, nil
-	}
-	// A running fetch of neighbouring chunks will store this one.
-	l.mu.RLock()
-	ch := l.pending[key]
-	l.mu.RUnlock()
-	if ch != nil {
+	for {
+		if data, ok := l.lookup(key, c); ok {
+			return data, nil
+		}
+		// A running fetch (of neighbouring chunks, the prefetch or the
+		// background fetch) will store this one: join it.
+		l.mu.RLock()
+		ch := l.pending[key]
+		l.mu.RUnlock()
+		if ch == nil {
+			break
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		if data, ok := l.lookup(key, c); ok {
-			return data, nil
-		}
 	}
 	i := slices.IndexFunc(e.Chunks, func(x index.Chunk) bool { return x.Offset == c.Offset })
 	return l.fetch.Do(ctx, key, func(ctx context.Context) ([]byte, error) {
-		if data, ok := l.lookup(key, c); ok { // stored just before our call began
-			return data, nil
-		}
 		return l.fetchWith(ctx, chunkRef{e, i})
 	})
 }

@@ -88,9 +88,17 @@ func (l *Layer) prefetch(ctx context.Context) error {
 	if len(refs) == 0 {
 		return nil
 	}
+	mine, done, _ := l.claim(refs, false)
 	// One range: the prioritized files are contiguous at the start of
-	// the blob, so merge across any gap.
-	if _, err := l.fetchRefs(ctx, refs, fetchPrefetch, l.PrefetchEnd()); err != nil {
+	// the blob, so merge across any gap, unless a read is fetching some
+	// of them: then leave its bytes out.
+	gap := l.PrefetchEnd()
+	if len(mine) < len(refs) {
+		gap = mergeGap
+	}
+	_, err := l.fetchRefs(ctx, mine, fetchPrefetch, gap)
+	l.unclaim(mine, done)
+	if err != nil {
 		return err
 	}
 	l.log.Info("layer prefetched", "digest", l.desc.Digest.String(), "chunks", len(refs), "bytes", l.PrefetchEnd(), "dur", time.Since(start))
@@ -136,12 +144,22 @@ func (l *Layer) background(ctx context.Context, o fetchOptions) error {
 		if len(batch) == 0 {
 			break
 		}
+		// Chunks a read or the prefetch is fetching are theirs.
+		batch, done, _ := l.claim(batch, false)
+		if len(batch) == 0 {
+			close(done)
+			continue
+		}
 		t0 := time.Now()
-		if _, err := l.fetchRefs(ctx, batch, fetchBackground, 0); err != nil {
+		_, err := l.fetchRefs(ctx, batch, fetchBackground, 0)
+		l.unclaim(batch, done)
+		if err != nil {
 			return err
 		}
 		fetched += int64(len(batch))
-		bytes += size
+		for _, r := range batch {
+			bytes += r.chunk().CompressedEnd - r.chunk().CompressedOffset
+		}
 		if o.share > 0 && o.share < 1 {
 			pause := time.Duration(float64(time.Since(t0)) * (1 - o.share) / o.share)
 			t := time.NewTimer(pause)
