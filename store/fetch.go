@@ -139,7 +139,10 @@ func (l *Layer) fetchWith(ctx context.Context, r chunkRef) ([]byte, error) {
 				return nil, ctx.Err()
 			}
 		}
+		l.reading.Add(1)
 		got, err := l.fetchRefs(ctx, mine, fetchRead, 0)
+		l.readFetched()
+		l.reading.Add(-1)
 		l.unclaim(mine, done)
 		return got, err
 	}

@@ -39,6 +39,7 @@ func cachedEnv(t *testing.T, root string, more func(*Options)) *env {
 	return newEnv(t, envOptions{opts: func(o *Options) {
 		o.Cache = cache
 		o.BackgroundShare = 1
+		o.BackgroundDelay = -1
 		if more != nil {
 			more(o)
 		}

@@ -97,6 +97,11 @@ type Layer struct {
 	// prefetched is closed when the prefetch has ended (or was not run),
 	// fetched when the background fetch has too.
 	prefetched, fetched chan struct{}
+	// lastRead is when a file read last fetched from the registry (Unix
+	// ns), reading how many such fetches run: the background fetch waits
+	// for a quiet period.
+	lastRead atomic.Int64
+	reading  atomic.Int32
 
 	// mu guards the fields below.
 	mu       sync.RWMutex

@@ -327,6 +327,7 @@ func (m *Manager) prefetch(ctx context.Context, l *Layer) {
 		prefetch:   !m.opts.NoPrefetch,
 		background: !m.opts.NoBackgroundFetch,
 		share:      m.opts.BackgroundShare,
+		delay:      m.opts.BackgroundDelay,
 	})
 	if m.opts.NoPrefetch || l.PrefetchEnd() <= 0 {
 		return

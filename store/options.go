@@ -75,6 +75,11 @@ type Options struct {
 	// layer may keep a request running, in (0, 1]; it pauses for the
 	// rest. 0 means 0.5.
 	BackgroundShare float64
+	// BackgroundDelay is how long a layer must go without a file read
+	// fetching from the registry before its background fetch starts or
+	// sends its next request, so that it does not compete with a
+	// container's start-up. 0 means 2 s; negative means no delay.
+	BackgroundDelay time.Duration
 	// MaxParallelRequests bounds the range requests in flight to one
 	// registry host; a quarter of them (at least one) may be background
 	// requests. 0 means 8.
@@ -102,6 +107,7 @@ const (
 	defaultBackoff         = 100 * time.Millisecond
 	defaultPrefetchTimeout = 10 * time.Second
 	defaultBackgroundShare = 0.5
+	defaultBackgroundDelay = 2 * time.Second
 	defaultMaxParallel     = 8
 	defaultReadAhead       = 1 << 20
 	maxBackoff             = 5 * time.Second
@@ -124,6 +130,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxParallelRequests == 0 {
 		o.MaxParallelRequests = defaultMaxParallel
+	}
+	switch {
+	case o.BackgroundDelay == 0:
+		o.BackgroundDelay = defaultBackgroundDelay
+	case o.BackgroundDelay < 0:
+		o.BackgroundDelay = 0
 	}
 	switch {
 	case o.ReadAhead == 0:

@@ -14,6 +14,9 @@ type fetchOptions struct {
 	background bool    // then every other chunk
 	share      float64 // of the time background fetch may keep a request running
 	batch      int64   // compressed bytes per background request
+	// delay is how long the layer must have gone without a read fetching
+	// before each background request; 0 means none.
+	delay time.Duration
 }
 
 // defaultBackgroundBatch is how many compressed bytes one background
@@ -37,6 +40,7 @@ func (l *Layer) startFetching(o fetchOptions) <-chan struct{} {
 			}
 		}
 		close(l.prefetched)
+		l.readFetched()
 		if o.background && l.cache != nil {
 			if err := l.background(l.ctx, o); err != nil && l.ctx.Err() == nil {
 				l.log.Warn("background fetch stopped", "digest", l.desc.Digest.String(), "err", err)
@@ -105,9 +109,38 @@ func (l *Layer) prefetch(ctx context.Context) error {
 	return nil
 }
 
+// readFetched records that a file read fetched from the registry now.
+func (l *Layer) readFetched() { l.lastRead.Store(time.Now().UnixNano()) }
+
+// waitQuiet waits until no file read of the layer has fetched from the
+// registry for d and none is fetching: the background fetch then stays
+// out of a container's start-up.
+func (l *Layer) waitQuiet(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	for {
+		wait := d - time.Since(time.Unix(0, l.lastRead.Load()))
+		if l.reading.Load() > 0 {
+			wait = d
+		}
+		if wait <= 0 {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // background fetches every chunk not cached yet, in blob order, a batch
 // per request at background priority, pausing between requests so that it
-// keeps a request running only o.share of the time.
+// keeps a request running only o.share of the time, and before each
+// request until file reads have not fetched for o.delay.
 func (l *Layer) background(ctx context.Context, o fetchOptions) error {
 	if o.batch <= 0 {
 		o.batch = defaultBackgroundBatch
@@ -143,6 +176,9 @@ func (l *Layer) background(ctx context.Context, o fetchOptions) error {
 		}
 		if len(batch) == 0 {
 			break
+		}
+		if err := l.waitQuiet(ctx, o.delay); err != nil {
+			return err
 		}
 		// Chunks a read or the prefetch is fetching are theirs.
 		batch, done, _ := l.claim(batch, false)

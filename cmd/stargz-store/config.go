@@ -71,6 +71,9 @@ type StoreConfig struct {
 	// BackgroundShare is the fraction of time background fetch of a layer
 	// may keep a request running, in (0, 1].
 	BackgroundShare float64 `toml:"background_share"`
+	// BackgroundDelay is how long a layer must go without a file read
+	// fetching before background fetch sends a request; 0 means no wait.
+	BackgroundDelay duration `toml:"background_delay"`
 	// MaxParallelRequests bounds range requests in flight per registry.
 	MaxParallelRequests int `toml:"max_parallel_requests"`
 	// MultiRange sends several ranges in one request.
@@ -111,6 +114,7 @@ func defaultConfig() Config {
 			PrefetchTimeout:     duration{10 * time.Second},
 			BackgroundFetch:     true,
 			BackgroundShare:     0.5,
+			BackgroundDelay:     duration{2 * time.Second},
 			MaxParallelRequests: 8,
 			MultiRange:          true,
 			ReadAhead:           1 << 20,
@@ -164,6 +168,9 @@ func (c Config) validate() error {
 	}
 	if s := c.Store.BackgroundShare; !(s > 0 && s <= 1) {
 		return fmt.Errorf("config: store.background_share must be in (0, 1], got %v", s)
+	}
+	if c.Store.BackgroundDelay.Duration < 0 {
+		return fmt.Errorf("config: store.background_delay must not be negative, got %s", c.Store.BackgroundDelay.Duration)
 	}
 	if c.Store.MaxParallelRequests <= 0 {
 		return fmt.Errorf("config: store.max_parallel_requests must be positive, got %d", c.Store.MaxParallelRequests)

@@ -37,17 +37,19 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "fetch and cache knobs",
 			file: "[store]\nprefetch = false\nprefetch_timeout = \"3s\"\nbackground_fetch = false\nbackground_share = 0.25\n" +
+				"background_delay = \"500ms\"\n" +
 				"max_parallel_requests = 2\nmulti_range = false\nread_ahead = 0\n[cache]\nmax_size = 1000\nmemory_size = -1\n",
 			check: func(c Config) bool {
 				s := c.Store
 				return !s.Prefetch && s.PrefetchTimeout.Duration == 3*time.Second && !s.BackgroundFetch &&
-					s.BackgroundShare == 0.25 && s.MaxParallelRequests == 2 && !s.MultiRange && s.ReadAhead == 0 &&
+					s.BackgroundShare == 0.25 && s.BackgroundDelay.Duration == 500*time.Millisecond && s.MaxParallelRequests == 2 && !s.MultiRange && s.ReadAhead == 0 &&
 					c.Cache.MaxSize == 1000 && c.Cache.MemorySize == -1
 			},
 		},
 		{name: "share above one", file: "[store]\nbackground_share = 1.5\n", wantErr: "background_share"},
 		{name: "zero share", file: "[store]\nbackground_share = 0.0\n", wantErr: "background_share"},
 		{name: "zero parallel requests", file: "[store]\nmax_parallel_requests = 0\n", wantErr: "max_parallel_requests"},
+		{name: "negative background delay", file: "[store]\nbackground_delay = \"-1s\"\n", wantErr: "background_delay"},
 		{name: "negative read-ahead", file: "[store]\nread_ahead = -1\n", wantErr: "read_ahead"},
 		{name: "negative cache size", file: "[cache]\nmax_size = -1\n", wantErr: "cache.max_size"},
 		{name: "prefetch longer than resolve", file: "[store]\nresolve_timeout = \"5s\"\n", wantErr: "prefetch_timeout"},
@@ -91,10 +93,16 @@ func TestLoadConfigMissingExplicitIsNotExist(t *testing.T) {
 func TestStoreOptionsFromConfig(t *testing.T) {
 	o := storeOptions(defaultConfig(), nil, nil, nil)
 	if o.NoPrefetch || o.NoBackgroundFetch || o.SingleRange || o.ReadAhead != 1<<20 ||
-		o.PrefetchTimeout != 10*time.Second || o.BackgroundShare != 0.5 || o.MaxParallelRequests != 8 {
+		o.PrefetchTimeout != 10*time.Second || o.BackgroundShare != 0.5 || o.MaxParallelRequests != 8 ||
+		o.BackgroundDelay != 2*time.Second {
 		t.Errorf("storeOptions(defaults) = %+v", o)
 	}
 	cfg := defaultConfig()
+	cfg.Store.BackgroundDelay.Duration = 0
+	if o := storeOptions(cfg, nil, nil, nil); o.BackgroundDelay >= 0 {
+		t.Errorf("background_delay = 0 gives BackgroundDelay %s, want negative (none)", o.BackgroundDelay)
+	}
+	cfg = defaultConfig()
 	cfg.Store.ReadAhead = 0
 	if o := storeOptions(cfg, nil, nil, nil); o.ReadAhead >= 0 {
 		t.Errorf("read_ahead = 0 gives ReadAhead %d, want negative (none)", o.ReadAhead)

@@ -29,6 +29,10 @@ func storeOptions(cfg Config, regs *registryauth.Registries, cache *cachedir.Dir
 	if readAhead == 0 {
 		readAhead = -1 // store.Options: 0 is the default, negative is none
 	}
+	backgroundDelay := cfg.Store.BackgroundDelay.Duration
+	if backgroundDelay == 0 {
+		backgroundDelay = -1 // store.Options: 0 is the default, negative is none
+	}
 	return store.Options{
 		Registries:          regs,
 		ResolveTimeout:      cfg.Store.ResolveTimeout.Duration,
@@ -41,6 +45,7 @@ func storeOptions(cfg Config, regs *registryauth.Registries, cache *cachedir.Dir
 		PrefetchTimeout:     cfg.Store.PrefetchTimeout.Duration,
 		NoBackgroundFetch:   !cfg.Store.BackgroundFetch,
 		BackgroundShare:     cfg.Store.BackgroundShare,
+		BackgroundDelay:     backgroundDelay,
 		MaxParallelRequests: cfg.Store.MaxParallelRequests,
 		SingleRange:         !cfg.Store.MultiRange,
 		ReadAhead:           readAhead,
