@@ -42,35 +42,96 @@ type segment struct {
 }
 
 // recordingReader serves reads from recorded segments when it can and
-// from the blob otherwise, recording what the blob returned.
+// from the blob otherwise, and records every range it served.
 type recordingReader struct {
 	ctx  context.Context
 	blob BlobReader
 
 	// mu guards the fields below.
 	mu    sync.Mutex
-	segs  []segment
-	fresh bool // a segment came from the blob
+	segs  []segment // what it can serve from
+	used  []segment // what the format reader read: the record to cache
+	fresh bool      // a read went to the blob
 }
 
 func (r *recordingReader) ReadAt(p []byte, off int64) (int, error) {
 	r.mu.Lock()
+	head := len(p) // bytes of p to read from the blob
+	var from segment
 	for _, s := range r.segs {
-		if off >= s.off && off+int64(len(p)) <= s.off+int64(len(s.data)) {
-			n := copy(p, s.data[off-s.off:])
-			r.mu.Unlock()
-			return n, nil
+		end := s.off + int64(len(s.data))
+		if off >= s.off && off+int64(len(p)) <= end {
+			head = 0
+			from = s
+			break
+		}
+		// The read ends in s: only its head is missing (a TOC that
+		// starts before the tail window).
+		if off < s.off && off+int64(len(p)) > s.off && off+int64(len(p)) <= end && int(s.off-off) < head {
+			head = int(s.off - off)
+			from = s
 		}
 	}
 	r.mu.Unlock()
-	n, err := r.blob.ReadAt(r.ctx, p, off)
+	if head < len(p) {
+		copy(p[head:], from.data[off+int64(head)-from.off:])
+	}
+	n := len(p)
+	var err error
+	if head > 0 {
+		var k int
+		k, err = r.blob.ReadAt(r.ctx, p[:head], off)
+		if k < head {
+			n = k
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+		} else if errors.Is(err, io.EOF) && head < len(p) {
+			err = nil
+		}
+	}
 	if n > 0 && (err == nil || errors.Is(err, io.EOF)) {
 		r.mu.Lock()
-		r.segs = append(r.segs, segment{off, bytes.Clone(p[:n])})
-		r.fresh = true
+		r.used = append(r.used, segment{off, bytes.Clone(p[:n])})
+		r.fresh = r.fresh || head > 0
 		r.mu.Unlock()
 	}
 	return n, err
+}
+
+// tailWindowMin and tailWindowMax bound the blob tail read when a layer is
+// opened from the registry: the footer and, for most layers, the whole
+// TOC in one request.
+var tailWindowMin, tailWindowMax int64 = 256 << 10, 1 << 20
+
+// tailWindow guesses from the blob size how much of its tail holds the
+// footer and the TOC: 1/128 of the blob (a TOC grows with the files),
+// within [tailWindowMin, tailWindowMax].
+func tailWindow(size int64) int64 {
+	return min(size, max(tailWindowMin, min(tailWindowMax, size/128)))
+}
+
+// readTail reads the blob's tail window into r in one request, so that
+// the format reader finds its footer and usually its TOC there. Only
+// eStargz is read this way: its footer and TOC end the blob.
+func (r *recordingReader) readTail(desc LayerDesc) error {
+	if desc.Format != FormatEStargz || desc.Size <= 0 {
+		return nil
+	}
+	w := tailWindow(desc.Size)
+	buf := make([]byte, w)
+	n, err := r.blob.ReadAt(r.ctx, buf, desc.Size-w)
+	if int64(n) != w {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("read the last %d bytes: %w", w, err)
+	}
+	r.mu.Lock()
+	r.segs = append(r.segs, segment{desc.Size - w, buf})
+	r.fresh = true
+	r.mu.Unlock()
+	return nil
 }
 
 func encodeSegments(segs []segment) []byte {
@@ -109,8 +170,17 @@ func decodeSegments(b []byte) ([]segment, error) {
 // cache when they are there, and caches them when they came from the
 // registry.
 func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerDesc, opts LayerOptions) (*opened, error) {
+	fromBlob := func() (*recordingReader, *opened, error) {
+		r := &recordingReader{ctx: ctx, blob: blob}
+		if err := r.readTail(desc); err != nil {
+			return nil, nil, err
+		}
+		f, err := open(r, desc, opts)
+		return r, f, err
+	}
 	if opts.Cache == nil {
-		return open(readerAt{ctx, blob}, desc, opts)
+		_, f, err := fromBlob()
+		return f, err
 	}
 	key := tocKey(desc)
 	r := &recordingReader{ctx: ctx, blob: blob}
@@ -120,22 +190,27 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 		}
 	}
 	cached := len(r.segs) > 0
-	f, err := open(r, desc, opts)
-	if err != nil && cached && ctx.Err() == nil {
-		// A damaged record (or a reader that wants other ranges now):
-		// forget it and read from the registry.
-		if rerr := opts.Cache.Remove(key); rerr != nil {
-			return nil, fmt.Errorf("%w (and removing the cached TOC: %w)", err, rerr)
-		}
-		r = &recordingReader{ctx: ctx, blob: blob}
+	var f *opened
+	var err error
+	if cached {
 		f, err = open(r, desc, opts)
+		if err != nil && ctx.Err() == nil {
+			// A damaged record (or a reader that wants other ranges
+			// now): forget it and read from the registry.
+			if rerr := opts.Cache.Remove(key); rerr != nil {
+				return nil, fmt.Errorf("%w (and removing the cached TOC: %w)", err, rerr)
+			}
+			r, f, err = fromBlob()
+		}
+	} else {
+		r, f, err = fromBlob()
 	}
 	if err != nil {
 		return nil, err
 	}
 	if r.fresh {
 		r.mu.Lock()
-		segs := slices.Clone(r.segs)
+		segs := slices.Clone(r.used)
 		r.mu.Unlock()
 		if cached { // the record lacked a range: replace it
 			_ = opts.Cache.Remove(key)
