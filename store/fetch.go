@@ -125,11 +125,12 @@ func (l *Layer) keep(refs []chunkRef, data [][]byte, kind fetchKind) {
 // When another fetch has r in flight it waits for that fetch instead.
 func (l *Layer) fetchWith(ctx context.Context, r chunkRef) ([]byte, error) {
 	key := r.key()
+	ahead := l.sequential(r)
 	for {
 		if data, ok := l.lookup(key, r.chunk()); ok { // stored just before our call began
 			return data, nil
 		}
-		refs := l.plan(r)
+		refs, next := l.plan(r, ahead)
 		mine, done, busy := l.claim(refs, true)
 		if busy != nil {
 			select {
@@ -139,6 +140,9 @@ func (l *Layer) fetchWith(ctx context.Context, r chunkRef) ([]byte, error) {
 				return nil, ctx.Err()
 			}
 		}
+		l.mu.Lock()
+		l.seq[r.e.ID] = seqState{next: next, window: ahead}
+		l.mu.Unlock()
 		l.reading.Add(1)
 		got, err := l.fetchRefs(ctx, mine, fetchRead, 0)
 		l.readFetched()
@@ -185,9 +189,41 @@ func (l *Layer) unclaim(mine []chunkRef, done chan struct{}) {
 	close(done)
 }
 
-// plan lists r first, then its member siblings and read-ahead chunks that
-// are not cached yet.
-func (l *Layer) plan(r chunkRef) []chunkRef {
+// seqState is where a file's last fetch for a read ended.
+type seqState struct {
+	next   int // index of the chunk after the last one fetched
+	window int // chunks that fetch read ahead
+}
+
+// Sequential read-ahead (on when ReadAhead is): a read fetching the chunk right after the last
+// one a read of the same file fetched reads ahead minSeqAhead chunks, and
+// twice the previous window after that, up to maxSeqAhead.
+const (
+	minSeqAhead = 2
+	maxSeqAhead = 8
+)
+
+// sequential returns how many chunks beyond r to fetch with it: 0 unless
+// the previous fetch for a read of r's file ended just before r, or
+// read-ahead is off.
+func (l *Layer) sequential(r chunkRef) int {
+	if l.readAhead <= 0 {
+		return 0
+	}
+	l.mu.RLock()
+	s, ok := l.seq[r.e.ID]
+	l.mu.RUnlock()
+	if !ok || r.i == 0 || s.next != r.i {
+		return 0
+	}
+	return min(max(minSeqAhead, 2*s.window), maxSeqAhead)
+}
+
+// plan lists r first, then its member siblings and the chunks of the rest
+// of its file within ReadAhead compressed bytes, or the next ahead chunks
+// if that is more, leaving out those cached. It also returns the index of
+// the chunk of r's file after the last one it considered.
+func (l *Layer) plan(r chunkRef, ahead int) ([]chunkRef, int) {
 	refs := []chunkRef{r}
 	seen := map[chunkKey]bool{r.key(): true}
 	add := func(x chunkRef) {
@@ -200,22 +236,27 @@ func (l *Layer) plan(r chunkRef) []chunkRef {
 	for _, x := range l.members[c.CompressedOffset] {
 		add(x)
 	}
-	budget := l.readAhead
-	for i := r.i + 1; i < len(r.e.Chunks) && budget > 0; i++ {
+	budget, count := l.readAhead, 0
+	next := r.i + 1
+	for i := r.i + 1; i < len(r.e.Chunks); i++ {
 		n := r.e.Chunks[i]
 		if n.Zero {
+			next = i + 1
 			continue
 		}
-		budget -= n.CompressedEnd - n.CompressedOffset
-		if budget < 0 {
+		size := n.CompressedEnd - n.CompressedOffset
+		if size > budget && count >= ahead {
 			break
 		}
+		budget -= size
+		count++
+		next = i + 1
 		add(chunkRef{r.e, i})
 		for _, x := range l.members[n.CompressedOffset] {
 			add(x)
 		}
 	}
-	return refs
+	return refs, next
 }
 
 // spansOf returns the sorted, merged compressed ranges that hold refs.

@@ -108,6 +108,7 @@ type Layer struct {
 	chunks   map[chunkKey][]byte        // without a cache: verified chunks, kept while the layer lives
 	pending  map[chunkKey]chan struct{} // chunks a running fetch (of any kind) will store; closed when it ends
 	pins     []digest.Digest            // cache entries pinned for the layer's life
+	seq      map[uint32]seqState        // per file: where its last fetch for a read ended
 	stopping bool                       // Close began: start no goroutine
 }
 
@@ -164,6 +165,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		fetched:    make(chan struct{}),
 		chunks:     map[chunkKey][]byte{},
 		pending:    map[chunkKey]chan struct{}{},
+		seq:        map[uint32]seqState{},
 	}
 	return l, nil
 }
