@@ -102,7 +102,7 @@ func (r *recordingReader) ReadAt(p []byte, off int64) (int, error) {
 // tailWindowMin and tailWindowMax bound the blob tail read when a layer is
 // opened from the registry: the footer and, for most layers, the whole
 // TOC in one request.
-var tailWindowMin, tailWindowMax int64 = 256 << 10, 1 << 20
+var tailWindowMin, tailWindowMax int64 = 64 << 10, 1 << 20
 
 // tailWindow guesses from the blob size how much of its tail holds the
 // footer and the TOC: 1/128 of the blob (a TOC grows with the files),
