@@ -44,7 +44,9 @@ e2e-deps: deps-test ## e2e prerequisites: Debian packages and the cached Podman 
 	P5_BASE=$(P5_BASE) tests/podman5/setup.sh build
 
 test-e2e: build e2e-deps ## bats end-to-end tests with Podman 4 (host) and Podman 5 (chroot); as root
-	SGZ_P5_BASE=$(P5_BASE) STARGZ_STORE_BIN=$(CURDIR)/$(BIN) bats --tap tests/bats
+	@set -o pipefail; SGZ_P5_BASE=$(P5_BASE) STARGZ_STORE_BIN=$(CURDIR)/$(BIN) bats --tap tests/bats \
+	  | tee $(OUT)/e2e.tap; rc=$$?; \
+	  echo "e2e: $$(grep -c '^ok ' $(OUT)/e2e.tap) passed, $$(grep -c '^not ok ' $(OUT)/e2e.tap) failed"; exit $$rc
 
 test: deps-test vet fmt-check test-unit test-fuse test-e2e ## every tier: vet, gofmt, unit (+fuzz seeds), FUSE, e2e
 
