@@ -158,37 +158,19 @@ type buildEntry struct {
 // scanTar reads the headers of the input and returns its entries in tar
 // order, each name once (its last occurrence).
 func scanTar(ctx context.Context, ra io.ReaderAt, size int64) ([]*buildEntry, error) {
-	// tar.Reader reads whole blocks and seeks over payloads (SectionReader
-	// is an io.Seeker), so after Next the section's position is exactly
-	// the start of the entry's payload.
-	sr := io.NewSectionReader(ra, 0, size)
-	tr := tar.NewReader(sr)
 	var all []*buildEntry
 	last := make(map[string]int)
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("estargz: build: %w: entry %d: %v", errBadTar, len(all)+1, err)
-		}
-		off, err := sr.Seek(0, io.SeekCurrent)
-		if err != nil {
-			return nil, err
-		}
+	err := walkTar(ctx, ra, size, func(h *tar.Header, off int64) error {
 		e, err := newBuildEntry(h, off, size)
-		if err != nil {
-			return nil, err
-		}
-		if e == nil {
-			continue
+		if e == nil || err != nil {
+			return err
 		}
 		last[e.name] = len(all)
 		all = append(all, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := all[:0]
 	for i, e := range all {
@@ -197,6 +179,35 @@ func scanTar(ctx context.Context, ra io.ReaderAt, size int64) ([]*buildEntry, er
 		}
 	}
 	return out, nil
+}
+
+// walkTar calls fn with every header of the tar in ra[0:size] and the
+// offset of the entry's payload.
+func walkTar(ctx context.Context, ra io.ReaderAt, size int64, fn func(h *tar.Header, off int64) error) error {
+	// tar.Reader reads whole blocks and seeks over payloads (SectionReader
+	// is an io.Seeker), so after Next the section's position is exactly
+	// the start of the entry's payload.
+	sr := io.NewSectionReader(ra, 0, size)
+	tr := tar.NewReader(sr)
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("estargz: build: %w: entry %d: %v", errBadTar, n, err)
+		}
+		off, err := sr.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return err
+		}
+		if err := fn(h, off); err != nil {
+			return err
+		}
+	}
 }
 
 // newBuildEntry checks one input header. It returns nil for entries that

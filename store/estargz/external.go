@@ -150,45 +150,30 @@ func buildLossless(ctx context.Context, w io.Writer, ra io.ReaderAt, size int64,
 // scanLossless reads the headers of the input and returns every entry in
 // tar order, marking which ones the TOC describes.
 func scanLossless(ctx context.Context, ra io.ReaderAt, size int64) ([]losslessEntry, error) {
-	sr := io.NewSectionReader(ra, 0, size)
-	tr := tar.NewReader(sr)
 	var all []losslessEntry
 	last := make(map[string]int)
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("estargz: build: %w: entry %d: %v", errBadTar, len(all)+1, err)
-		}
-		off, err := sr.Seek(0, io.SeekCurrent)
-		if err != nil {
-			return nil, err
-		}
+	err := walkTar(ctx, ra, size, func(h *tar.Header, off int64) error {
 		name, err := cleanBuildName(h.Name)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if name == TOCTarName {
 			all = append(all, losslessEntry{buildEntry: &buildEntry{hdr: h, name: name, off: off}})
-			continue
-		}
-		if name == PrefetchLandmark || name == NoPrefetchLandmark {
-			name = "\x00" + name // newBuildEntry drops landmarks; keep them as files
+			return nil
 		}
 		e, err := newBuildEntry(h, off, size)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if e == nil { // a landmark of the input: an ordinary file here
-			e = &buildEntry{hdr: h, name: name[1:], off: off}
+		if e == nil { // a landmark of the input, which newBuildEntry drops: an ordinary file here
+			e = &buildEntry{hdr: h, name: name, off: off}
 		}
 		last[e.name] = len(all)
 		all = append(all, losslessEntry{buildEntry: e, indexed: true})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	for i := range all {
 		if all[i].indexed && last[all[i].name] != i {
