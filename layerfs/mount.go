@@ -64,6 +64,10 @@ type Options struct {
 	// and storage pulls the layer normally. 0 means
 	// DefaultResolveTimeout.
 	ResolveTimeout time.Duration
+	// ReadAheadKB is the kernel read-ahead of the mount in KiB; 0 means
+	// DefaultReadAheadKB, negative leaves the kernel's default. Setting it
+	// needs root; failing to is logged, not fatal.
+	ReadAheadKB int
 	// Recorder, if not nil, is told about every lookup, open and read of
 	// a regular file in a diff tree, in order (`stargz-store optimize`
 	// records a workload this way). nil records nothing.
@@ -105,8 +109,20 @@ func Mount(ctx context.Context, dir string, src Source, opts Options) (*Server, 
 		_ = srv.Unmount()
 		return nil, fmt.Errorf("mount %s: wait for the kernel: %w", dir, err)
 	}
+	if ra := readAheadKB(opts.ReadAheadKB); ra > 0 {
+		if err := setReadAhead(dir, ra); err != nil {
+			f.log.Warn("set read-ahead", "dir", dir, "kb", ra, "err", err)
+		}
+	}
 	f.log.Debug("mounted", "dir", dir)
 	return &Server{srv: srv, dir: dir, log: f.log, mounted: true}, nil
+}
+
+func readAheadKB(kb int) int {
+	if kb == 0 {
+		return DefaultReadAheadKB
+	}
+	return kb
 }
 
 func checkMountDir(ctx context.Context, dir string) error {

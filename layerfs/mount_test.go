@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -409,5 +410,37 @@ func TestMountLogsFailedLookups(t *testing.T) {
 		if r.Level >= slog.LevelWarn && r.Msg != "layer cannot be served" {
 			t.Errorf("unexpected %v line %q %v", r.Level, r.Msg, r.Attrs)
 		}
+	}
+}
+
+func TestMountReadAhead(t *testing.T) {
+	tests := []struct {
+		name string
+		kb   int
+		want string // "" means the kernel's default, whatever it is
+	}{
+		{"default", 0, strconv.Itoa(DefaultReadAheadKB)},
+		{"set", 2048, "2048"},
+		{"kernel default", -1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newALSFixture(t, Options{ReadAheadKB: tt.kb})
+			var st unix.Stat_t
+			if err := unix.Stat(f.mnt, &st); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(bdiReadAheadPath(st.Dev))
+			if err != nil {
+				t.Fatalf("read the mount's read-ahead: %v", err)
+			}
+			got := strings.TrimSpace(string(b))
+			if tt.want != "" && got != tt.want {
+				t.Errorf("read_ahead_kb = %s, want %s", got, tt.want)
+			}
+			if tt.want == "" && got == strconv.Itoa(DefaultReadAheadKB) {
+				t.Errorf("read_ahead_kb = %s with ReadAheadKB < 0, want the kernel's default", got)
+			}
+		})
 	}
 }

@@ -87,6 +87,9 @@ type StoreConfig struct {
 type FUSEConfig struct {
 	// Debug logs every FUSE request at debug level.
 	Debug bool `toml:"debug"`
+	// ReadAheadKB is the kernel read-ahead of the mount in KiB; 0 means
+	// layerfs.DefaultReadAheadKB, negative the kernel's default.
+	ReadAheadKB int `toml:"read_ahead_kb"`
 }
 
 // duration is a time.Duration written as "30s" in TOML.

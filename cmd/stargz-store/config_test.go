@@ -24,10 +24,11 @@ func TestLoadConfig(t *testing.T) {
 		{name: "empty file gives defaults", file: " ", check: func(c Config) bool { return c == defaultConfig() }},
 		{
 			name: "values override defaults",
-			file: "log_level = \"debug\"\n[store]\nresolve_timeout = \"15s\"\nmax_toc_size = 1024\n[registry]\nauth_file = \"/a.json\"\n[fuse]\ndebug = true\n",
+			file: "log_level = \"debug\"\n[store]\nresolve_timeout = \"15s\"\nmax_toc_size = 1024\n[registry]\nauth_file = \"/a.json\"\n[fuse]\ndebug = true\nread_ahead_kb = 4096\n",
 			check: func(c Config) bool {
 				return c.LogLevel == "debug" && c.Store.ResolveTimeout.Duration == 15*time.Second &&
 					c.Store.MaxTOCSize == 1024 && c.Registry.AuthFile == "/a.json" && c.FUSE.Debug &&
+					c.FUSE.ReadAheadKB == 4096 &&
 					c.Store.IdleTimeout == defaultConfig().Store.IdleTimeout
 			},
 		},

@@ -65,5 +65,6 @@ func layerfsOptions(cfg Config, log *slog.Logger) layerfs.Options {
 		Logger:         log,
 		Debug:          cfg.FUSE.Debug,
 		ResolveTimeout: cfg.Store.ResolveTimeout.Duration,
+		ReadAheadKB:    cfg.FUSE.ReadAheadKB,
 	}
 }
