@@ -262,18 +262,9 @@ func (p *tocParser) carryNames(e *tocEntry) {
 	}
 }
 
-var tocTypes = map[string]index.Type{
-	"dir":     index.TypeDir,
-	"reg":     index.TypeReg,
-	"symlink": index.TypeSymlink,
-	"char":    index.TypeChar,
-	"block":   index.TypeBlock,
-	"fifo":    index.TypeFifo,
-}
-
 // entry converts the metadata of a non-chunk, non-hardlink entry.
 func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
-	typ, ok := tocTypes[e.Type]
+	typ, ok := index.ParseType(e.Type)
 	if !ok {
 		return index.Entry{}, fmt.Errorf("%w: %q has unknown type %q", index.ErrInvalid, e.Name, e.Type)
 	}

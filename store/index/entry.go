@@ -33,6 +33,18 @@ func (t Type) String() string {
 	return "invalid"
 }
 
+// ParseType returns the Type the eStargz and zstd:chunked TOCs spell s
+// ("dir", "reg", "symlink", "char", "block", "fifo"). Hard links and chunks
+// are entries of their own kind, not types.
+func ParseType(s string) (Type, bool) {
+	for t := TypeDir; t <= TypeFifo; t++ {
+		if typeNames[t] == s {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
 // Chunk is one independently decompressible and verifiable piece of a
 // regular file's content.
 type Chunk struct {

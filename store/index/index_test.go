@@ -142,3 +142,22 @@ func TestTypeString(t *testing.T) {
 		}
 	}
 }
+
+func TestParseType(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Type
+		ok   bool
+	}{
+		{"dir", TypeDir, true}, {"reg", TypeReg, true}, {"symlink", TypeSymlink, true},
+		{"char", TypeChar, true}, {"block", TypeBlock, true}, {"fifo", TypeFifo, true},
+		{"hardlink", 0, false}, {"chunk", 0, false}, {"invalid", 0, false}, {"", 0, false}, {"DIR", 0, false},
+	} {
+		if got, ok := ParseType(tt.in); got != tt.want || ok != tt.ok {
+			t.Errorf("ParseType(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+		if tt.ok && tt.want.String() != tt.in {
+			t.Errorf("%v.String() = %q, want %q", tt.want, tt.want.String(), tt.in)
+		}
+	}
+}

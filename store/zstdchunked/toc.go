@@ -65,15 +65,6 @@ type tocEntry struct {
 	ChunkType   string            `json:"chunkType"`
 }
 
-var tocTypes = map[string]index.Type{
-	"dir":     index.TypeDir,
-	"reg":     index.TypeReg,
-	"symlink": index.TypeSymlink,
-	"char":    index.TypeChar,
-	"block":   index.TypeBlock,
-	"fifo":    index.TypeFifo,
-}
-
 // tocParser turns TOC entries, in order, into an index.
 type tocParser struct {
 	b        *index.Builder // its Limits.BlobEnd keeps chunks before the TOC
@@ -242,7 +233,7 @@ func (p *tocParser) add(e *tocEntry) error {
 
 // entry converts the metadata of a non-chunk, non-hardlink entry.
 func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
-	typ, ok := tocTypes[e.Type]
+	typ, ok := index.ParseType(e.Type)
 	if !ok {
 		return index.Entry{}, fmt.Errorf("%w: %q has unknown type %q", index.ErrInvalid, e.Name, e.Type)
 	}
