@@ -132,6 +132,29 @@ func httpRTT(ctx context.Context, url string) (float64, error) {
 	return medianF(ds), nil
 }
 
+// serveEach accepts connections on ln until it is closed and runs handle
+// on each in a goroutine of its own, closing the connection afterwards. wg
+// counts the accept loop and every handler, so Wait after closing ln waits
+// for all of them.
+func serveEach(ln net.Listener, wg *sync.WaitGroup, handle func(net.Conn)) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+}
+
 // checkLink measures ping and bulk rates through a proxy shaped by cfg to
 // an in-process server that speaks a tiny protocol: 'p' echoes one byte,
 // 'd' N sends N bytes, 'u' N reads N bytes and answers one.
@@ -143,22 +166,7 @@ func checkLink(ctx context.Context, cfg ProxyConfig, e *emulation) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer srv.Close()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := srv.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				serveCheck(c)
-			}()
-		}
-	}()
+	serveEach(srv, &wg, serveCheck)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("emulation check: %w", err)

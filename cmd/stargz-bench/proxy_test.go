@@ -92,22 +92,7 @@ func echoServer(t *testing.T) string {
 	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	serveEach(ln, &wg, func(c net.Conn) { io.Copy(c, c) })
 	return ln.Addr().String()
 }
 
@@ -121,26 +106,13 @@ func sinkServer(t *testing.T, n int, sent chan<- []byte) string {
 	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.Copy(io.Discard, c)
-				b := make([]byte, n)
-				rand.Read(b)
-				c.Write(b)
-				sent <- b
-			}()
-		}
-	}()
+	serveEach(ln, &wg, func(c net.Conn) {
+		io.Copy(io.Discard, c)
+		b := make([]byte, n)
+		rand.Read(b)
+		c.Write(b)
+		sent <- b
+	})
 	return ln.Addr().String()
 }
 
