@@ -71,20 +71,7 @@ teardown() {
     # background fetch off: only the container's own reads may fetch
     SGZ_STORE_CONFIG=$(lazy_only_config) start_store lazy "$SGZ_WORK/mnt/lazy"
     p4_instance store "$(store_mnt lazy)"
-    local off; off=$(reg_log_lines main)
-    run podman4 pull -q "$ESGZ"
-    assert_success
-    run podman4 run --rm "$ESGZ" /bin/sh -c 'cat /data/small/hello.txt /data/deep/a/b/c/d/e/leaf.txt; wc -c < /data/medium/text-1.5m.txt'
-    assert_success
-    [ "${lines[0]}" = "hello from the stargz-store e2e fixture" ]
-    [ "${lines[1]}" = leaf ]
-    [ "${lines[2]}" = 1572864 ]
-    local got size
-    got=$(reg_blob_bytes main "$off" fixtures/busybox $(layer_digests "$ESGZ"))
-    size=$(image_size "$ESGZ")
-    log "blob bytes fetched: $got of $size (compressed image size)"
-    [ "$got" -gt 0 ] || fail "no blob bytes fetched at all: is the registry log right?"
-    [ $((got * 3)) -lt "$size" ] || fail "fetched $got bytes, not far below the image size $size"
+    run_few_files_and_check_bytes podman4
 }
 
 @test "podman 4 rmi releases every layer in the store (refs=0, layer freed)" {
@@ -94,12 +81,5 @@ teardown() {
     local off; off=$(store_log_lines main)
     run podman4 rmi "$ESGZ"
     assert_success
-    local d rel freed
-    rel=$(store_events main "$off" release)
-    freed=$(store_events main "$off" "layer freed")
-    for d in $(layer_digests "$ESGZ"); do
-        has_event "$rel" '.digest == $d and (.refs | tostring) == "0"' --arg d "$d" ||
-            fail "no 'release' of $d down to refs=0; releases: $rel"
-        grep -qF "$d" <<<"$freed" || fail "no 'layer freed' for $d; got: $freed"
-    done
+    assert_released main "$off" $(layer_digests "$ESGZ")
 }

@@ -350,6 +350,40 @@ start_store() {
     fi
 }
 
+# run_few_files_and_check_bytes PODMAN: with PODMAN (podman4 or podman5, whose "store" instance
+# uses a store started with lazy_only_config), pull $ESGZ and run a container that reads three
+# files of the busybox fixture; the blob bytes the registry "main" served meanwhile must stay far
+# below the image's compressed size.
+run_few_files_and_check_bytes() {
+    local pm=$1 off got size
+    off=$(reg_log_lines main)
+    run "$pm" pull -q "$ESGZ"
+    assert_success
+    run "$pm" run --rm "$ESGZ" /bin/sh -c 'cat /data/small/hello.txt /data/deep/a/b/c/d/e/leaf.txt; wc -c < /data/medium/text-1.5m.txt'
+    assert_success
+    [ "${lines[0]}" = "hello from the stargz-store e2e fixture" ]
+    [ "${lines[1]}" = leaf ]
+    [ "${lines[2]}" = 1572864 ]
+    got=$(reg_blob_bytes main "$off" fixtures/busybox $(layer_digests "$ESGZ"))
+    size=$(image_size "$ESGZ")
+    log "blob bytes fetched: $got of $size (compressed image size)"
+    [ "$got" -gt 0 ] || fail "no blob bytes fetched at all: is the registry log right?"
+    [ $((got * 3)) -lt "$size" ] || fail "fetched $got bytes, not far below the image size $size"
+}
+
+# assert_released STORE OFFSET DIGEST...: after line OFFSET of store STORE's log, each DIGEST (the
+# layer directory names storage used) was released down to refs=0 and its layer freed.
+assert_released() {
+    local st=$1 off=$2 d rel freed; shift 2
+    rel=$(store_events "$st" "$off" release)
+    freed=$(store_events "$st" "$off" "layer freed")
+    for d in "$@"; do
+        has_event "$rel" '.digest == $d and (.refs | tostring) == "0"' --arg d "$d" ||
+            fail "no 'release' of $d down to refs=0; releases: $rel"
+        grep -qF "$d" <<<"$freed" || fail "no 'layer freed' for $d; got: $freed"
+    done
+}
+
 # lazy_only_config: a store config with background fetch off, for tests that count what a
 # container's own reads fetch (background fetch would soon fetch the whole layer).
 lazy_only_config() {
