@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/stargz-store/stargz-store/store/index"
 )
@@ -298,12 +301,47 @@ func (l *Layer) fetchRefs(ctx context.Context, refs []chunkRef, kind fetchKind, 
 		c := refs[0].chunk()
 		return nil, fmt.Errorf("fetch chunk %d of %s: %w", c.Offset, refs[0].e.Name, err)
 	}
+	datas, errs := l.decodeAll(refs, spans, bufs)
 	var first []byte
 	var total int64
 	var kept []chunkRef
 	var keptData [][]byte
 	for i, r := range refs {
 		c := r.chunk()
+		if err := errs[i]; err != nil {
+			err = fmt.Errorf("chunk %d of %s: %w", c.Offset, r.e.Name, err)
+			if i == 0 {
+				return nil, err
+			}
+			l.log.Warn("chunk failed verification", "digest", l.desc.Digest.String(), "err", err)
+			continue
+		}
+		if i == 0 {
+			first = datas[i]
+		}
+		kept, keptData = append(kept, r), append(keptData, datas[i])
+		total += c.CompressedEnd - c.CompressedOffset
+	}
+	l.keep(kept, keptData, kind)
+	if kind != fetchBackground {
+		l.speculateELF(kept, keptData)
+	}
+	l.log.Debug("chunks fetched", "digest", l.desc.Digest.String(), "path", refs[0].e.Name,
+		"off", refs[0].chunk().Offset, "chunks", len(refs), "ranges", len(spans), "bytes", total)
+	return first, nil
+}
+
+// parallelDecode is the uncompressed size from which a fetch decodes its
+// chunks on all CPUs: a start-up often waits for a few 4 MiB chunks.
+const parallelDecode = 1 << 20
+
+// decodeAll decodes and verifies every chunk of refs from the fetched
+// spans, on up to GOMAXPROCS goroutines when there is enough to decode.
+func (l *Layer) decodeAll(refs []chunkRef, spans []span, bufs [][]byte) ([][]byte, []error) {
+	datas := make([][]byte, len(refs))
+	errs := make([]error, len(refs))
+	one := func(i int) {
+		c := refs[i].chunk()
 		j, _ := slices.BinarySearchFunc(spans, c.CompressedOffset, func(s span, off int64) int {
 			switch {
 			case s.end <= off:
@@ -313,26 +351,31 @@ func (l *Layer) fetchRefs(ctx context.Context, refs []chunkRef, kind fetchKind, 
 			}
 			return 0
 		})
-		comp := bufs[j][c.CompressedOffset-spans[j].off : c.CompressedEnd-spans[j].off]
-		data := make([]byte, c.Size)
-		if err := l.fmt.decode(data, comp, c); err != nil {
-			err = fmt.Errorf("chunk %d of %s: %w", c.Offset, r.e.Name, err)
-			if i == 0 {
-				return nil, err
-			}
-			l.log.Warn("chunk failed verification", "digest", l.desc.Digest.String(), "err", err)
-			continue
-		}
-		if i == 0 {
-			first = data
-		}
-		kept, keptData = append(kept, r), append(keptData, data)
-		total += c.CompressedEnd - c.CompressedOffset
+		datas[i] = make([]byte, c.Size)
+		errs[i] = l.fmt.decode(datas[i], bufs[j][c.CompressedOffset-spans[j].off:c.CompressedEnd-spans[j].off], c)
 	}
-	l.keep(kept, keptData, kind)
-	l.log.Debug("chunks fetched", "digest", l.desc.Digest.String(), "path", refs[0].e.Name,
-		"off", refs[0].chunk().Offset, "chunks", len(refs), "ranges", len(spans), "bytes", total)
-	return first, nil
+	var size int64
+	for _, r := range refs {
+		size += r.chunk().Size
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(refs))
+	if size < parallelDecode || workers < 2 {
+		for i := range refs {
+			one(i)
+		}
+		return datas, errs
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(refs); i = int(next.Add(1) - 1) {
+				one(i)
+			}
+		})
+	}
+	wg.Wait()
+	return datas, errs
 }
 
 // readSpans reads the spans through the blob, in one request when it can.

@@ -57,6 +57,9 @@ type LayerOptions struct {
 	// ReadAhead is how many more compressed bytes of a file to fetch with
 	// a chunk being read; 0 means none.
 	ReadAhead int64
+	// Speculate turns on fetching the libraries an ELF file will load
+	// once its head has been read (see speculate.go).
+	Speculate bool
 	// ExternalTOC fetches the TOC blob of a layer whose footer says its TOC
 	// lives elsewhere (an external-TOC eStargz blob); nil makes such layers
 	// not lazy.
@@ -102,6 +105,10 @@ type Layer struct {
 	// for a quiet period.
 	lastRead atomic.Int64
 	reading  atomic.Int32
+	// guess is LayerOptions.Speculate; specLeft the compressed bytes
+	// guesses may still fetch.
+	guess    bool
+	specLeft atomic.Int64
 
 	// mu guards the fields below.
 	mu       sync.RWMutex
@@ -109,6 +116,7 @@ type Layer struct {
 	pending  map[chunkKey]chan struct{} // chunks a running fetch (of any kind) will store; closed when it ends
 	pins     []digest.Digest            // cache entries pinned for the layer's life
 	seq      map[uint32]seqState        // per file: where its last fetch for a read ended
+	guessed  map[uint32]bool            // files looked at for speculative fetches
 	stopping bool                       // Close began: start no goroutine
 }
 
@@ -166,7 +174,10 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		chunks:     map[chunkKey][]byte{},
 		pending:    map[chunkKey]chan struct{}{},
 		seq:        map[uint32]seqState{},
+		guessed:    map[uint32]bool{},
+		guess:      opts.Speculate,
 	}
+	l.specLeft.Store(speculateBudget)
 	return l, nil
 }
 

@@ -53,8 +53,12 @@ type Manager struct {
 	resolves *flight.Group[refspec.Reference, *image]
 	searches *flight.Group[refspec.Reference, []layerEntry]
 	opens    *flight.Group[blobKey, *Layer]
-	wg       sync.WaitGroup // timer callbacks running
+	wg       sync.WaitGroup // timer callbacks and warm-ups running
 	close    sync.Once
+	// life ends at Close; warm-ups run on it (as Layer.ctx, the
+	// documented exception to "no ctx in a struct").
+	life    context.Context
+	endLife context.CancelFunc
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -75,7 +79,10 @@ func New(opts Options) (*Manager, error) {
 		return nil, err
 	}
 	ctx := context.Background()
+	life, endLife := context.WithCancel(ctx)
 	return &Manager{
+		life:     life,
+		endLife:  endLife,
 		opts:     o,
 		log:      o.Logger,
 		clk:      o.clock,
@@ -199,6 +206,7 @@ func (m *Manager) image(ctx context.Context, ref refspec.Reference) (*image, err
 		ctx, cancel := context.WithTimeout(ctx, m.opts.ResolveTimeout)
 		defer cancel()
 		start := time.Now()
+		m.goWarmUp(ref)
 		img, err := fetchImage(ctx, m.opts.Registries.SystemContext(), ref)
 		if err != nil {
 			return nil, fmt.Errorf("resolve %s: %w", ref, err)
@@ -287,7 +295,7 @@ func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
 		blob.lim = m.limiter(ref.Domain())
 		sys := m.opts.Registries.SystemContext()
 		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
-			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead,
+			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate,
 			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, sys, d) }})
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
@@ -328,6 +336,7 @@ func (m *Manager) prefetch(ctx context.Context, l *Layer) {
 		background: !m.opts.NoBackgroundFetch,
 		share:      m.opts.BackgroundShare,
 		delay:      m.opts.BackgroundDelay,
+		startup:    m.startupFiles(),
 	})
 	if m.opts.NoPrefetch || l.PrefetchEnd() <= 0 {
 		return
@@ -405,10 +414,23 @@ func (m *Manager) Close() error {
 		m.resolves.Close()
 		m.searches.Close()
 		m.opens.Close()
+		m.endLife()
 		for _, l := range open {
 			l.Close()
 		}
 		m.wg.Wait()
 	})
 	return nil
+}
+
+// startupFiles returns the paths to fetch when a layer without
+// prioritized files is first looked up.
+func (m *Manager) startupFiles() []string {
+	switch {
+	case m.opts.NoSpeculate:
+		return nil
+	case m.opts.StartupFiles == nil:
+		return DefaultStartupFiles
+	}
+	return m.opts.StartupFiles
 }

@@ -91,6 +91,14 @@ type Options struct {
 	// being read are fetched in the same request. 0 means 1 MiB; negative
 	// means none.
 	ReadAhead int64
+	// NoSpeculate turns off the speculative fetches of layers without
+	// prioritized files: their start-up files and the libraries an ELF
+	// file that was read will load (see speculate.go).
+	NoSpeculate bool
+	// StartupFiles are the paths fetched in one request when a layer
+	// without prioritized files is first looked up. nil means
+	// DefaultStartupFiles; an empty, non-nil slice means none.
+	StartupFiles []string
 
 	// clock replaces the real clock in tests; nil means real time.
 	clock clock
@@ -110,8 +118,14 @@ const (
 	defaultBackgroundDelay = 2 * time.Second
 	defaultMaxParallel     = 8
 	defaultReadAhead       = 1 << 20
-	maxBackoff             = 5 * time.Second
+
+	maxBackoff = 5 * time.Second
 )
+
+// DefaultStartupFiles are read at nearly every container start before
+// the program's own files: the runtime resolves the user and groups in
+// the image's databases, and libc reads the local time zone.
+var DefaultStartupFiles = []string{"etc/passwd", "etc/group", "etc/localtime"}
 
 // withDefaults checks o and fills in the defaults.
 func (o Options) withDefaults() (Options, error) {

@@ -17,6 +17,9 @@ type fetchOptions struct {
 	// delay is how long the layer must have gone without a read fetching
 	// before each background request; 0 means none.
 	delay time.Duration
+	// startup are the paths fetched at once when the layer has no
+	// prioritized files (see speculate.go).
+	startup []string
 }
 
 // defaultBackgroundBatch is how many compressed bytes one background
@@ -31,6 +34,9 @@ const maxBatchRanges = 32
 // on a goroutine the layer owns, and returns a channel closed when the
 // prefetch has ended. Call it once.
 func (l *Layer) startFetching(o fetchOptions) <-chan struct{} {
+	if len(o.startup) > 0 && l.PrefetchEnd() <= 0 {
+		l.speculateStartup(o.startup)
+	}
 	l.mu.Lock()
 	started := l.goLocked(func() {
 		defer close(l.fetched)

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/stargz-store/stargz-store/store"
 )
 
 // defaultConfigPath is read when --config is not given; a missing file
@@ -81,6 +84,12 @@ type StoreConfig struct {
 	// ReadAhead is how many compressed bytes of a file beyond the chunk
 	// being read are fetched with it; 0 turns read-ahead off.
 	ReadAhead int64 `toml:"read_ahead"`
+	// Speculate fetches, for layers without prioritized files, the
+	// start-up files when the layer is looked up and the libraries of an
+	// ELF file once its head is read.
+	Speculate bool `toml:"speculate"`
+	// StartupFiles are those start-up files, paths in the layer.
+	StartupFiles []string `toml:"startup_files"`
 }
 
 // FUSEConfig tunes the mount.
@@ -121,6 +130,8 @@ func defaultConfig() Config {
 			MaxParallelRequests: 8,
 			MultiRange:          true,
 			ReadAhead:           1 << 20,
+			Speculate:           true,
+			StartupFiles:        slices.Clone(store.DefaultStartupFiles),
 		},
 	}
 }
@@ -177,6 +188,11 @@ func (c Config) validate() error {
 	}
 	if c.Store.MaxParallelRequests <= 0 {
 		return fmt.Errorf("config: store.max_parallel_requests must be positive, got %d", c.Store.MaxParallelRequests)
+	}
+	for _, p := range c.Store.StartupFiles {
+		if strings.Trim(p, "/") == "" {
+			return fmt.Errorf("config: store.startup_files: %q is not a file path", p)
+		}
 	}
 	if c.Store.ReadAhead < 0 {
 		return fmt.Errorf("config: store.read_ahead must not be negative, got %d", c.Store.ReadAhead)

@@ -5,6 +5,8 @@ package main
 import (
 	"errors"
 	"io/fs"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -19,9 +21,9 @@ func TestLoadConfig(t *testing.T) {
 		check    func(Config) bool
 		wantErr  string
 	}{
-		{name: "missing default file gives defaults", check: func(c Config) bool { return c == defaultConfig() }},
+		{name: "missing default file gives defaults", check: func(c Config) bool { return reflect.DeepEqual(c, defaultConfig()) }},
 		{name: "missing explicit file", explicit: true, wantErr: "read config"},
-		{name: "empty file gives defaults", file: " ", check: func(c Config) bool { return c == defaultConfig() }},
+		{name: "empty file gives defaults", file: " ", check: func(c Config) bool { return reflect.DeepEqual(c, defaultConfig()) }},
 		{
 			name: "values override defaults",
 			file: "log_level = \"debug\"\n[store]\nresolve_timeout = \"15s\"\nmax_toc_size = 1024\n[registry]\nauth_file = \"/a.json\"\n[fuse]\ndebug = true\nread_ahead_kb = 4096\n",
@@ -47,6 +49,24 @@ func TestLoadConfig(t *testing.T) {
 					c.Cache.MaxSize == 1000 && c.Cache.MemorySize == -1
 			},
 		},
+		{
+			name: "speculation knobs",
+			file: "[store]\nspeculate = false\nstartup_files = [\"etc/hosts\", \"/etc/os-release\"]\n",
+			check: func(c Config) bool {
+				o := storeOptions(c, nil, nil, nil)
+				return !c.Store.Speculate && slices.Equal(c.Store.StartupFiles, []string{"etc/hosts", "/etc/os-release"}) &&
+					o.NoSpeculate && slices.Equal(o.StartupFiles, c.Store.StartupFiles)
+			},
+		},
+		{
+			name: "no startup files",
+			file: "[store]\nstartup_files = []\n",
+			check: func(c Config) bool {
+				o := storeOptions(c, nil, nil, nil)
+				return c.Store.Speculate && o.StartupFiles != nil && len(o.StartupFiles) == 0
+			},
+		},
+		{name: "empty startup file", file: "[store]\nstartup_files = [\"/\"]\n", wantErr: "startup_files"},
 		{name: "share above one", file: "[store]\nbackground_share = 1.5\n", wantErr: "background_share"},
 		{name: "zero share", file: "[store]\nbackground_share = 0.0\n", wantErr: "background_share"},
 		{name: "zero parallel requests", file: "[store]\nmax_parallel_requests = 0\n", wantErr: "max_parallel_requests"},

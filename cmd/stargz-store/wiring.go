@@ -49,6 +49,8 @@ func storeOptions(cfg Config, regs *registryauth.Registries, cache *cachedir.Dir
 		MaxParallelRequests: cfg.Store.MaxParallelRequests,
 		SingleRange:         !cfg.Store.MultiRange,
 		ReadAhead:           readAhead,
+		NoSpeculate:         !cfg.Store.Speculate,
+		StartupFiles:        append([]string{}, cfg.Store.StartupFiles...),
 	}
 }
 
