@@ -11,12 +11,10 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
-	"go.podman.io/image/v5/pkg/blobinfocache/none"
-	"go.podman.io/image/v5/types"
 
+	"github.com/stargz-store/stargz-store/refspec"
 	"github.com/stargz-store/stargz-store/store/estargz"
 )
 
@@ -38,12 +36,12 @@ const (
 )
 
 // fetchExternalTOC returns the TOC blob of desc from the TOC image of its reference.
-func fetchExternalTOC(ctx context.Context, sys *types.SystemContext, desc LayerDesc) ([]byte, error) {
+func fetchExternalTOC(ctx context.Context, open sourceOpener, desc LayerDesc) ([]byte, error) {
 	tagged, ok := desc.Ref.Named().(reference.NamedTagged)
 	if !ok {
 		return nil, fmt.Errorf("external TOC of %s: a digest reference has no TOC image tag", desc.Digest)
 	}
-	tocs, err := fetchTOCImage(ctx, sys, tagged, map[digest.Digest]int{desc.Digest: 0})
+	tocs, err := fetchTOCImage(ctx, open, tagged, map[digest.Digest]int{desc.Digest: 0})
 	if err != nil {
 		return nil, err
 	}
@@ -56,20 +54,19 @@ func fetchExternalTOC(ctx context.Context, sys *types.SystemContext, desc LayerD
 
 // fetchTOCImage reads the TOC image of tagged and returns the TOC blobs of the wanted eStargz
 // blobs, each checked against its descriptor's digest.
-func fetchTOCImage(ctx context.Context, sys *types.SystemContext, tagged reference.NamedTagged, want map[digest.Digest]int) (map[digest.Digest][]byte, error) {
+func fetchTOCImage(ctx context.Context, open sourceOpener, tagged reference.NamedTagged, want map[digest.Digest]int) (map[digest.Digest][]byte, error) {
 	named, err := reference.WithTag(reference.TrimNamed(tagged), tagged.Tag()+tocImageSuffix)
 	if err != nil {
 		return nil, err
 	}
-	iref, err := docker.NewReference(named)
+	ref, err := refspec.Parse(named.String())
 	if err != nil {
 		return nil, err
 	}
-	src, err := iref.NewImageSource(ctx, sys)
+	src, err := open(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("open TOC image %s: %w", named, err)
 	}
-	defer src.Close()
 	descs, err := tocImageLayers(ctx, src)
 	if err != nil {
 		return nil, fmt.Errorf("TOC image %s: %w", named, err)
@@ -94,8 +91,8 @@ func fetchTOCImage(ctx context.Context, sys *types.SystemContext, tagged referen
 
 // tocImageLayers returns the layer descriptors of a TOC image: of its manifest, or of every
 // manifest of its index.
-func tocImageLayers(ctx context.Context, src types.ImageSource) ([]ocispec.Descriptor, error) {
-	raw, mime, err := src.GetManifest(ctx, nil)
+func tocImageLayers(ctx context.Context, src manifestSource) ([]ocispec.Descriptor, error) {
+	raw, mime, err := src.manifest(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -127,14 +124,14 @@ func tocImageLayers(ctx context.Context, src types.ImageSource) ([]ocispec.Descr
 	return out, nil
 }
 
-func fetchTOCBlob(ctx context.Context, src types.ImageSource, d ocispec.Descriptor) ([]byte, error) {
+func fetchTOCBlob(ctx context.Context, src manifestSource, d ocispec.Descriptor) ([]byte, error) {
 	if err := d.Digest.Validate(); err != nil {
 		return nil, err
 	}
 	if d.Size > maxTOCBlob {
 		return nil, fmt.Errorf("TOC blob %s of %d bytes: %w", d.Digest, d.Size, estargz.ErrTooLarge)
 	}
-	rc, _, err := src.GetBlob(ctx, types.BlobInfo{Digest: d.Digest, Size: d.Size}, none.NoCache)
+	rc, err := src.blob(ctx, d.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("fetch TOC blob %s: %w", d.Digest, err)
 	}

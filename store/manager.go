@@ -53,12 +53,8 @@ type Manager struct {
 	resolves *flight.Group[refspec.Reference, *image]
 	searches *flight.Group[refspec.Reference, []layerEntry]
 	opens    *flight.Group[blobKey, *Layer]
-	wg       sync.WaitGroup // timer callbacks and warm-ups running
+	wg       sync.WaitGroup // timer callbacks running
 	close    sync.Once
-	// life ends at Close; warm-ups run on it (as Layer.ctx, the
-	// documented exception to "no ctx in a struct").
-	life    context.Context
-	endLife context.CancelFunc
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -79,10 +75,7 @@ func New(opts Options) (*Manager, error) {
 		return nil, err
 	}
 	ctx := context.Background()
-	life, endLife := context.WithCancel(ctx)
 	return &Manager{
-		life:     life,
-		endLife:  endLife,
 		opts:     o,
 		log:      o.Logger,
 		clk:      o.clock,
@@ -206,8 +199,7 @@ func (m *Manager) image(ctx context.Context, ref refspec.Reference) (*image, err
 		ctx, cancel := context.WithTimeout(ctx, m.opts.ResolveTimeout)
 		defer cancel()
 		start := time.Now()
-		m.goWarmUp(ref)
-		img, err := fetchImage(ctx, m.opts.Registries.SystemContext(), ref)
+		img, err := m.fetchImage(ctx, ref)
 		if err != nil {
 			return nil, fmt.Errorf("resolve %s: %w", ref, err)
 		}
@@ -260,7 +252,11 @@ func (m *Manager) otherInstances(ctx context.Context, img *image) ([]layerEntry,
 	return m.searches.Do(ctx, img.ref, func(ctx context.Context) ([]layerEntry, error) {
 		ctx, cancel := context.WithTimeout(ctx, m.opts.ResolveTimeout)
 		defer cancel()
-		more, err := fetchInstances(ctx, m.opts.Registries.SystemContext(), img.ref, img.others)
+		src, err := m.newSource(ctx, img.ref)
+		if err != nil {
+			return nil, fmt.Errorf("search the index of %s: %w", img.ref, err)
+		}
+		more, err := fetchInstances(ctx, src, img.ref, img.others)
 		if err != nil {
 			return nil, fmt.Errorf("search the index of %s: %w", img.ref, err)
 		}
@@ -293,10 +289,9 @@ func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
 		start := time.Now()
 		blob := newRemoteBlob(ref, e.desc, eps, m.opts)
 		blob.lim = m.limiter(ref.Domain())
-		sys := m.opts.Registries.SystemContext()
 		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
 			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate,
-			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, sys, d) }})
+			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, m.newSource, d) }})
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
 		}
@@ -414,7 +409,6 @@ func (m *Manager) Close() error {
 		m.resolves.Close()
 		m.searches.Close()
 		m.opens.Close()
-		m.endLife()
 		for _, l := range open {
 			l.Close()
 		}

@@ -42,6 +42,26 @@ func TestCheckContentRange(t *testing.T) {
 // behind a mirror that lacks the blob.
 func newBlobEnv(t *testing.T) (*remoteBlob, testutil.Layer, *testutil.Registry, *testutil.Registry) {
 	t.Helper()
+	regs, ref, layer, primary, mirror := mirrored(t)
+	eps, err := regs.Endpoints(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(eps) != 2 {
+		t.Fatalf("%d endpoints, want mirror and primary", len(eps))
+	}
+	o, err := Options{Registries: regs, backoff: 1}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := LayerDesc{Ref: ref, Digest: layer.Desc.Digest, Size: layer.Desc.Size}
+	return newRemoteBlob(ref, desc, eps, o), layer, primary, mirror
+}
+
+// mirrored pushes app:v1 (one eStargz layer) to a primary registry and
+// returns registries that put an empty mirror before it.
+func mirrored(t *testing.T) (*registryauth.Registries, refspec.Reference, testutil.Layer, *testutil.Registry, *testutil.Registry) {
+	t.Helper()
 	testutil.CheckLeaks(t)
 	primary, mirror := testutil.NewRegistry(t), testutil.NewRegistry(t)
 	layer := testutil.ESGZLayer(t, testutil.Tar(t, sampleFiles(t, "b")...), testutil.ESGZOptions{})
@@ -61,19 +81,7 @@ func newBlobEnv(t *testing.T) (*remoteBlob, testutil.Layer, *testutil.Registry, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps, err := regs.Endpoints(t.Context(), ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(eps) != 2 {
-		t.Fatalf("%d endpoints, want mirror and primary", len(eps))
-	}
-	o, err := Options{Registries: regs, backoff: 1}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc := LayerDesc{Ref: ref, Digest: layer.Desc.Digest, Size: layer.Desc.Size}
-	return newRemoteBlob(ref, desc, eps, o), layer, primary, mirror
+	return regs, ref, layer, primary, mirror
 }
 
 func TestRemoteBlobMirrorFallback(t *testing.T) {

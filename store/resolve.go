@@ -14,13 +14,10 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/manifest"
-	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
 
 	"github.com/stargz-store/stargz-store/refspec"
-	"github.com/stargz-store/stargz-store/registryauth"
 )
 
 // Layer annotations the store reads (stargz-snapshotter and
@@ -71,17 +68,13 @@ func findLayer(entries []layerEntry, d digest.Digest) (layerEntry, bool) {
 	return layerEntry{}, false
 }
 
-// fetchImage resolves ref through containers/image: the manifest, for an
-// index the instance for the host platform, and the config's DiffIDs.
-func fetchImage(ctx context.Context, sys *types.SystemContext, ref refspec.Reference) (*image, error) {
-	src, err := openSource(ctx, sys, ref)
+// fetchImage resolves ref: the manifest, for an index the instance for
+// the host platform (chosen as containers/image chooses, from sys), and
+// the config's DiffIDs.
+func fetchImage(ctx context.Context, src manifestSource, sys *types.SystemContext, ref refspec.Reference) (*image, error) {
+	raw, mime, err := src.manifest(ctx, "")
 	if err != nil {
 		return nil, err
-	}
-	defer src.Close()
-	raw, mime, err := src.GetManifest(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("fetch manifest: %w", err)
 	}
 	if d := ref.Digest(); d != "" {
 		if ok, err := manifest.MatchesDigest(raw, d); err != nil || !ok {
@@ -116,12 +109,7 @@ func fetchImage(ctx context.Context, sys *types.SystemContext, ref refspec.Refer
 // fetchInstances resolves the given index instances of ref and returns
 // all their layers. Any failure fails the whole search, so that a
 // transient error is not remembered as "not there".
-func fetchInstances(ctx context.Context, sys *types.SystemContext, ref refspec.Reference, instances []digest.Digest) ([]layerEntry, error) {
-	src, err := openSource(ctx, sys, ref)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
+func fetchInstances(ctx context.Context, src manifestSource, ref refspec.Reference, instances []digest.Digest) ([]layerEntry, error) {
 	var all []layerEntry
 	for _, inst := range instances {
 		raw, mime, err := getInstance(ctx, src, inst)
@@ -140,23 +128,8 @@ func fetchInstances(ctx context.Context, sys *types.SystemContext, ref refspec.R
 	return all, nil
 }
 
-func openSource(ctx context.Context, sys *types.SystemContext, ref refspec.Reference) (types.ImageSource, error) {
-	iref, err := docker.NewReference(ref.Named())
-	if err != nil {
-		return nil, fmt.Errorf("reference %s: %w", ref, err)
-	}
-	src, err := iref.NewImageSource(ctx, sys)
-	if errors.As(err, new(docker.ErrUnauthorizedForCredentials)) {
-		return nil, fmt.Errorf("open %s: %w: %w", ref, registryauth.ErrUnauthorized, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", ref, err)
-	}
-	return src, nil
-}
-
-func getInstance(ctx context.Context, src types.ImageSource, inst digest.Digest) ([]byte, string, error) {
-	raw, mime, err := src.GetManifest(ctx, &inst)
+func getInstance(ctx context.Context, src manifestSource, inst digest.Digest) ([]byte, string, error) {
+	raw, mime, err := src.manifest(ctx, inst.String())
 	if err != nil {
 		return nil, "", fmt.Errorf("fetch manifest %s: %w", inst, err)
 	}
@@ -167,7 +140,7 @@ func getInstance(ctx context.Context, src types.ImageSource, inst digest.Digest)
 }
 
 // readInstance parses one image manifest and fetches its config.
-func readInstance(ctx context.Context, src types.ImageSource, ref refspec.Reference, raw []byte, mime string) ([]layerEntry, error) {
+func readInstance(ctx context.Context, src manifestSource, ref refspec.Reference, raw []byte, mime string) ([]layerEntry, error) {
 	m, err := manifest.FromBlob(raw, mime)
 	if err != nil {
 		return nil, fmt.Errorf("parse manifest: %w", err)
@@ -200,8 +173,8 @@ func readInstance(ctx context.Context, src types.ImageSource, ref refspec.Refere
 	return entries, nil
 }
 
-func fetchConfig(ctx context.Context, src types.ImageSource, info types.BlobInfo) (*ocispec.Image, error) {
-	rc, _, err := src.GetBlob(ctx, info, none.NoCache)
+func fetchConfig(ctx context.Context, src manifestSource, info types.BlobInfo) (*ocispec.Image, error) {
+	rc, err := src.blob(ctx, info.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("fetch config %s: %w", info.Digest, err)
 	}
