@@ -167,9 +167,10 @@ func decodeSegments(b []byte) ([]segment, error) {
 }
 
 // openCached runs the format opener, reading the footer and TOC from the
-// cache when they are there, and caches them when they came from the
-// registry.
-func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerDesc, opts LayerOptions) (*opened, error) {
+// cache when they are there. When they came from the registry it returns
+// the record to cache, for the caller to write off the open's critical
+// path (the write ends in an fsync).
+func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerDesc, opts LayerOptions) (*opened, func(context.Context), error) {
 	fromBlob := func() (*recordingReader, *opened, error) {
 		r := &recordingReader{ctx: ctx, blob: blob}
 		if err := r.readTail(desc); err != nil {
@@ -180,7 +181,7 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 	}
 	if opts.Cache == nil {
 		_, f, err := fromBlob()
-		return f, err
+		return f, nil, err
 	}
 	key := tocKey(desc)
 	r := &recordingReader{ctx: ctx, blob: blob}
@@ -198,7 +199,7 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 			// A damaged record (or a reader that wants other ranges
 			// now): forget it and read from the registry.
 			if rerr := opts.Cache.Remove(key); rerr != nil {
-				return nil, fmt.Errorf("%w (and removing the cached TOC: %w)", err, rerr)
+				return nil, nil, fmt.Errorf("%w (and removing the cached TOC: %w)", err, rerr)
 			}
 			r, f, err = fromBlob()
 		}
@@ -206,20 +207,23 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 		r, f, err = fromBlob()
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if r.fresh {
-		r.mu.Lock()
-		segs := slices.Clone(r.used)
-		r.mu.Unlock()
+	if !r.fresh {
+		return f, nil, nil
+	}
+	r.mu.Lock()
+	rec := encodeSegments(slices.Clone(r.used))
+	r.mu.Unlock()
+	write := func(ctx context.Context) {
 		if cached { // the record lacked a range: replace it
 			_ = opts.Cache.Remove(key)
 		}
-		if err := opts.Cache.PutNamed(ctx, key, encodeSegments(segs)); err != nil && opts.Logger != nil {
+		if err := opts.Cache.PutNamed(ctx, key, rec); err != nil && opts.Logger != nil {
 			opts.Logger.Debug("cache TOC", "digest", desc.Digest.String(), "err", err)
 		}
 	}
-	return f, nil
+	return f, write, nil
 }
 
 // CachedFile opens the cache file that holds exactly the content of the

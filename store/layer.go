@@ -145,7 +145,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 	if !ok {
 		return nil, fmt.Errorf("open layer %s: format %q: %w", desc.Digest, desc.Format, ErrNotLazy)
 	}
-	f, err := openCached(ctx, open, blob, desc, opts)
+	f, writeTOC, err := openCached(ctx, open, blob, desc, opts)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -178,6 +178,13 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		guess:      opts.Speculate,
 	}
 	l.specLeft.Store(speculateBudget)
+	if writeTOC != nil {
+		l.mu.Lock()
+		// Not cancelled by Close, which waits for it: a few hundred
+		// KiB to the local disk, and the next open needs it.
+		l.goLocked(func() { writeTOC(context.WithoutCancel(l.ctx)) })
+		l.mu.Unlock()
+	}
 	return l, nil
 }
 

@@ -39,7 +39,7 @@ func TestOpenWithoutCacheOneRead(t *testing.T) {
 
 // TestTOCBeforeTailWindow: a TOC that starts before the tail window costs
 // a second request for the missing head only, and the cached record
-// serves the next open.
+// serves the next open once the first layer is closed.
 func TestTOCBeforeTailWindow(t *testing.T) {
 	oldMin, oldMax := tailWindowMin, tailWindowMax
 	tailWindowMin, tailWindowMax = 128, 128
@@ -58,6 +58,7 @@ func TestTOCBeforeTailWindow(t *testing.T) {
 	blob.reset()
 	close(blob.gate)
 	desc := l.Desc()
+	l.Close() // the TOC record is written off the open's path, by the layer's Close at the latest
 	l2, err := OpenLayer(t.Context(), blob, desc, LayerOptions{Cache: l.cache})
 	if err != nil {
 		t.Fatal(err)
