@@ -89,7 +89,7 @@ func TestRemoteBlobMultiRange(t *testing.T) {
 			for i, s := range spans {
 				bufs[i] = make([]byte, s.len())
 			}
-			if err := b.readRanges(t.Context(), spans, bufs, fetchRead); err != nil {
+			if err := b.readRanges(t.Context(), spans, bufs, fetchRead, nil); err != nil {
 				t.Fatalf("readRanges() = %v", err)
 			}
 			for i, s := range spans {

@@ -106,7 +106,7 @@ func (l *Layer) prefetch(ctx context.Context) error {
 	if len(mine) < len(refs) {
 		gap = mergeGap
 	}
-	_, err := l.fetchRefs(ctx, mine, fetchPrefetch, gap)
+	_, err := l.fetchRefs(ctx, mine, fetchPrefetch, gap, nil)
 	l.unclaim(mine, done)
 	if err != nil {
 		return err
@@ -193,7 +193,7 @@ func (l *Layer) background(ctx context.Context, o fetchOptions) error {
 			continue
 		}
 		t0 := time.Now()
-		_, err := l.fetchRefs(ctx, batch, fetchBackground, 0)
+		_, err := l.fetchRefs(ctx, batch, fetchBackground, 0, nil)
 		l.unclaim(batch, done)
 		if err != nil {
 			return err

@@ -110,7 +110,7 @@ func (b *remoteBlob) readAt(ctx context.Context, p []byte, off int64) (int, erro
 		return 0, nil
 	}
 	err := b.each(ctx, fmt.Sprintf("bytes %d-%d", off, off+int64(len(want))-1), func(ep blobEndpoint) error {
-		return b.request(ctx, ep, []span{{off, off + int64(len(want))}}, [][]byte{want})
+		return b.request(ctx, ep, []span{{off, off + int64(len(want))}}, [][]byte{want}, nil)
 	})
 	if err != nil {
 		return 0, err
@@ -125,8 +125,8 @@ func (b *remoteBlob) readAt(ctx context.Context, p []byte, off int64) (int, erro
 // spans[i]. The spans are sorted, disjoint and inside the blob. It sends
 // one multi-range request when it may, one request per span otherwise.
 // Background reads wait behind on-demand ones; only fetchRead counts as
-// a read of the layer.
-func (b *remoteBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind) error {
+// a read of the layer. fill, if not nil, hears of bytes as they arrive.
+func (b *remoteBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error {
 	if kind == fetchRead {
 		b.reads.Add(1)
 	}
@@ -138,7 +138,7 @@ func (b *remoteBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte
 	}
 	if len(spans) > 1 && !b.single.Load() {
 		err := b.each(ctx, fmt.Sprintf("%d ranges", len(spans)), func(ep blobEndpoint) error {
-			return b.request(ctx, ep, spans, bufs)
+			return b.request(ctx, ep, spans, bufs, fill)
 		})
 		if !errors.Is(err, errNoMultiRange) {
 			return err
@@ -150,7 +150,15 @@ func (b *remoteBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte
 	g, gctx := errgroup.WithContext(ctx)
 	for i, s := range spans {
 		g.Go(func() error {
+			if len(spans) == 1 {
+				return b.each(gctx, fmt.Sprintf("bytes %d-%d", s.off, s.end-1), func(ep blobEndpoint) error {
+					return b.request(gctx, ep, spans, bufs, fill)
+				})
+			}
 			_, err := b.readAt(gctx, bufs[i], s.off)
+			if err == nil {
+				fill.done(i, s.len())
+			}
 			return err
 		})
 	}
@@ -207,9 +215,21 @@ func (b *remoteBlob) retry(ctx context.Context, fn func() error) error {
 	}
 }
 
+// fillFunc hears that bufs[i][:n] holds its final bytes. It is called
+// from the goroutine reading the answer, which it must not hold up, and
+// may be called again for the same bytes when a request is retried.
+type fillFunc func(i int, n int64)
+
+// done calls f if it is set.
+func (f fillFunc) done(i int, n int64) {
+	if f != nil {
+		f(i, n)
+	}
+}
+
 // request sends one range request for spans and reads its answer into
 // bufs. With more than one span it is a multi-range request.
-func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span, bufs [][]byte) error {
+func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span, bufs [][]byte, fill fillFunc) error {
 	if b.lim != nil {
 		release, err := b.lim.acquire(ctx, isBackground(ctx))
 		if err != nil {
@@ -244,12 +264,12 @@ func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span,
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 		if mt, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); multi && mt == "multipart/byteranges" {
-			return readParts(multipart.NewReader(resp.Body, params["boundary"]), spans, bufs)
+			return readParts(multipart.NewReader(resp.Body, params["boundary"]), spans, bufs, fill)
 		}
 		if multi {
 			// One range for several: the registry merged them, or it
 			// served the first only (then it does not do multi-range).
-			err := readParts(singlePart{resp}, spans, bufs)
+			err := readParts(singlePart{resp}, spans, bufs, fill)
 			var re *rangeError
 			if errors.As(err, &re) && !re.retry {
 				return &rangeError{err: fmt.Errorf("%w: %w", errNoMultiRange, err)}
@@ -259,7 +279,7 @@ func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span,
 		if err := checkContentRange(resp.Header.Get("Content-Range"), spans[0].off, spans[0].end-1); err != nil {
 			return err
 		}
-		if _, err := io.ReadFull(resp.Body, bufs[0]); err != nil {
+		if err := readFilling(resp.Body, bufs[0], func(n int64) { fill.done(0, n) }); err != nil {
 			return &rangeError{err: fmt.Errorf("read body: %w", bodyErr(err)), retry: true}
 		}
 		return nil
@@ -268,7 +288,7 @@ func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span,
 			b.log.WarnContext(ctx, "registry ignores range requests", "ref", b.ref.String(), "digest", b.digest.String(), "host", ep.host)
 		}
 		b.single.Store(true)
-		return readWhole(resp.Body, spans, bufs)
+		return readWhole(resp.Body, spans, bufs, fill)
 	case http.StatusBadRequest, http.StatusRequestedRangeNotSatisfiable:
 		if multi {
 			return &rangeError{err: fmt.Errorf("%w: status %s", errNoMultiRange, resp.Status)}
@@ -277,8 +297,27 @@ func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span,
 	return statusError(resp)
 }
 
+// fillStep is how many bytes a read of an answer waits for between two
+// reports to a fillFunc.
+const fillStep = 64 << 10
+
+// readFilling is io.ReadFull that reports the bytes read so far as they
+// arrive, every fillStep bytes at most.
+func readFilling(body io.Reader, buf []byte, report func(n int64)) error {
+	n := 0
+	for n < len(buf) {
+		k, err := io.ReadFull(body, buf[n:min(n+fillStep, len(buf))])
+		n += k
+		if err != nil {
+			return err
+		}
+		report(int64(n))
+	}
+	return nil
+}
+
 // readWhole picks the sorted spans out of a whole-blob answer.
-func readWhole(body io.Reader, spans []span, bufs [][]byte) error {
+func readWhole(body io.Reader, spans []span, bufs [][]byte, fill fillFunc) error {
 	var pos int64
 	for i, s := range spans {
 		if _, err := io.CopyN(io.Discard, body, s.off-pos); err != nil {
@@ -287,6 +326,7 @@ func readWhole(body io.Reader, spans []span, bufs [][]byte) error {
 		if _, err := io.ReadFull(body, bufs[i]); err != nil {
 			return &rangeError{err: fmt.Errorf("read body: %w", bodyErr(err)), retry: true}
 		}
+		fill.done(i, s.len())
 		pos = s.end
 	}
 	return nil
@@ -307,7 +347,7 @@ func (s singlePart) NextPart() (*multipart.Part, error) { return nil, io.EOF }
 // readParts copies each part into the spans it overlaps, trusting only the
 // part's own Content-Range (registries may reorder or merge ranges), and
 // checks that every span was covered.
-func readParts(pr partReader, spans []span, bufs [][]byte) error {
+func readParts(pr partReader, spans []span, bufs [][]byte, report fillFunc) error {
 	covered := make([]int64, len(spans))
 	fill := func(h string, body io.Reader) error {
 		first, last, err := parseContentRange(h)
@@ -325,7 +365,9 @@ func readParts(pr partReader, spans []span, bufs [][]byte) error {
 			lo, hi := max(s.off, first), min(s.end, last+1)
 			if lo < hi {
 				copy(bufs[i][lo-s.off:], data[lo-first:hi-first])
-				covered[i] += hi - lo
+				if covered[i] += hi - lo; covered[i] == s.len() {
+					report.done(i, s.len())
+				}
 			}
 		}
 		return nil

@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"github.com/stargz-store/stargz-store/cachedir"
+	"github.com/stargz-store/stargz-store/internal/testutil"
+)
+
+// trickleBlob answers range requests from memory in two steps, as a slow
+// link does: the first `head` bytes of the first span, reported through
+// fill, then (once gate is closed) the rest.
+type trickleBlob struct {
+	b     []byte
+	head  int64
+	gate  chan struct{}
+	reads int
+}
+
+func (t *trickleBlob) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
+	t.reads++
+	return bytes.NewReader(t.b).ReadAt(p, off)
+}
+
+func (t *trickleBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte, _ fetchKind, fill fillFunc) error {
+	t.reads++
+	n := min(t.head, spans[0].len())
+	copy(bufs[0][:n], t.b[spans[0].off:])
+	fill.done(0, n)
+	select {
+	case <-t.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for i, s := range spans {
+		copy(bufs[i], t.b[s.off:s.end])
+		fill.done(i, s.len())
+	}
+	return nil
+}
+
+// TestReadReturnsBeforeReadAhead: a read whose fetch also reads ahead
+// gets its chunk as soon as that chunk has arrived, while the read-ahead
+// is still on the wire; the read-ahead chunks then serve the next reads.
+func TestReadReturnsBeforeReadAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		data := strings.Repeat("0123456789abcdef", 3*8192/16) // 3 chunks of 8 KiB
+		tl := testutil.ESGZLayer(t, testutil.Tar(t, testutil.File{Name: "f", Data: data}), testutil.ESGZOptions{ChunkSize: 8192})
+		cache, err := cachedir.Open(t.TempDir(), cachedir.Options{MaxSize: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cache.Close()
+		blob := &trickleBlob{b: tl.Blob}
+		desc := LayerDesc{Digest: tl.Desc.Digest, Size: tl.Desc.Size, TOCDigest: tl.TOCDigest}
+		l, err := OpenLayer(t.Context(), blob, desc, LayerOptions{Cache: cache, ReadAhead: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		e, _ := l.Index().Lookup("f")
+		c0, c1 := e.Chunks[0], e.Chunks[1]
+		blob.head = c0.CompressedEnd - min(c0.CompressedOffset, c1.CompressedOffset) // exactly chunk 0's bytes
+		blob.gate = make(chan struct{})
+		blob.reads = 0
+
+		got := make(chan []byte, 1)
+		go func() {
+			buf := make([]byte, 8192)
+			n, err := l.ReadAt(context.Background(), e, buf, 0)
+			if err != nil && !errors.Is(err, io.EOF) {
+				t.Errorf("ReadAt() = %v", err)
+			}
+			got <- buf[:n]
+		}()
+		synctest.Wait() // the answer is held after chunk 0
+		select {
+		case b := <-got:
+			if string(b) != data[:8192] {
+				t.Error("chunk 0: wrong content")
+			}
+		default:
+			t.Fatal("the read waited for the read-ahead behind its chunk")
+		}
+		close(blob.gate)
+		synctest.Wait()
+		buf := make([]byte, len(data))
+		if n, err := l.ReadAt(context.Background(), e, buf, 0); n != len(data) || err != nil && !errors.Is(err, io.EOF) {
+			t.Fatalf("ReadAt(whole) = %d, %v", n, err)
+		}
+		if string(buf) != data {
+			t.Error("whole file: wrong content")
+		}
+		if blob.reads != 1 {
+			t.Errorf("registry reads = %d, want 1 (the read-ahead served the rest)", blob.reads)
+		}
+	})
+}
+
+// TestReadFillingReports: the bytes read so far are reported as they
+// arrive, growing, ending at the whole buffer.
+func TestReadFillingReports(t *testing.T) {
+	src := bytes.Repeat([]byte("x"), 3*fillStep+5)
+	buf := make([]byte, len(src))
+	var seen []int64
+	if err := readFilling(io.MultiReader(bytes.NewReader(src[:100]), bytes.NewReader(src[100:])), buf, func(n int64) { seen = append(seen, n) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 4 || seen[len(seen)-1] != int64(len(src)) {
+		t.Fatalf("reports %v, want at least 4 ending at %d", seen, len(src))
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] <= seen[i-1] {
+			t.Fatalf("reports %v do not grow", seen)
+		}
+	}
+	if err := readFilling(bytes.NewReader(src[:10]), buf, func(int64) {}); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("short body: %v, want io.ErrUnexpectedEOF", err)
+	}
+}
