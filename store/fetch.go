@@ -473,6 +473,7 @@ func (a *earlyChunk) watch(l *Layer, r chunkRef, spans []span, bufs [][]byte, fi
 				a.data = data
 				l.keep([]chunkRef{r}, [][]byte{data}, fetchRead)
 				first(data)
+				l.speculateELF([]chunkRef{r}, [][]byte{data})
 			})
 		})
 	}

@@ -70,7 +70,12 @@ func (l *Layer) speculateELF(refs []chunkRef, data [][]byte) {
 			continue
 		}
 		d, err := elfdeps.Read(fileView{l: l, e: r.e, refs: refs, data: data})
-		if err != nil {
+		if errors.Is(err, elfdeps.ErrDynamic) && errors.Is(err, errUnavailable) {
+			// The libraries are named further on, in a chunk still on its
+			// way: fetch the loader now, look again when it is in.
+			l.unlook(r.e)
+			d.Needed, d.RunPath = nil, nil
+		} else if err != nil {
 			l.log.Debug("no ELF dependencies", "path", r.e.Name, "err", err)
 			continue
 		}
@@ -89,6 +94,13 @@ func (l *Layer) firstLook(e *index.Entry) bool {
 	}
 	l.guessed[e.ID] = true
 	return true
+}
+
+// unlook forgets that e was looked at: it is to be looked at again.
+func (l *Layer) unlook(e *index.Entry) {
+	l.mu.Lock()
+	delete(l.guessed, e.ID)
+	l.mu.Unlock()
 }
 
 // loaderOpens resolves, in the layer, the files the dynamic loader opens

@@ -49,6 +49,11 @@ const (
 // IsELF reports whether head starts with the ELF magic.
 func IsELF(head []byte) bool { return bytes.HasPrefix(head, []byte(elf.ELFMAG)) }
 
+// ErrDynamic wraps the error of a file whose dynamic segment could not be
+// read; Read then still returns the machine and the interpreter, which
+// come first in the file (the dynamic segment is often megabytes later).
+var ErrDynamic = errors.New("dynamic segment")
+
 // Read parses the ELF file r. It reads the ELF header, the program
 // headers, the interpreter path and the dynamic segment and its strings.
 func Read(r io.ReaderAt) (Deps, error) {
@@ -78,7 +83,7 @@ func Read(r io.ReaderAt) (Deps, error) {
 		return d, nil // static
 	}
 	if err := h.readDynamic(r, *dyn, progs, &d); err != nil {
-		return Deps{}, fmt.Errorf("dynamic segment: %w", err)
+		return Deps{Machine: d.Machine, Interp: d.Interp}, fmt.Errorf("%w: %w", ErrDynamic, err)
 	}
 	return d, nil
 }
