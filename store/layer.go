@@ -61,6 +61,15 @@ type LayerOptions struct {
 	// lives elsewhere (an external-TOC eStargz blob); nil makes such layers
 	// not lazy.
 	ExternalTOC func(desc LayerDesc) ([]byte, error)
+	// NoWholeFiles turns off whole-file cache entries: a regular file of
+	// more than one chunk (and at least 1 MiB) is otherwise assembled into
+	// one cache entry once all its chunks are cached, so that CachedFile
+	// can return it. Without a Cache there are none.
+	NoWholeFiles bool
+
+	// assembly bounds whole-file assemblies across the layers sharing it
+	// (a Manager's); nil gives the layer its own bound.
+	assembly chan struct{}
 }
 
 // chunkKey names a chunk by file and offset in the file, never by
@@ -75,6 +84,9 @@ type chunkKey struct {
 // safe for concurrent use; Close stops its fetches, its prefetch and its
 // background fetch, and waits for them.
 //
+// Besides fetches, a layer with a cache runs at most one goroutine that
+// assembles whole-file entries (wholefile.go).
+//
 // Lock order: Layer.mu, then cachedir's locks (the cache is never called
 // with mu held, except Pin/Unpin which take only its own mutex).
 type Layer struct {
@@ -85,6 +97,8 @@ type Layer struct {
 	log       *slog.Logger
 	cache     *cachedir.Dir
 	readAhead int64
+	noWhole   bool                 // LayerOptions.NoWholeFiles
+	assembly  chan struct{}        // a slot per whole-file assembly running
 	members   map[int64][]chunkRef // gzip members holding more than one chunk
 	fetch     *flight.Group[chunkKey, []byte]
 	closed    sync.Once
@@ -110,6 +124,11 @@ type Layer struct {
 	pins     []digest.Digest            // cache entries pinned for the layer's life
 	seq      map[uint32]seqState        // per file: where its last fetch for a read ended
 	stopping bool                       // Close began: start no goroutine
+	// whole, wholeNext and wholeBusy track whole-file assembly: each
+	// file's state, the files waiting, whether a goroutine assembles.
+	whole     map[uint32]wholeState
+	wholeNext []*index.Entry
+	wholeBusy bool
 }
 
 // chunkRef is one chunk of one file.
@@ -149,6 +168,9 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		log = slog.New(slog.DiscardHandler)
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if opts.assembly == nil {
+		opts.assembly = make(chan struct{}, maxAssemblies)
+	}
 	l := &Layer{
 		id:         lastLayerID.Add(1),
 		desc:       desc,
@@ -157,6 +179,8 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		log:        log,
 		cache:      opts.Cache,
 		readAhead:  opts.ReadAhead,
+		noWhole:    opts.NoWholeFiles,
+		assembly:   opts.assembly,
 		members:    sharedMembers(f.index),
 		fetch:      flight.New[chunkKey, []byte](ctx),
 		ctx:        lctx,
@@ -166,6 +190,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		chunks:     map[chunkKey][]byte{},
 		pending:    map[chunkKey]chan struct{}{},
 		seq:        map[uint32]seqState{},
+		whole:      map[uint32]wholeState{},
 	}
 	return l, nil
 }
@@ -228,6 +253,11 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 			return n, fmt.Errorf("read %s at %d: no chunk", e.Name, off)
 		}
 		if k, ok := l.readCached(c, p[n:], off); ok {
+			n += k
+			off += int64(k)
+			continue
+		}
+		if k, ok := l.readWhole(e, p[n:], off); ok {
 			n += k
 			off += int64(k)
 			continue

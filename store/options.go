@@ -91,6 +91,10 @@ type Options struct {
 	// being read are fetched in the same request. 0 means 1 MiB; negative
 	// means none.
 	ReadAhead int64
+	// NoWholeFiles turns off whole-file cache entries (see
+	// LayerOptions.NoWholeFiles): without FUSE passthrough they only cost
+	// disk space.
+	NoWholeFiles bool
 
 	// clock replaces the real clock in tests; nil means real time.
 	clock clock
