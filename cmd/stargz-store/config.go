@@ -90,6 +90,10 @@ type FUSEConfig struct {
 	// ReadAheadKB is the kernel read-ahead of the mount in KiB; 0 means
 	// layerfs.DefaultReadAheadKB, negative the kernel's default.
 	ReadAheadKB int `toml:"read_ahead_kb"`
+	// Passthrough lets the kernel read a big file (1 MiB or more) straight
+	// from its cache file with FUSE passthrough (Linux >= 6.9, root),
+	// once the file is cached whole.
+	Passthrough bool `toml:"passthrough"`
 }
 
 // duration is a time.Duration written as "30s" in TOML.
@@ -122,6 +126,7 @@ func defaultConfig() Config {
 			MultiRange:          true,
 			ReadAhead:           1 << 20,
 		},
+		FUSE: FUSEConfig{Passthrough: true},
 	}
 }
 

@@ -49,6 +49,9 @@ func storeOptions(cfg Config, regs *registryauth.Registries, cache *cachedir.Dir
 		MaxParallelRequests: cfg.Store.MaxParallelRequests,
 		SingleRange:         !cfg.Store.MultiRange,
 		ReadAhead:           readAhead,
+		// Whole-file entries exist for passthrough: without it they
+		// would only take disk space.
+		NoWholeFiles: !cfg.FUSE.Passthrough,
 	}
 }
 
@@ -66,5 +69,6 @@ func layerfsOptions(cfg Config, log *slog.Logger) layerfs.Options {
 		Debug:          cfg.FUSE.Debug,
 		ResolveTimeout: cfg.Store.ResolveTimeout.Duration,
 		ReadAheadKB:    cfg.FUSE.ReadAheadKB,
+		NoPassthrough:  !cfg.FUSE.Passthrough,
 	}
 }
