@@ -337,6 +337,31 @@ func (d *Dir) touchSize(dg digest.Digest) (int64, bool) {
 	return el.Value.(*item).size, true
 }
 
+// Size returns the size of the entry for dg on disk, without marking it
+// used.
+func (d *Dir) Size(dg digest.Digest) (int64, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	el, ok := d.items[dg]
+	if !ok {
+		return 0, false
+	}
+	return el.Value.(*item).size, true
+}
+
+// Demote marks dg as least recently used, so that it is the first entry
+// to go when room is needed, and drops it from memory: its content is now
+// also held elsewhere (the store demotes the chunks of a file it has
+// assembled whole). A later read makes it recent again.
+func (d *Dir) Demote(dg digest.Digest) {
+	d.mem.remove(dg)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if el, ok := d.items[dg]; ok {
+		d.lru.MoveToBack(el)
+	}
+}
+
 // Pin protects dg (present or about to be written) from eviction until a
 // matching Unpin. Pins nest.
 func (d *Dir) Pin(dg digest.Digest) {

@@ -8,6 +8,11 @@
 // an entry is either absent or right (groupcache's "keys are unversioned").
 // The same chunk in two layers or two images is stored once.
 //
+// A few entries are filed under a name rather than the digest of their
+// bytes: the blob ranges of a layer's TOC (PutNamed; the reader verifies
+// them) and whole files assembled from their chunks (NamedWriter, which
+// checks the content against the file's own digest and size at Commit).
+//
 // Writes are atomic: a Writer fills a temporary file, and Commit checks the
 // size and digest, syncs, and renames it into place. A crash leaves at most
 // temporary files, which Open removes. Two writers of one key exclude each

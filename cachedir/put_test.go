@@ -3,6 +3,7 @@
 package cachedir
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -97,4 +98,66 @@ func TestReadAtAfterEvictionOfAnOpenFile(t *testing.T) {
 	if _, ok := d.fds.get(a); ok {
 		t.Error("evicted entry still open")
 	}
+}
+
+func TestNamedWriterChecksContentAndSize(t *testing.T) {
+	content := []byte("the content of a whole file")
+	want := digest.FromBytes(content)
+	tests := []struct {
+		name    string
+		write   []byte
+		want    digest.Digest
+		size    int64
+		wantErr error
+	}{
+		{name: "right", write: content, want: want, size: int64(len(content))},
+		{name: "unchecked size", write: content, want: want, size: -1},
+		{name: "wrong content", write: []byte("the content of a whole fil3"), want: want, size: int64(len(content)), wantErr: ErrCorrupt},
+		{name: "short", write: content[:10], want: "", size: int64(len(content)), wantErr: ErrCorrupt},
+		{name: "long", write: append(content, '!'), want: want, size: int64(len(content)), wantErr: ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := open(t, t.TempDir(), Options{MaxSize: 1 << 20, MemorySize: -1})
+			key := digest.FromString("a name: " + tt.name)
+			w, err := d.NamedWriter(t.Context(), key, tt.want, tt.size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Abort()
+			w.Write(tt.write)
+			if err := w.Commit(); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Commit() = %v, want %v", err, tt.wantErr)
+			}
+			if got := d.Has(key); got != (tt.wantErr == nil) {
+				t.Fatalf("Has(key) = %v after Commit() = %v", got, tt.wantErr)
+			}
+			if tt.wantErr == nil {
+				if got, err := d.ReadAll(key); err != nil || !bytes.Equal(got, tt.write) {
+					t.Fatalf("ReadAll(key) = %q, %v; want %q", got, err, tt.write)
+				}
+				if n, ok := d.Size(key); !ok || n != int64(len(tt.write)) {
+					t.Fatalf("Size(key) = %d, %v; want %d", n, ok, len(tt.write))
+				}
+			}
+		})
+	}
+}
+
+func TestDemotedEntryIsEvictedFirst(t *testing.T) {
+	d := open(t, t.TempDir(), Options{MaxSize: 30})
+	a := put(t, d, strings.Repeat("a", 10))
+	b := put(t, d, strings.Repeat("b", 10))
+	c := put(t, d, strings.Repeat("c", 10))
+	d.Demote(c) // c is the newest; demoted, it goes before a
+	if _, ok := d.mem.get(c); ok {
+		t.Error("Demote kept the entry in memory")
+	}
+	put(t, d, strings.Repeat("e", 10))
+	for dg, want := range map[digest.Digest]bool{a: true, b: true, c: false} {
+		if got := d.Has(dg); got != want {
+			t.Errorf("Has(%s) = %v, want %v", dg, got, want)
+		}
+	}
+	d.Demote(digest.FromString("absent")) // no-op
 }

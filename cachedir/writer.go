@@ -22,18 +22,40 @@ var ErrExists = errors.New("already in cache")
 // digest wait until it is done.
 type Writer struct {
 	d      *Dir
-	dg     digest.Digest
+	dg     digest.Digest // the key
 	f      *os.File
-	h      hash.Hash
+	h      hash.Hash // of want's algorithm, nil when want is empty
 	n      int64
 	unlock func()
 	done   bool
-	named  bool // dg names the entry; the content is not checked against it
+	// want is the digest the content must hash to: dg itself, a content
+	// digest given to NamedWriter, or empty (PutNamed: not checked).
+	want digest.Digest
+	size int64 // the content's size, or -1 when not checked
 }
 
 // Writer starts writing the entry for dg. If another writer holds dg, it
 // waits for it (or for ctx). If dg is (then) cached, it returns ErrExists.
 func (d *Dir) Writer(ctx context.Context, dg digest.Digest) (*Writer, error) {
+	return d.writer(ctx, dg, dg, -1)
+}
+
+// NamedWriter is Writer for an entry filed under key, a name chosen by
+// the caller, whose content must hash to want (unless want is empty) and
+// be size bytes long (unless size is negative): Commit refuses anything
+// else with ErrCorrupt. A reader of the entry can then trust it as it
+// trusts an entry filed under its own digest, provided that no content
+// can hash to key (see docs/design.md, "Whole-file entries").
+func (d *Dir) NamedWriter(ctx context.Context, key, want digest.Digest, size int64) (*Writer, error) {
+	if want != "" {
+		if err := want.Validate(); err != nil {
+			return nil, fmt.Errorf("write %s: %w", key, err)
+		}
+	}
+	return d.writer(ctx, key, want, size)
+}
+
+func (d *Dir) writer(ctx context.Context, dg, want digest.Digest, size int64) (*Writer, error) {
 	if _, err := d.path(dg); err != nil {
 		return nil, err
 	}
@@ -50,27 +72,38 @@ func (d *Dir) Writer(ctx context.Context, dg digest.Digest) (*Writer, error) {
 		unlock()
 		return nil, fmt.Errorf("write %s: %w", dg, err)
 	}
-	return &Writer{d: d, dg: dg, f: f, h: dg.Algorithm().Hash(), unlock: unlock}, nil
+	w := &Writer{d: d, dg: dg, f: f, unlock: unlock, want: want, size: size}
+	if want != "" {
+		w.h = want.Algorithm().Hash()
+	}
+	return w, nil
 }
 
 // Write appends p to the entry.
 func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
-	w.h.Write(p[:n])
+	if w.h != nil {
+		w.h.Write(p[:n])
+	}
 	w.n += int64(n)
 	return n, err
 }
 
-// Commit checks that the bytes written hash to the digest, makes room,
-// syncs and moves the entry into place. On any error the entry is
-// discarded.
+// Commit checks that the bytes written hash to the digest (and, for a
+// NamedWriter, have the size promised), makes room, syncs and moves the
+// entry into place. On any error the entry is discarded.
 func (w *Writer) Commit() error {
 	if w.done {
 		return fmt.Errorf("commit %s: writer already finished", w.dg)
 	}
 	defer w.finish()
-	if got := digest.NewDigest(w.dg.Algorithm(), w.h); got != w.dg && !w.named {
-		return fmt.Errorf("commit %s: content hashes to %s: %w", w.dg, got, ErrCorrupt)
+	if w.size >= 0 && w.n != w.size {
+		return fmt.Errorf("commit %s: %d bytes written, want %d: %w", w.dg, w.n, w.size, ErrCorrupt)
+	}
+	if w.h != nil {
+		if got := digest.NewDigest(w.want.Algorithm(), w.h); got != w.want {
+			return fmt.Errorf("commit %s: content hashes to %s, want %s: %w", w.dg, got, w.want, ErrCorrupt)
+		}
 	}
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("commit %s: %w", w.dg, err)
@@ -161,7 +194,7 @@ func (d *Dir) PutCold(ctx context.Context, dg digest.Digest, b []byte) error {
 // the TOC digest). The content is not checked at commit, so the caller
 // must verify what it reads back. An entry already present is kept.
 func (d *Dir) PutNamed(ctx context.Context, key digest.Digest, b []byte) error {
-	w, err := d.Writer(ctx, key)
+	w, err := d.NamedWriter(ctx, key, "", -1)
 	if errors.Is(err, ErrExists) {
 		return nil
 	}
@@ -169,7 +202,6 @@ func (d *Dir) PutNamed(ctx context.Context, key digest.Digest, b []byte) error {
 		return err
 	}
 	defer w.Abort()
-	w.named = true
 	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}

@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +30,10 @@ type diffTree struct {
 	ttl time.Duration
 	log *slog.Logger
 	rec Recorder // Options.Recorder, or nil
+	// passthrough opens files whose content is one cache file on it
+	// (Options.NoPassthrough unset); noBackingFd keeps the kernel from
+	// reading it directly (tests of the daemon fallback).
+	passthrough, noBackingFd bool
 }
 
 // diffNode is implemented by every node kind of a diff tree.
@@ -201,11 +205,17 @@ func (n *dirNode) parentIno() uint64 {
 }
 
 // fileNode is a regular file of a diff tree. Reads are verified chunk
-// reads through the store.
+// reads through the store, or reads of one cache file (passthrough.go).
 type fileNode struct {
 	fusefs.Inode
 	roNode
 	entryNode
+
+	// mu guards the fields below: how the open handles of the file read
+	// it, which the kernel needs to be the same for all (passthrough.go).
+	mu      sync.Mutex
+	opens   int      // handles not released yet
+	backing *os.File // the cache file they read, or nil: they read through the store
 }
 
 var (
@@ -220,56 +230,26 @@ var (
 
 // Open keeps the page cache across opens: the content never changes.
 // With passthrough on, a file whose content is one file of the disk cache
-// is opened FOPEN_PASSTHROUGH on it (go-fuse then drops KEEP_CACHE).
+// is opened on it, FOPEN_PASSTHROUGH when the kernel grants it (go-fuse
+// then drops KEEP_CACHE).
 func (n *fileNode) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	if errno := openReadOnly(flags); errno != 0 {
 		return nil, 0, errno
 	}
 	n.t.record(n.e, OpOpen)
-	if passthrough.Load() {
-		if f, ok := n.t.l.CachedFile(n.e); ok {
-			return &cachedHandle{f: f}, fuse.FOPEN_KEEP_CACHE, 0
-		}
-	}
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
-}
-
-// passthrough turns on FUSE passthrough for files served whole from the
-// disk cache. It is an experiment, off: see "FUSE passthrough" in
-// docs/design.md for the measurement.
-var passthrough atomic.Bool
-
-// cachedHandle is an open cache file backing a regular file. The kernel
-// reads it directly when passthrough is negotiated; otherwise Read
-// splices from it.
-type cachedHandle struct{ f *os.File }
-
-var (
-	_ fusefs.FilePassthroughFder = (*cachedHandle)(nil)
-	_ fusefs.FileReader          = (*cachedHandle)(nil)
-	_ fusefs.FileReleaser        = (*cachedHandle)(nil)
-)
-
-func (h *cachedHandle) PassthroughFd() (int, bool) { return int(h.f.Fd()), true }
-
-// handleReads counts READs that reached a cachedHandle: passthrough was
-// not negotiated (no CAP_SYS_ADMIN, kernel < 6.9).
-var handleReads atomic.Int64
-
-func (h *cachedHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	handleReads.Add(1)
-	return fuse.ReadResultFd(h.f.Fd(), off, len(dest)), 0
-}
-
-func (h *cachedHandle) Release(context.Context) syscall.Errno {
-	h.f.Close()
-	return 0
+	return n.openHandle(), fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Read returns what is left of the file from off, short at the end.
-func (n *fileNode) Read(ctx context.Context, _ fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (n *fileNode) Read(ctx context.Context, fh fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n.t.record(n.e, OpRead)
-	k, err := n.t.l.ReadAt(ctx, n.e, dest, off)
+	var k int
+	var err error
+	if h, ok := fh.(*cachedHandle); ok {
+		k, err = h.readAt(dest, off)
+	} else {
+		k, err = n.t.l.ReadAt(ctx, n.e, dest, off)
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		errno := errnoFor(err)
 		lvl := slog.LevelWarn

@@ -76,8 +76,22 @@
 // new *store.Layer, every lookup of diff, info and blob asks the Source,
 // and a child built from a different layer is replaced: the new diff
 // tree's inode numbers carry the new layer's ID, so go-fuse never hands
-// back a node of a closed layer. Nodes hold no mutable per-layer state;
-// NewInode may return an existing node for a known inode number.
+// back a node of a closed layer. Nodes hold no mutable per-layer state
+// (a regular file's node only counts its open handles, below); NewInode
+// may return an existing node for a known inode number.
+//
+// # Passthrough
+//
+// A regular file of 1 MiB or more whose whole content is one cache file
+// (store.Layer.CachedFile: a single chunk, or the whole-file entry the
+// store assembles from a big file's chunks) is opened on that file with
+// FOPEN_PASSTHROUGH, unless Options.NoPassthrough: the kernel then reads
+// the cache file itself and no READ reaches the server. It needs Linux
+// >= 6.9 and CAP_SYS_ADMIN; without them go-fuse stops asking and the
+// server reads the same cache file. The kernel refuses (EIO) to open an
+// inode in passthrough mode while it is open in the other mode and the
+// other way round, so a file's node keeps the mode of its first open
+// until its last handle is released (passthrough.go).
 //
 // # Deadlocks
 //

@@ -84,8 +84,14 @@ type testLayer struct {
 // that files of a few hundred KiB span several chunks.
 func buildLayer(t testing.TB, ref refspec.Reference, tarball []byte) testLayer {
 	t.Helper()
+	return buildLayerChunks(t, ref, tarball, 64<<10)
+}
+
+// buildLayerChunks is buildLayer with chunks of chunkSize bytes.
+func buildLayerChunks(t testing.TB, ref refspec.Reference, tarball []byte, chunkSize int) testLayer {
+	t.Helper()
 	var buf bytes.Buffer
-	res, err := estargz.Build(t.Context(), &buf, bytes.NewReader(tarball), int64(len(tarball)), estargz.BuildOptions{ChunkSize: 64 << 10})
+	res, err := estargz.Build(t.Context(), &buf, bytes.NewReader(tarball), int64(len(tarball)), estargz.BuildOptions{ChunkSize: chunkSize})
 	if err != nil {
 		t.Fatalf("estargz.Build: %v", err)
 	}

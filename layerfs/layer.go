@@ -89,7 +89,8 @@ func (n *layerNode) failResolve(name string, out *fuse.EntryOut, err error) sysc
 // resolved anew gets a new tree. The entry itself stays short-lived, since
 // which layer it names can change; the attributes cannot.
 func (n *layerNode) lookupDiff(ctx context.Context, l *store.Layer, out *fuse.EntryOut) *fusefs.Inode {
-	t := &diffTree{l: l, ix: l.Index(), ttl: n.fs.diffTTL, log: n.fs.log, rec: n.fs.rec}
+	t := &diffTree{l: l, ix: l.Index(), ttl: n.fs.diffTTL, log: n.fs.log, rec: n.fs.rec,
+		passthrough: n.fs.passthrough, noBackingFd: n.fs.noBackingFd}
 	root := newDiffNode(t, dirent{e: t.ix.Root()})
 	root.fillAttr(&out.Attr)
 	out.SetEntryTimeout(n.fs.alsTTL)

@@ -72,6 +72,16 @@ type Options struct {
 	// a regular file in a diff tree, in order (`stargz-store optimize`
 	// records a workload this way). nil records nothing.
 	Recorder Recorder
+	// NoPassthrough turns off opening regular files on their cache file
+	// (a single-chunk file, or a big file's whole-file entry) with FUSE
+	// passthrough, which lets the kernel read that file without the
+	// daemon. Passthrough needs Linux >= 6.9 and CAP_SYS_ADMIN; without
+	// them such files are read by the daemon from the cache file.
+	NoPassthrough bool
+
+	// noBackingFd opens files on their cache file but never hands it to
+	// the kernel: tests of the daemon fallback.
+	noBackingFd bool
 }
 
 // Server is a mounted file system. Its methods are safe for concurrent
@@ -147,6 +157,8 @@ func newFsys(src Source, opts Options) *fsys {
 		diffTTL:        durationOr(opts.DiffTimeout, DefaultDiffTimeout),
 		resolveTimeout: opts.ResolveTimeout,
 		rec:            opts.Recorder,
+		passthrough:    !opts.NoPassthrough,
+		noBackingFd:    opts.noBackingFd,
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
@@ -185,8 +197,12 @@ func fuseOptions(f *fsys, opts Options) *fusefs.Options {
 			// default, MS_NOSUID|MS_NODEV.
 			DirectMountFlags:     syscall.MS_MGC_VAL,
 			EnableSymlinkCaching: true,
-			Debug:                opts.Debug,
-			Logger:               goLog,
+			// Every read result is bytes in memory: go-fuse's splice
+			// (tried for any result) only fails, on every 1 MiB read,
+			// as its pipe would have to exceed pipe-max-size (1 MiB).
+			DisableSplice: true,
+			Debug:         opts.Debug,
+			Logger:        goLog,
 		},
 		EntryTimeout:    &f.alsTTL,
 		AttrTimeout:     &f.alsTTL,

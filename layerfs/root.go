@@ -23,6 +23,8 @@ type fsys struct {
 	diffTTL        time.Duration // entries, attributes and negative entries in diff trees
 	resolveTimeout time.Duration // bound on one Source.Layer call
 	rec            Recorder      // Options.Recorder, or nil
+	passthrough    bool          // not Options.NoPassthrough
+	noBackingFd    bool          // Options.noBackingFd
 	inos           inoCounter
 }
 

@@ -9,13 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sync"
 
 	digest "github.com/opencontainers/go-digest"
-
-	"github.com/stargz-store/stargz-store/store/index"
 )
 
 // A layer's TOC is cached as the blob ranges the format reader read while
@@ -224,24 +221,4 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 		}
 	}
 	return f, write, nil
-}
-
-// CachedFile opens the cache file that holds exactly the content of the
-// regular file e, when there is one: e is a single chunk and that chunk
-// is on disk. The caller closes the file. FUSE passthrough can hand it to
-// the kernel, which then reads it without the daemon. Cache files were
-// verified against their digest when they were written.
-func (l *Layer) CachedFile(e *index.Entry) (*os.File, bool) {
-	if l.cache == nil || e.Type != index.TypeReg || len(e.Chunks) != 1 {
-		return nil, false
-	}
-	c := e.Chunks[0]
-	if c.Zero || c.Offset != 0 || c.Size != e.Size {
-		return nil, false
-	}
-	f, err := l.cache.Get(c.Digest)
-	if err != nil {
-		return nil, false
-	}
-	return f, true
 }

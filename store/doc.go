@@ -28,6 +28,16 @@
 // whose TOC carries no chunk digests is refused (ErrNotLazy), and storage
 // then pulls it normally.
 //
+// # Whole files
+//
+// With a cache, a regular file of more than one chunk and at least 1 MiB
+// gets a second form once all its chunks are cached: one cache entry
+// holding its whole content, assembled in the background (one file at a
+// time per Manager) and verified against the file's digest in the TOC.
+// Layer.CachedFile returns it, so that FUSE passthrough can give the
+// kernel one backing file; reads through Layer.ReadAt fall back to it
+// when chunks were evicted. See wholefile.go.
+//
 // # Contexts
 //
 // Fetches that several readers may wait for run on a context owned by the

@@ -57,9 +57,15 @@ func (l *Layer) lookup(key chunkKey, c index.Chunk) ([]byte, bool) {
 
 // readCached reads the part of chunk c that p wants from file offset off
 // straight from the cache, without reading the rest of the chunk. It
-// reports false when the chunk is not cached (or there is no cache).
+// reports false when the chunk is not cached (or there is no cache), or
+// when the entry under its digest is not c.Size bytes: only a named entry
+// (whole file, TOC ranges) whose name a chunk's content hashes to could be
+// (wholefile.go).
 func (l *Layer) readCached(c index.Chunk, p []byte, off int64) (int, bool) {
 	if l.cache == nil || c.Zero {
+		return 0, false
+	}
+	if size, ok := l.cache.Size(c.Digest); ok && size != c.Size {
 		return 0, false
 	}
 	want := p[:min(int64(len(p)), c.End()-off)]
@@ -89,7 +95,8 @@ func (l *Layer) has(r chunkRef) bool {
 // come from the background fetch, in the memory LRU at once. Background
 // fetches write them before returning (which also paces them); reads and
 // the prefetch leave the writes (and their fsyncs) to a goroutine of the
-// layer.
+// layer. Files whose last missing chunk this stores are then queued for
+// whole-file assembly.
 func (l *Layer) keep(refs []chunkRef, data [][]byte, kind fetchKind) {
 	if l.cache == nil {
 		l.mu.Lock()
@@ -115,6 +122,7 @@ func (l *Layer) keep(refs []chunkRef, data [][]byte, kind fetchKind) {
 				l.log.Debug("cache chunk", "digest", dg.String(), "err", err)
 			}
 		}
+		l.assembleCompleted(refs)
 	}
 	if bg {
 		write()

@@ -64,6 +64,15 @@ type LayerOptions struct {
 	// lives elsewhere (an external-TOC eStargz blob); nil makes such layers
 	// not lazy.
 	ExternalTOC func(desc LayerDesc) ([]byte, error)
+	// NoWholeFiles turns off whole-file cache entries: a regular file of
+	// more than one chunk (and at least 1 MiB) is otherwise assembled into
+	// one cache entry once all its chunks are cached, so that CachedFile
+	// can return it. Without a Cache there are none.
+	NoWholeFiles bool
+
+	// assembly bounds whole-file assemblies across the layers sharing it
+	// (a Manager's); nil gives the layer its own bound.
+	assembly chan struct{}
 }
 
 // chunkKey names a chunk by file and offset in the file, never by
@@ -78,6 +87,9 @@ type chunkKey struct {
 // safe for concurrent use; Close stops its fetches, its prefetch and its
 // background fetch, and waits for them.
 //
+// Besides fetches, a layer with a cache runs at most one goroutine that
+// assembles whole-file entries (wholefile.go).
+//
 // Lock order: Layer.mu, then cachedir's locks (the cache is never called
 // with mu held, except Pin/Unpin which take only its own mutex).
 type Layer struct {
@@ -88,6 +100,8 @@ type Layer struct {
 	log       *slog.Logger
 	cache     *cachedir.Dir
 	readAhead int64
+	noWhole   bool                 // LayerOptions.NoWholeFiles
+	assembly  chan struct{}        // a slot per whole-file assembly running
 	members   map[int64][]chunkRef // gzip members holding more than one chunk
 	fetch     *flight.Group[chunkKey, []byte]
 	closed    sync.Once
@@ -118,6 +132,11 @@ type Layer struct {
 	seq      map[uint32]seqState        // per file: where its last fetch for a read ended
 	guessed  map[uint32]bool            // files looked at for speculative fetches
 	stopping bool                       // Close began: start no goroutine
+	// whole, wholeNext and wholeBusy track whole-file assembly: each
+	// file's state, the files waiting, whether a goroutine assembles.
+	whole     map[uint32]wholeState
+	wholeNext []*index.Entry
+	wholeBusy bool
 }
 
 // chunkRef is one chunk of one file.
@@ -157,6 +176,9 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		log = slog.New(slog.DiscardHandler)
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if opts.assembly == nil {
+		opts.assembly = make(chan struct{}, maxAssemblies)
+	}
 	l := &Layer{
 		id:         lastLayerID.Add(1),
 		desc:       desc,
@@ -165,6 +187,8 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		log:        log,
 		cache:      opts.Cache,
 		readAhead:  opts.ReadAhead,
+		noWhole:    opts.NoWholeFiles,
+		assembly:   opts.assembly,
 		members:    sharedMembers(f.index),
 		fetch:      flight.New[chunkKey, []byte](ctx),
 		ctx:        lctx,
@@ -176,6 +200,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		seq:        map[uint32]seqState{},
 		guessed:    map[uint32]bool{},
 		guess:      opts.Speculate,
+		whole:      map[uint32]wholeState{},
 	}
 	l.specLeft.Store(speculateBudget)
 	if writeTOC != nil {
@@ -246,6 +271,11 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 			return n, fmt.Errorf("read %s at %d: no chunk", e.Name, off)
 		}
 		if k, ok := l.readCached(c, p[n:], off); ok {
+			n += k
+			off += int64(k)
+			continue
+		}
+		if k, ok := l.readWhole(e, p[n:], off); ok {
 			n += k
 			off += int64(k)
 			continue

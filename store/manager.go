@@ -53,6 +53,7 @@ type Manager struct {
 	resolves *flight.Group[refspec.Reference, *image]
 	searches *flight.Group[refspec.Reference, []layerEntry]
 	opens    *flight.Group[blobKey, *Layer]
+	assembly chan struct{}  // whole-file assemblies running, over all layers
 	wg       sync.WaitGroup // timer callbacks running
 	close    sync.Once
 
@@ -82,6 +83,7 @@ func New(opts Options) (*Manager, error) {
 		resolves: flight.New[refspec.Reference, *image](ctx),
 		searches: flight.New[refspec.Reference, []layerEntry](ctx),
 		opens:    flight.New[blobKey, *Layer](ctx),
+		assembly: make(chan struct{}, maxAssemblies),
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
 		warned:   map[layerKey]time.Time{},
@@ -291,6 +293,7 @@ func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
 		blob.lim = m.limiter(ref.Domain())
 		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
 			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate,
+			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly,
 			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, m.newSource, d) }})
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))

@@ -99,6 +99,10 @@ type Options struct {
 	// without prioritized files is first looked up. nil means
 	// DefaultStartupFiles; an empty, non-nil slice means none.
 	StartupFiles []string
+	// NoWholeFiles turns off whole-file cache entries (see
+	// LayerOptions.NoWholeFiles): without FUSE passthrough they only cost
+	// disk space.
+	NoWholeFiles bool
 
 	// clock replaces the real clock in tests; nil means real time.
 	clock clock

@@ -99,6 +99,10 @@ type FUSEConfig struct {
 	// ReadAheadKB is the kernel read-ahead of the mount in KiB; 0 means
 	// layerfs.DefaultReadAheadKB, negative the kernel's default.
 	ReadAheadKB int `toml:"read_ahead_kb"`
+	// Passthrough lets the kernel read a big file (1 MiB or more) straight
+	// from its cache file with FUSE passthrough (Linux >= 6.9, root),
+	// once the file is cached whole.
+	Passthrough bool `toml:"passthrough"`
 }
 
 // duration is a time.Duration written as "30s" in TOML.
@@ -133,6 +137,7 @@ func defaultConfig() Config {
 			Speculate:           true,
 			StartupFiles:        slices.Clone(store.DefaultStartupFiles),
 		},
+		FUSE: FUSEConfig{Passthrough: true},
 	}
 }
 

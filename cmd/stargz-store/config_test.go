@@ -26,11 +26,11 @@ func TestLoadConfig(t *testing.T) {
 		{name: "empty file gives defaults", file: " ", check: func(c Config) bool { return reflect.DeepEqual(c, defaultConfig()) }},
 		{
 			name: "values override defaults",
-			file: "log_level = \"debug\"\n[store]\nresolve_timeout = \"15s\"\nmax_toc_size = 1024\n[registry]\nauth_file = \"/a.json\"\n[fuse]\ndebug = true\nread_ahead_kb = 4096\n",
+			file: "log_level = \"debug\"\n[store]\nresolve_timeout = \"15s\"\nmax_toc_size = 1024\n[registry]\nauth_file = \"/a.json\"\n[fuse]\ndebug = true\nread_ahead_kb = 4096\npassthrough = false\n",
 			check: func(c Config) bool {
 				return c.LogLevel == "debug" && c.Store.ResolveTimeout.Duration == 15*time.Second &&
 					c.Store.MaxTOCSize == 1024 && c.Registry.AuthFile == "/a.json" && c.FUSE.Debug &&
-					c.FUSE.ReadAheadKB == 4096 &&
+					c.FUSE.ReadAheadKB == 4096 && !c.FUSE.Passthrough &&
 					c.Store.IdleTimeout == defaultConfig().Store.IdleTimeout
 			},
 		},
@@ -122,6 +122,14 @@ func TestStoreOptionsFromConfig(t *testing.T) {
 	cfg.Store.BackgroundDelay.Duration = 0
 	if o := storeOptions(cfg, nil, nil, nil); o.BackgroundDelay >= 0 {
 		t.Errorf("background_delay = 0 gives BackgroundDelay %s, want negative (none)", o.BackgroundDelay)
+	}
+	if o, lo := storeOptions(defaultConfig(), nil, nil, nil), layerfsOptions(defaultConfig(), nil); o.NoWholeFiles || lo.NoPassthrough {
+		t.Errorf("defaults: NoWholeFiles = %v, NoPassthrough = %v; want passthrough on", o.NoWholeFiles, lo.NoPassthrough)
+	}
+	cfg = defaultConfig()
+	cfg.FUSE.Passthrough = false
+	if o, lo := storeOptions(cfg, nil, nil, nil), layerfsOptions(cfg, nil); !o.NoWholeFiles || !lo.NoPassthrough {
+		t.Errorf("passthrough = false: NoWholeFiles = %v, NoPassthrough = %v; want both set", o.NoWholeFiles, lo.NoPassthrough)
 	}
 	cfg = defaultConfig()
 	cfg.Store.ReadAhead = 0

@@ -51,6 +51,9 @@ func storeOptions(cfg Config, regs *registryauth.Registries, cache *cachedir.Dir
 		ReadAhead:           readAhead,
 		NoSpeculate:         !cfg.Store.Speculate,
 		StartupFiles:        append([]string{}, cfg.Store.StartupFiles...),
+		// Whole-file entries exist for passthrough: without it they
+		// would only take disk space.
+		NoWholeFiles: !cfg.FUSE.Passthrough,
 	}
 }
 
@@ -68,5 +71,6 @@ func layerfsOptions(cfg Config, log *slog.Logger) layerfs.Options {
 		Debug:          cfg.FUSE.Debug,
 		ResolveTimeout: cfg.Store.ResolveTimeout.Duration,
 		ReadAheadKB:    cfg.FUSE.ReadAheadKB,
+		NoPassthrough:  !cfg.FUSE.Passthrough,
 	}
 }

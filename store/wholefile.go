@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/stargz-store/stargz-store/cachedir"
+	"github.com/stargz-store/stargz-store/store/index"
+)
+
+// A regular file of more than one chunk is served from the cache chunk by
+// chunk. Once all its chunks are cached, the layer assembles its content
+// into one more cache entry, its whole-file entry, so that FUSE
+// passthrough can hand the kernel a single backing file (CachedFile). The
+// entry is written in the background, one file at a time across the
+// Manager's layers, and verified at commit against the file's digest in
+// the TOC (or chunk by chunk when the TOC has none). It is an ordinary
+// cache entry: counted in the size cap, evicted like the others. The
+// chunks it was made from are demoted to the cold end of the LRU, so that
+// under pressure the cache drops them first rather than keep the bytes
+// twice.
+
+// minWholeSize is the smallest file that gets a whole-file entry. Below
+// one FUSE read (1 MiB) passthrough measured no faster than the daemon.
+const minWholeSize = 1 << 20
+
+// maxAssemblies bounds the whole files being assembled at once across the
+// layers of a Manager: assembly is disk-bound background work.
+const maxAssemblies = 1
+
+// wholeMagic starts the name of a whole-file entry; the version is in it.
+const wholeMagic = "stargz-store whole file v1\n"
+
+// wholeKey names the whole-file entry of e by its content: its size and
+// its digest, or the digest of its chunk list when the TOC gives no file
+// digest. The content of a file is the same whatever the layer's format,
+// so the entry is shared by every layer holding that file. The name is
+// the digest of a string of about 100 bytes, far below minWholeSize: a
+// chunk holding that string would be filed under the same name, so
+// readers of either check the entry's size (see docs/design.md,
+// "Whole-file entries").
+func wholeKey(e *index.Entry) digest.Digest {
+	id := e.Digest
+	if id == "" {
+		var b strings.Builder
+		for _, c := range e.Chunks {
+			fmt.Fprintf(&b, "%d %d %s\n", c.Offset, c.Size, c.Digest)
+		}
+		id = digest.FromString("chunks\n" + b.String())
+	}
+	return digest.FromString(wholeMagic + strconv.FormatInt(e.Size, 10) + "\n" + id.String())
+}
+
+// wholeState is where a file of the layer stands with its whole-file
+// entry; absent means nothing was tried.
+type wholeState uint8
+
+const (
+	wholeQueued wholeState = iota + 1 // waiting or being assembled
+	wholeFailed                       // refused: not tried again while the layer lives
+)
+
+// errChunkGone: a chunk was evicted while its file was being assembled;
+// the file is queued again when that chunk is cached again.
+var errChunkGone = errors.New("chunk left the cache")
+
+// wantsWhole reports whether e gets a whole-file entry.
+func (l *Layer) wantsWhole(e *index.Entry) bool {
+	return l.cache != nil && !l.noWhole && e.Type == index.TypeReg && len(e.Chunks) > 1 && e.Size >= minWholeSize
+}
+
+// CachedFile opens the cache file that holds exactly the content of the
+// regular file e, when there is one: e is a single chunk that is on disk,
+// or e has a whole-file entry. The caller closes the file. FUSE
+// passthrough can hand it to the kernel, which then reads it without the
+// daemon. Cache files were verified when they were written; a file whose
+// size is not e.Size is never returned. When every chunk of e is cached
+// but its whole-file entry is not (say, after a restart), CachedFile
+// queues the assembly and returns false: it never waits for it.
+func (l *Layer) CachedFile(e *index.Entry) (*os.File, bool) {
+	if l.cache == nil || e.Type != index.TypeReg {
+		return nil, false
+	}
+	if len(e.Chunks) == 1 {
+		c := e.Chunks[0]
+		if c.Zero || c.Offset != 0 || c.Size != e.Size {
+			return nil, false
+		}
+		return l.openSized(c.Digest, e.Size)
+	}
+	if !l.wantsWhole(e) {
+		return nil, false
+	}
+	if f, ok := l.openSized(wholeKey(e), e.Size); ok {
+		return f, true
+	}
+	l.assembleIfComplete(e)
+	return nil, false
+}
+
+// openSized opens the cache entry dg if it is size bytes long. An entry
+// of another size is damaged (or is not what the caller thinks): it is
+// removed.
+func (l *Layer) openSized(dg digest.Digest, size int64) (*os.File, bool) {
+	f, err := l.cache.Get(dg)
+	if err != nil {
+		return nil, false
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() == size {
+		return f, true
+	}
+	f.Close()
+	if err == nil {
+		l.log.Warn("cache entry has the wrong size, removing it", "digest", dg.String(), "bytes", fi.Size(), "want", size)
+		_ = l.cache.Remove(dg)
+	}
+	return nil, false
+}
+
+// readWhole reads p from e's whole-file entry at off, when it has one of
+// the right size: the chunks it was made from may have been evicted.
+func (l *Layer) readWhole(e *index.Entry, p []byte, off int64) (int, bool) {
+	if !l.wantsWhole(e) || off >= e.Size {
+		return 0, false
+	}
+	key := wholeKey(e)
+	if size, ok := l.cache.Size(key); !ok || size != e.Size {
+		return 0, false
+	}
+	want := p[:min(int64(len(p)), e.Size-off)]
+	n, err := l.cache.ReadAt(key, want, off)
+	if n != len(want) || (err != nil && !errors.Is(err, io.EOF)) {
+		return 0, false
+	}
+	return n, true
+}
+
+// assembleCompleted queues the assembly of the files of refs whose chunks
+// are now all cached: refs were just stored.
+func (l *Layer) assembleCompleted(refs []chunkRef) {
+	seen := map[uint32]bool{}
+	for _, r := range refs {
+		if !seen[r.e.ID] {
+			seen[r.e.ID] = true
+			l.assembleIfComplete(r.e)
+		}
+	}
+}
+
+// assembleIfComplete queues the assembly of e if it wants a whole-file
+// entry, has none, and all its chunks are cached.
+func (l *Layer) assembleIfComplete(e *index.Entry) {
+	if !l.wantsWhole(e) {
+		return
+	}
+	l.mu.RLock()
+	_, tried := l.whole[e.ID]
+	l.mu.RUnlock()
+	if tried || l.cache.Has(wholeKey(e)) {
+		return
+	}
+	for i := range e.Chunks {
+		if !l.has(chunkRef{e, i}) {
+			return
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.whole[e.ID]; ok {
+		return
+	}
+	l.whole[e.ID] = wholeQueued
+	l.wholeNext = append(l.wholeNext, e)
+	if !l.wholeBusy {
+		l.wholeBusy = l.goLocked(l.assembleQueued)
+	}
+}
+
+// assembleQueued assembles the queued files one by one until the queue is
+// empty or the layer closes. It runs on a goroutine of the layer, at most
+// one per layer.
+func (l *Layer) assembleQueued() {
+	for {
+		l.mu.Lock()
+		if len(l.wholeNext) == 0 || l.ctx.Err() != nil {
+			l.wholeBusy = false
+			l.mu.Unlock()
+			return
+		}
+		e := l.wholeNext[0]
+		l.wholeNext = l.wholeNext[1:]
+		l.mu.Unlock()
+		err := l.assembleOne(l.ctx, e)
+		l.mu.Lock()
+		if err == nil || errors.Is(err, errChunkGone) {
+			delete(l.whole, e.ID)
+		} else {
+			l.whole[e.ID] = wholeFailed
+		}
+		l.mu.Unlock()
+	}
+}
+
+// assembleOne assembles e once a slot among the Manager's assemblies is
+// free, and logs the outcome.
+func (l *Layer) assembleOne(ctx context.Context, e *index.Entry) error {
+	select {
+	case l.assembly <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-l.assembly }()
+	start := time.Now()
+	err := l.assemble(ctx, e)
+	switch {
+	case err == nil:
+		l.log.Debug("file assembled", "digest", l.desc.Digest.String(), "path", e.Name, "bytes", e.Size, "dur", time.Since(start))
+	case errors.Is(err, cachedir.ErrCorrupt):
+		l.log.Warn("file assembly refused", "digest", l.desc.Digest.String(), "path", e.Name, "err", err)
+	case ctx.Err() == nil:
+		l.log.Debug("file assembly failed", "digest", l.desc.Digest.String(), "path", e.Name, "err", err)
+	}
+	return err
+}
+
+// assembleBuf is the size of the copy buffer of an assembly.
+const assembleBuf = 1 << 20
+
+// assemble writes e's whole-file entry from its cached chunks and commits
+// it if the content hashes to e.Digest (each chunk is checked against its
+// own digest when the TOC gives no file digest). An entry already there
+// is fine.
+func (l *Layer) assemble(ctx context.Context, e *index.Entry) error {
+	w, err := l.cache.NamedWriter(ctx, wholeKey(e), e.Digest, e.Size)
+	if errors.Is(err, cachedir.ErrExists) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("assemble %s: %w", e.Name, err)
+	}
+	defer w.Abort()
+	buf := make([]byte, assembleBuf)
+	for _, c := range e.Chunks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := l.copyChunk(w, c, buf, e.Digest == ""); err != nil {
+			return fmt.Errorf("assemble %s: chunk at %d: %w", e.Name, c.Offset, err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		return fmt.Errorf("assemble %s: %w", e.Name, err)
+	}
+	for _, c := range e.Chunks {
+		if !c.Zero {
+			l.cache.Demote(c.Digest)
+		}
+	}
+	return nil
+}
+
+// copyChunk writes chunk c from the cache (zeros for a hole) to w, and,
+// with verify, checks it against the chunk digest.
+func (l *Layer) copyChunk(w io.Writer, c index.Chunk, buf []byte, verify bool) error {
+	if c.Zero {
+		clear(buf)
+	}
+	var h hash.Hash
+	if verify && !c.Zero {
+		if !c.Digest.Algorithm().Available() {
+			return fmt.Errorf("chunk digest %s: %w", c.Digest, digest.ErrDigestUnsupported)
+		}
+		h = c.Digest.Algorithm().Hash()
+	}
+	for off := int64(0); off < c.Size; {
+		p := buf[:min(int64(len(buf)), c.Size-off)]
+		if !c.Zero {
+			n, err := l.cache.ReadAt(c.Digest, p, off)
+			if errors.Is(err, cachedir.ErrNotFound) {
+				return errChunkGone
+			}
+			if n < len(p) {
+				if err == nil || errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+		if h != nil {
+			h.Write(p)
+		}
+		off += int64(len(p))
+	}
+	if h != nil {
+		if got := digest.NewDigest(c.Digest.Algorithm(), h); got != c.Digest {
+			return fmt.Errorf("cached chunk hashes to %s, want %s: %w", got, c.Digest, cachedir.ErrCorrupt)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/stargz-store/stargz-store/cachedir"
+	"github.com/stargz-store/stargz-store/internal/testutil"
+	"github.com/stargz-store/stargz-store/store/index"
+)
+
+// wholeFixture is an eStargz layer (64 KiB chunks) with a 1.5 MiB file,
+// big, of 24 chunks, and a 200 KiB file, small, of 4 chunks (below
+// minWholeSize).
+type wholeFixture struct {
+	tl         testutil.Layer
+	desc       LayerDesc
+	big, small []byte
+}
+
+func newWholeFixture(t *testing.T) wholeFixture {
+	t.Helper()
+	r := rand.NewChaCha8([32]byte{7})
+	big, small := make([]byte, 3<<19), make([]byte, 200<<10)
+	_, _ = r.Read(big)
+	_, _ = r.Read(small)
+	tl := testutil.ESGZLayer(t, testutil.Tar(t,
+		testutil.File{Name: "data/"},
+		testutil.File{Name: "data/big", Data: string(big)},
+		testutil.File{Name: "data/small", Data: string(small)},
+	), testutil.ESGZOptions{ChunkSize: 64 << 10})
+	return wholeFixture{tl: tl, big: big, small: small,
+		desc: LayerDesc{Digest: tl.Desc.Digest, Size: tl.Desc.Size, TOCDigest: tl.TOCDigest}}
+}
+
+// open opens the layer over a gateBlob (gate open) and cache.
+func (f wholeFixture) open(t *testing.T, cache *cachedir.Dir, opts LayerOptions) (*Layer, *gateBlob) {
+	t.Helper()
+	blob := &gateBlob{b: f.tl.Blob, times: make([]int, len(f.tl.Blob))}
+	opts.Cache = cache
+	l, err := OpenLayer(t.Context(), blob, f.desc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, blob
+}
+
+func entry(t *testing.T, l *Layer, name string) *index.Entry {
+	t.Helper()
+	e, ok := l.Index().Lookup(name)
+	if !ok {
+		t.Fatalf("no %s in the layer", name)
+	}
+	return e
+}
+
+// cachedContent returns what CachedFile(e) gives, or nil.
+func cachedContent(t *testing.T, l *Layer, e *index.Entry) []byte {
+	t.Helper()
+	f, ok := l.CachedFile(e)
+	if !ok {
+		return nil
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestWholeFileAssembledWhenLastChunkLands(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newWholeFixture(t)
+		cache := openCache(t, t.TempDir(), 1<<30)
+		l, blob := f.open(t, cache, LayerOptions{})
+		big, small := entry(t, l, "data/big"), entry(t, l, "data/small")
+		if len(big.Chunks) < 2 || big.Digest == "" {
+			t.Fatalf("data/big has %d chunks, digest %q; the test needs several and a digest", len(big.Chunks), big.Digest)
+		}
+		if got := readFile(t, l, "data/big"); !bytes.Equal(got, f.big) {
+			t.Fatal("data/big: wrong bytes")
+		}
+		readFile(t, l, "data/small")
+		synctest.Wait() // the cache writes and the assembly
+		if !cache.Has(wholeKey(big)) {
+			t.Fatal("no whole-file entry for data/big after reading it all")
+		}
+		if cache.Has(wholeKey(small)) {
+			t.Error("whole-file entry for data/small, below minWholeSize")
+		}
+		if got := cachedContent(t, l, big); !bytes.Equal(got, f.big) {
+			t.Fatalf("CachedFile(data/big): %d bytes, want the file's %d", len(got), len(f.big))
+		}
+		// The chunks may go now: reads are served from the whole file.
+		for _, c := range big.Chunks {
+			if err := cache.Remove(c.Digest); err != nil {
+				t.Fatal(err)
+			}
+		}
+		blob.reset()
+		close(blob.gate)
+		if got := readFile(t, l, "data/big"); !bytes.Equal(got, f.big) {
+			t.Fatal("data/big from the whole-file entry: wrong bytes")
+		}
+		if total, _ := blob.fetched(); total != 0 {
+			t.Errorf("read with a whole-file entry fetched %d bytes, want 0", total)
+		}
+	})
+}
+
+func TestWholeFileNotAssembledFromPartialChunks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newWholeFixture(t)
+		cache := openCache(t, t.TempDir(), 1<<30)
+		l, _ := f.open(t, cache, LayerOptions{})
+		big := entry(t, l, "data/big")
+		buf := make([]byte, big.Size/2)
+		if _, err := l.ReadAt(t.Context(), big, buf, 0); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if cache.Has(wholeKey(big)) {
+			t.Fatal("whole-file entry made from half the chunks")
+		}
+		if _, ok := l.CachedFile(big); ok {
+			t.Fatal("CachedFile found a whole file with half the chunks cached")
+		}
+	})
+}
+
+func TestWholeFileOffWithNoWholeFiles(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newWholeFixture(t)
+		cache := openCache(t, t.TempDir(), 1<<30)
+		l, _ := f.open(t, cache, LayerOptions{NoWholeFiles: true})
+		readFile(t, l, "data/big")
+		synctest.Wait()
+		if _, ok := l.CachedFile(entry(t, l, "data/big")); ok {
+			t.Fatal("CachedFile returned a whole file with NoWholeFiles")
+		}
+		if used, _ := cache.Usage(); used > int64(len(f.big)+len(f.small))+64<<10 {
+			t.Fatalf("cache holds %d bytes, more than the chunks and TOC", used)
+		}
+	})
+}
+
+// TestWholeFileAssembledOnOpenAfterRestart: the chunks were cached by an
+// earlier layer (an earlier run); CachedFile queues the assembly and
+// returns false, never waiting for it.
+func TestWholeFileAssembledOnOpenAfterRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newWholeFixture(t)
+		cache := openCache(t, t.TempDir(), 1<<30)
+		first, _ := f.open(t, cache, LayerOptions{NoWholeFiles: true})
+		readFile(t, first, "data/big")
+		synctest.Wait()
+		first.Close()
+
+		l, blob := f.open(t, cache, LayerOptions{})
+		big := entry(t, l, "data/big")
+		if _, ok := l.CachedFile(big); ok {
+			t.Fatal("CachedFile returned a whole file before any assembly")
+		}
+		synctest.Wait()
+		if got := cachedContent(t, l, big); !bytes.Equal(got, f.big) {
+			t.Fatalf("CachedFile after the assembly on open: %d bytes, want %d", len(got), len(f.big))
+		}
+		if blob.reads != 0 {
+			t.Errorf("assembly read the blob %d times, want 0", blob.reads)
+		}
+	})
+}
+
+func TestWholeFileAssemblyRefusesWrongContent(t *testing.T) {
+	f := newWholeFixture(t)
+	cache := openCache(t, t.TempDir(), 1<<30)
+	l, _ := f.open(t, cache, LayerOptions{NoWholeFiles: true})
+	big := entry(t, l, "data/big")
+	readFile(t, l, "data/big")
+	l.Close() // waits for the cache writes
+
+	t.Run("file digest mismatch", func(t *testing.T) {
+		e := *big
+		e.Digest = digest.FromString("not the content")
+		if err := l.assemble(t.Context(), &e); !errors.Is(err, cachedir.ErrCorrupt) {
+			t.Fatalf("assemble() = %v, want ErrCorrupt", err)
+		}
+		if cache.Has(wholeKey(&e)) {
+			t.Fatal("entry committed despite the mismatch")
+		}
+	})
+	t.Run("damaged chunk, no file digest", func(t *testing.T) {
+		e := *big
+		e.Digest = ""
+		c := e.Chunks[3]
+		if err := cache.Remove(c.Digest); err != nil {
+			t.Fatal(err)
+		}
+		damaged := bytes.Clone(f.big[c.Offset:c.End()])
+		damaged[100] ^= 1
+		if err := cache.PutNamed(t.Context(), c.Digest, damaged); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.assemble(t.Context(), &e); !errors.Is(err, cachedir.ErrCorrupt) {
+			t.Fatalf("assemble() = %v, want ErrCorrupt", err)
+		}
+		if cache.Has(wholeKey(&e)) {
+			t.Fatal("entry committed from a damaged chunk")
+		}
+	})
+	t.Run("chunk gone", func(t *testing.T) {
+		e := *big
+		if err := cache.Remove(e.Chunks[5].Digest); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.assemble(t.Context(), &e); !errors.Is(err, errChunkGone) {
+			t.Fatalf("assemble() = %v, want errChunkGone", err)
+		}
+	})
+}
+
+func TestWholeFileWrongSizeIsNeverServed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newWholeFixture(t)
+		root := t.TempDir()
+		cache := openCache(t, root, 1<<30)
+		l, _ := f.open(t, cache, LayerOptions{})
+		big := entry(t, l, "data/big")
+		readFile(t, l, "data/big")
+		synctest.Wait()
+		wf, ok := l.CachedFile(big)
+		if !ok {
+			t.Fatal("no whole-file entry")
+		}
+		err := os.Truncate(wf.Name(), big.Size-1)
+		wf.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := l.CachedFile(big); ok {
+			t.Fatal("CachedFile returned a truncated whole-file entry")
+		}
+		if cache.Has(wholeKey(big)) {
+			t.Error("truncated whole-file entry kept")
+		}
+	})
+}
+
+// TestWholeFileConcurrentReadersAndLayers: two layers of the same blob
+// over one cache, each read by several goroutines calling CachedFile in
+// between, assemble one entry with the right content (run with -race).
+// The bubble also checks that no goroutine outlives the layers' Close.
+func TestWholeFileConcurrentReadersAndLayers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newWholeFixture(t)
+		cache := openCache(t, t.TempDir(), 1<<30)
+		a, _ := f.open(t, cache, LayerOptions{})
+		b, _ := f.open(t, cache, LayerOptions{})
+		var wg sync.WaitGroup
+		for i := range 8 {
+			l := []*Layer{a, b}[i%2]
+			wg.Go(func() {
+				e := entry(t, l, "data/big")
+				buf := make([]byte, 256<<10)
+				for off := int64(0); off < e.Size; off += int64(len(buf)) {
+					n, err := l.ReadAt(t.Context(), e, buf, off)
+					if (err != nil && !errors.Is(err, io.EOF)) || !bytes.Equal(buf[:n], f.big[off:off+int64(n)]) {
+						t.Errorf("ReadAt(%d) = %d, %v, or wrong bytes", off, n, err)
+						return
+					}
+					if got := cachedContent(t, l, e); got != nil && !bytes.Equal(got, f.big) {
+						t.Error("CachedFile: wrong bytes")
+					}
+				}
+			})
+		}
+		wg.Wait()
+		synctest.Wait()
+		for _, l := range []*Layer{a, b} {
+			if got := cachedContent(t, l, entry(t, l, "data/big")); !bytes.Equal(got, f.big) {
+				t.Fatalf("CachedFile after concurrent reads: %d bytes, want the file", len(got))
+			}
+		}
+	})
+}
