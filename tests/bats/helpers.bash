@@ -189,22 +189,9 @@ _sgz_stop_pidfile() {
 
 # ------------------------------------------------------------------ registry
 
-# start_registry NAME [USER PASSWORD]: Debian's docker-registry on 127.0.0.1:<free port>, storage in
-# $SGZ_WORK/registry-NAME/data, JSON log (one "response completed" line with http.response.written
-# per request) in .../log.  With USER and PASSWORD: htpasswd (bcrypt) basic auth.
-# Adds the registry to $SGZ_REGISTRIES_CONF as insecure (plain HTTP).
-start_registry() {
-    local name=$1 user=${2:-} pass=${3:-} d=$SGZ_WORK/registry-$1 port auth=
-    mkdir -p "$d/data"
-    port=$(free_port) || fail "no free port"
-    if [ -n "$user" ]; then
-        htpasswd -Bbn "$user" "$pass" > "$d/htpasswd"
-        auth="auth:
-  htpasswd:
-    realm: sgz-e2e
-    path: $d/htpasswd"
-    fi
-    cat > "$d/config.yml" <<EOF
+# registry_config DIR PORT AUTH: docker-registry's configuration for start_registry.
+registry_config() {
+    cat <<EOF
 version: 0.1
 log:
   level: info
@@ -213,21 +200,49 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $d/data
+    rootdirectory: $1/data
   delete:
     enabled: true
   cache:
     blobdescriptor: inmemory
 http:
-  addr: 127.0.0.1:$port
-$auth
+  addr: 127.0.0.1:$2
+$3
 EOF
-    # A subshell, so the registry is re-parented to init and reaped there (no zombie to poll).
-    (docker-registry serve "$d/config.yml" </dev/null >>"$d/log" 2>&1 3>&- & echo $! > "$d/pid")
-    echo "127.0.0.1:$port" > "$d/addr"
+}
+
+# start_registry NAME [USER PASSWORD]: Debian's docker-registry on 127.0.0.1:<free port>, storage in
+# $SGZ_WORK/registry-NAME/data, JSON log (one "response completed" line with http.response.written
+# per request) in .../log.  With USER and PASSWORD: htpasswd (bcrypt) basic auth.
+# Adds the registry to $SGZ_REGISTRIES_CONF as insecure (plain HTTP).
+start_registry() {
+    local name=$1 user=${2:-} pass=${3:-} d=$SGZ_WORK/registry-$1 port auth= attempt
+    mkdir -p "$d/data"
+    if [ -n "$user" ]; then
+        htpasswd -Bbn "$user" "$pass" > "$d/htpasswd"
+        auth="auth:
+  htpasswd:
+    realm: sgz-e2e
+    path: $d/htpasswd"
+    fi
     local code
     _reg_up() { code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/"); [ "$code" = 200 ] || [ "$code" = 401 ]; }
-    wait_until 20 _reg_up || { tail -20 "$d/log" >&2; fail "registry $name did not come up on 127.0.0.1:$port"; }
+    _reg_up_or_gone() { _reg_up || ! alive "$(cat "$d/pid")"; }
+    # free_port cannot reserve the port: another process may take it before the registry binds
+    # it. A registry that lost that race exits at once; it is started again on another port.
+    for attempt in 1 2 3 4 5; do
+        port=$(free_port) || fail "no free port"
+        registry_config "$d" "$port" "$auth" > "$d/config.yml"
+        # A subshell, so the registry is re-parented to init and reaped there (no zombie to poll).
+        (docker-registry serve "$d/config.yml" </dev/null >>"$d/log" 2>&1 3>&- & echo $! > "$d/pid")
+        wait_until 20 _reg_up_or_gone && _reg_up && break
+        if [ "$attempt" -lt 5 ] && ! alive "$(cat "$d/pid")" && grep -q 'address already in use' "$d/log"; then
+            continue
+        fi
+        tail -20 "$d/log" >&2
+        fail "registry $name did not come up on 127.0.0.1:$port"
+    done
+    echo "127.0.0.1:$port" > "$d/addr"
     cat >> "$SGZ_REGISTRIES_CONF" <<EOF
 [[registry]]
 location = "127.0.0.1:$port"
