@@ -173,9 +173,11 @@ func (e *env) esgzImage(t *testing.T, repo, tag string, n int) (refspec.Referenc
 	return e.ref(t, repo, tag), img
 }
 
+// readFile reads the whole file name resolves to in the layer (symbolic
+// links followed, as in a container).
 func readFile(t *testing.T, l *Layer, name string) []byte {
 	t.Helper()
-	ent, ok := l.Index().Lookup(name)
+	ent, ok := resolvePath(l.Index(), name)
 	if !ok {
 		t.Fatalf("no %s in the layer", name)
 	}

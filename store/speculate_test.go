@@ -4,10 +4,7 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
-	"errors"
-	"io"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -55,20 +52,6 @@ func progELF() []byte {
 		[]string{"libz.so.1", "libapp.so", "libc.so.6", "libmissing.so.9"}, "$ORIGIN/../../opt/app/lib")
 }
 
-func readName(t *testing.T, l *Layer, name string) []byte {
-	t.Helper()
-	e, ok := resolvePath(l.Index(), name)
-	if !ok {
-		t.Fatalf("%s: not in the layer", name)
-	}
-	buf := make([]byte, e.Size)
-	n, err := l.ReadAt(context.Background(), e, buf, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return buf[:n]
-}
-
 // TestSpeculateELFDependencies: reading an ELF program fetches, in one
 // more request, its loader, the loader's cache and the libraries it needs
 // (through symbolic links and its run path); reading them then fetches
@@ -79,7 +62,7 @@ func TestSpeculateELFDependencies(t *testing.T) {
 		l, blob := openGated(t, files, 1<<20)
 		l.guess = true
 		close(blob.reset())
-		if got := readName(t, l, "usr/bin/prog"); !bytes.Equal(got, progELF()) {
+		if got := readFile(t, l, "usr/bin/prog"); !bytes.Equal(got, progELF()) {
 			t.Fatal("usr/bin/prog: wrong content")
 		}
 		synctest.Wait() // the speculative fetch has run
@@ -93,7 +76,7 @@ func TestSpeculateELFDependencies(t *testing.T) {
 			"usr/lib/x86_64-linux-gnu/libc.so.6", "opt/app/lib/libapp.so",
 			"usr/lib/locale/C.utf8/LC_CTYPE", "lib/x86_64-linux-gnu/gconv/gconv-modules.cache"} {
 			want := fileData(files, name, l)
-			if got := readName(t, l, name); !bytes.Equal(got, want) {
+			if got := readFile(t, l, name); !bytes.Equal(got, want) {
 				t.Errorf("%s: wrong content", name)
 			}
 		}
@@ -129,7 +112,7 @@ func TestSpeculateOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l, blob := openGated(t, debianFiles(progELF()), 1<<20)
 		close(blob.reset())
-		readName(t, l, "usr/bin/prog")
+		readFile(t, l, "usr/bin/prog")
 		synctest.Wait()
 		e, _ := resolvePath(l.Index(), "usr/lib/x86_64-linux-gnu/libc.so.6")
 		if l.has(chunkRef{e, 0}) {
@@ -147,7 +130,7 @@ func TestSpeculateStartupFiles(t *testing.T) {
 		gate := blob.reset()
 		l.startFetching(fetchOptions{startup: []string{"etc/passwd", "etc/group", "etc/localtime", "etc/nonexistent"}})
 		got := make(chan []byte, 1)
-		go func() { got <- readName(t, l, "etc/group") }()
+		go func() { got <- readFile(t, l, "etc/group") }()
 		synctest.Wait() // the read waits for the held speculative request
 		close(gate)
 		if g := <-got; string(g) != "root:x:0:\n" {

@@ -190,16 +190,20 @@ func TestWholeFileAssemblyRefusesWrongContent(t *testing.T) {
 	big := entry(t, l, "data/big")
 	readFile(t, l, "data/big")
 	l.Close() // waits for the cache writes
+	refused := func(t *testing.T, e *index.Entry, want error) {
+		t.Helper()
+		if err := l.assemble(t.Context(), e); !errors.Is(err, want) {
+			t.Fatalf("assemble() = %v, want %v", err, want)
+		}
+		if cache.Has(wholeKey(e)) {
+			t.Fatal("entry committed")
+		}
+	}
 
 	t.Run("file digest mismatch", func(t *testing.T) {
 		e := *big
 		e.Digest = digest.FromString("not the content")
-		if err := l.assemble(t.Context(), &e); !errors.Is(err, cachedir.ErrCorrupt) {
-			t.Fatalf("assemble() = %v, want ErrCorrupt", err)
-		}
-		if cache.Has(wholeKey(&e)) {
-			t.Fatal("entry committed despite the mismatch")
-		}
+		refused(t, &e, cachedir.ErrCorrupt)
 	})
 	t.Run("damaged chunk, no file digest", func(t *testing.T) {
 		e := *big
@@ -213,21 +217,14 @@ func TestWholeFileAssemblyRefusesWrongContent(t *testing.T) {
 		if err := cache.PutNamed(t.Context(), c.Digest, damaged); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.assemble(t.Context(), &e); !errors.Is(err, cachedir.ErrCorrupt) {
-			t.Fatalf("assemble() = %v, want ErrCorrupt", err)
-		}
-		if cache.Has(wholeKey(&e)) {
-			t.Fatal("entry committed from a damaged chunk")
-		}
+		refused(t, &e, cachedir.ErrCorrupt)
 	})
 	t.Run("chunk gone", func(t *testing.T) {
 		e := *big
 		if err := cache.Remove(e.Chunks[5].Digest); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.assemble(t.Context(), &e); !errors.Is(err, errChunkGone) {
-			t.Fatalf("assemble() = %v, want errChunkGone", err)
-		}
+		refused(t, &e, errChunkGone)
 	})
 }
 
