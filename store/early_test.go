@@ -49,10 +49,12 @@ func (t *trickleBlob) readRanges(ctx context.Context, spans []span, bufs [][]byt
 
 // TestReadReturnsBeforeReadAhead: a read whose fetch also reads ahead
 // gets its chunk as soon as that chunk has arrived, while the read-ahead
-// is still on the wire; the read-ahead chunks then serve the next reads.
+// is still on the wire; each read-ahead chunk is kept as it arrives, and
+// they serve the next reads.
 func TestReadReturnsBeforeReadAhead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		data := strings.Repeat("0123456789abcdef", 3*8192/16) // 3 chunks of 8 KiB
+		// 3 chunks of 8 KiB, each its own content (the cache is keyed by content).
+		data := strings.Repeat("0123456789abcdef", 8192/16) + strings.Repeat("ghijklmnopqrstuv", 8192/16) + strings.Repeat("wxyzWXYZ01234567", 8192/16)
 		tl := testutil.ESGZLayer(t, testutil.Tar(t, testutil.File{Name: "f", Data: data}), testutil.ESGZOptions{ChunkSize: 8192})
 		cache, err := cachedir.Open(t.TempDir(), cachedir.Options{MaxSize: 1 << 30})
 		if err != nil {
@@ -68,7 +70,7 @@ func TestReadReturnsBeforeReadAhead(t *testing.T) {
 		defer l.Close()
 		e, _ := l.Index().Lookup("f")
 		c0, c1 := e.Chunks[0], e.Chunks[1]
-		blob.head = c0.CompressedEnd - min(c0.CompressedOffset, c1.CompressedOffset) // exactly chunk 0's bytes
+		blob.head = c1.CompressedEnd - c0.CompressedOffset // chunks 0 and 1, not 2
 		blob.gate = make(chan struct{})
 		blob.reads = 0
 
@@ -89,6 +91,13 @@ func TestReadReturnsBeforeReadAhead(t *testing.T) {
 			}
 		default:
 			t.Fatal("the read waited for the read-ahead behind its chunk")
+		}
+		// Chunk 1 was decoded and kept on the way too; chunk 2 is still out.
+		if _, ok := l.lookup(chunkRef{e, 1}.key(), c1); !ok {
+			t.Error("chunk 1 was not kept when its bytes were in")
+		}
+		if _, ok := l.lookup(chunkRef{e, 2}.key(), e.Chunks[2]); ok {
+			t.Error("chunk 2 kept before its bytes came")
 		}
 		close(blob.gate)
 		synctest.Wait()

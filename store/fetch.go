@@ -3,15 +3,12 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/stargz-store/stargz-store/store/index"
 )
@@ -349,19 +346,17 @@ func (l *Layer) fetchRefs(ctx context.Context, refs []chunkRef, kind fetchKind, 
 	for i, s := range spans {
 		bufs[i] = make([]byte, s.len())
 	}
-	var ahead earlyChunk
-	fill := ahead.watch(l, refs[0], spans, bufs, first)
-	err := l.readSpans(ctx, spans, bufs, kind, fill)
-	ahead.wg.Wait()
-	if err != nil {
+	dec := newDecoding(l, refs, spans, bufs, kind, first)
+	if err := l.readSpans(ctx, spans, bufs, kind, dec.fill); err != nil {
+		dec.wg.Wait() // what was verified on the way is kept
 		c := refs[0].chunk()
 		return nil, fmt.Errorf("fetch chunk %d of %s: %w", c.Offset, refs[0].e.Name, err)
 	}
-	datas, errs := l.decodeAll(refs, spans, bufs, ahead.data)
+	datas, errs := dec.finish()
 	var firstData []byte
 	var total int64
-	var kept []chunkRef
-	var keptData [][]byte
+	var kept, keep []chunkRef
+	var keptData, keepData [][]byte
 	for i, r := range refs {
 		c := r.chunk()
 		if err := errs[i]; err != nil {
@@ -376,63 +371,18 @@ func (l *Layer) fetchRefs(ctx context.Context, refs []chunkRef, kind fetchKind, 
 			firstData = datas[i]
 		}
 		kept, keptData = append(kept, r), append(keptData, datas[i])
+		if !dec.kept[i] { // not kept on the way
+			keep, keepData = append(keep, r), append(keepData, datas[i])
+		}
 		total += c.CompressedEnd - c.CompressedOffset
 	}
-	if ahead.data != nil { // kept when it was decoded
-		l.keep(kept[1:], keptData[1:], kind)
-	} else {
-		l.keep(kept, keptData, kind)
-	}
+	l.keep(keep, keepData, kind)
 	if kind != fetchBackground {
 		l.speculateELF(kept, keptData)
 	}
 	l.log.Debug("chunks fetched", "digest", l.desc.Digest.String(), "path", refs[0].e.Name,
 		"off", refs[0].chunk().Offset, "chunks", len(refs), "ranges", len(spans), "bytes", total)
 	return firstData, nil
-}
-
-// parallelDecode is the uncompressed size from which a fetch decodes its
-// chunks on all CPUs: a start-up often waits for a few 4 MiB chunks.
-const parallelDecode = 1 << 20
-
-// decodeAll decodes and verifies every chunk of refs from the fetched
-// spans, on up to GOMAXPROCS goroutines when there is enough to decode.
-// first, if not nil, is refs[0]'s data, decoded already.
-func (l *Layer) decodeAll(refs []chunkRef, spans []span, bufs [][]byte, first []byte) ([][]byte, []error) {
-	datas := make([][]byte, len(refs))
-	errs := make([]error, len(refs))
-	one := func(i int) {
-		if i == 0 && first != nil {
-			datas[0] = first
-			return
-		}
-		c := refs[i].chunk()
-		j := spanOf(spans, c.CompressedOffset)
-		datas[i] = make([]byte, c.Size)
-		errs[i] = l.fmt.decode(datas[i], bufs[j][c.CompressedOffset-spans[j].off:c.CompressedEnd-spans[j].off], c)
-	}
-	var size int64
-	for _, r := range refs {
-		size += r.chunk().Size
-	}
-	workers := min(runtime.GOMAXPROCS(0), len(refs))
-	if size < parallelDecode || workers < 2 {
-		for i := range refs {
-			one(i)
-		}
-		return datas, errs
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(refs); i = int(next.Add(1) - 1) {
-				one(i)
-			}
-		})
-	}
-	wg.Wait()
-	return datas, errs
 }
 
 // spanOf returns the index of the span holding blob offset off.
@@ -447,44 +397,6 @@ func spanOf(spans []span, off int64) int {
 		return 0
 	})
 	return j
-}
-
-// earlyChunk decodes a fetch's first chunk as soon as its bytes are in,
-// while the rest of the answer is still arriving.
-type earlyChunk struct {
-	once sync.Once
-	wg   sync.WaitGroup
-	data []byte // verified; nil if not decoded early (or refused)
-}
-
-// watch returns the fillFunc that starts the early decode of r, or nil
-// when nobody wants it. The compressed bytes are copied before the
-// decode starts: a retried request rewrites the buffers.
-func (a *earlyChunk) watch(l *Layer, r chunkRef, spans []span, bufs [][]byte, first func([]byte)) fillFunc {
-	if first == nil {
-		return nil
-	}
-	c := r.chunk()
-	j := spanOf(spans, c.CompressedOffset)
-	lo, hi := c.CompressedOffset-spans[j].off, c.CompressedEnd-spans[j].off
-	return func(i int, n int64) {
-		if i != j || n < hi {
-			return
-		}
-		a.once.Do(func() {
-			comp := bytes.Clone(bufs[j][lo:hi])
-			a.wg.Go(func() {
-				data := make([]byte, c.Size)
-				if err := l.fmt.decode(data, comp, c); err != nil {
-					return // fetchRefs decodes it again and reports
-				}
-				a.data = data
-				l.keep([]chunkRef{r}, [][]byte{data}, fetchRead)
-				first(data)
-				l.speculateELF([]chunkRef{r}, [][]byte{data})
-			})
-		})
-	}
 }
 
 // readSpans reads the spans through the blob, in one request when it can.
