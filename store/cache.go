@@ -111,11 +111,24 @@ func tailWindow(size int64) int64 {
 // readTail reads the blob's tail window into r in one request, so that
 // the format reader finds its footer and usually its TOC there. Only
 // eStargz is read this way: its footer and TOC end the blob.
-func (r *recordingReader) readTail(desc LayerDesc) error {
+func (r *recordingReader) readTail(desc LayerDesc, ahead *tailFetch) error {
 	if desc.Format != FormatEStargz || desc.Size <= 0 {
 		return nil
 	}
 	w := tailWindow(desc.Size)
+	if ahead != nil {
+		off, data, err := ahead.wait(r.ctx)
+		switch {
+		case err == nil && off == desc.Size-w && int64(len(data)) == w:
+			r.mu.Lock()
+			r.segs = append(r.segs, segment{off, data})
+			r.fresh = true
+			r.mu.Unlock()
+			return nil
+		case err != nil && r.ctx.Err() == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
+			return err // it was retried already; cancelled ones are read again below
+		}
+	}
 	buf := make([]byte, w)
 	n, err := r.blob.ReadAt(r.ctx, buf, desc.Size-w)
 	if int64(n) != w {
@@ -170,7 +183,7 @@ func decodeSegments(b []byte) ([]segment, error) {
 func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerDesc, opts LayerOptions) (*opened, func(context.Context), error) {
 	fromBlob := func() (*recordingReader, *opened, error) {
 		r := &recordingReader{ctx: ctx, blob: blob}
-		if err := r.readTail(desc); err != nil {
+		if err := r.readTail(desc, opts.tail); err != nil {
 			return nil, nil, err
 		}
 		f, err := open(r, desc, opts)

@@ -42,5 +42,6 @@
 //
 // Fetches that several readers may wait for run on a context owned by the
 // layer (see internal/flight), not by the caller that started them; Close
-// cancels them. This is the one place a context lives in a struct.
+// cancels them. A layer's context, and the Manager's for the blob tails it
+// fetches ahead while resolving, are the only contexts kept in a struct.
 package store

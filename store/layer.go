@@ -60,6 +60,9 @@ type LayerOptions struct {
 	// Speculate turns on fetching the libraries an ELF file will load
 	// once its head has been read (see speculate.go).
 	Speculate bool
+	// tail, if not nil, is the blob's tail window fetched ahead (see
+	// tails.go); the open reads it from the blob when it failed.
+	tail *tailFetch
 	// ExternalTOC fetches the TOC blob of a layer whose footer says its TOC
 	// lives elsewhere (an external-TOC eStargz blob); nil makes such layers
 	// not lazy.

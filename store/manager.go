@@ -54,8 +54,12 @@ type Manager struct {
 	searches *flight.Group[refspec.Reference, []layerEntry]
 	opens    *flight.Group[blobKey, *Layer]
 	assembly chan struct{}  // whole-file assemblies running, over all layers
-	wg       sync.WaitGroup // timer callbacks running
+	wg       sync.WaitGroup // timer callbacks and early tail fetches running
 	close    sync.Once
+	// life ends at Close; early tail fetches run on it (as Layer.ctx,
+	// the documented exception to "no ctx in a struct").
+	life    context.Context
+	endLife context.CancelFunc
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -76,7 +80,10 @@ func New(opts Options) (*Manager, error) {
 		return nil, err
 	}
 	ctx := context.Background()
+	life, endLife := context.WithCancel(ctx)
 	return &Manager{
+		life:     life,
+		endLife:  endLife,
 		opts:     o,
 		log:      o.Logger,
 		clk:      o.clock,
@@ -118,7 +125,7 @@ func (m *Manager) layer(ctx context.Context, ref refspec.Reference, d digest.Dig
 	if err != nil {
 		return nil, err
 	}
-	return m.open(ctx, e)
+	return m.open(ctx, e, img.tails[e.desc.Digest])
 }
 
 // Warnings about one layer name closer together than warnQuiet are logged
@@ -273,7 +280,8 @@ func (m *Manager) otherInstances(ctx context.Context, img *image) ([]layerEntry,
 
 // open returns the open layer for e, opening it once for all concurrent
 // callers and both of its names.
-func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
+// tail, if not nil, is the blob's tail fetched ahead.
+func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Layer, error) {
 	ref := e.desc.Ref
 	return m.opens.Do(ctx, blobKey{ref, e.desc.Digest}, func(ctx context.Context) (*Layer, error) {
 		if l, err, ok := m.cached(layerKey{ref, e.desc.Digest}); ok {
@@ -291,9 +299,12 @@ func (m *Manager) open(ctx context.Context, e layerEntry) (*Layer, error) {
 		start := time.Now()
 		blob := newRemoteBlob(ref, e.desc, eps, m.opts)
 		blob.lim = m.limiter(ref.Domain())
+		if tail != nil {
+			blob = tail.blob
+		}
 		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
 			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate,
-			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly,
+			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly, tail: tail,
 			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, m.newSource, d) }})
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
@@ -412,6 +423,7 @@ func (m *Manager) Close() error {
 		m.resolves.Close()
 		m.searches.Close()
 		m.opens.Close()
+		m.endLife()
 		for _, l := range open {
 			l.Close()
 		}

@@ -39,6 +39,8 @@ type image struct {
 	manifest digest.Digest   // of the instance whose layers are listed
 	layers   []layerEntry    // in manifest order
 	others   []digest.Digest // index instances not resolved yet
+	// tails are the eStargz layers' blob tails, fetched ahead (tails.go).
+	tails map[digest.Digest]*tailFetch
 }
 
 // layerEntry is one layer as the manifest and config describe it.
@@ -71,7 +73,9 @@ func findLayer(entries []layerEntry, d digest.Digest) (layerEntry, bool) {
 // fetchImage resolves ref: the manifest, for an index the instance for
 // the host platform (chosen as containers/image chooses, from sys), and
 // the config's DiffIDs.
-func fetchImage(ctx context.Context, src manifestSource, sys *types.SystemContext, ref refspec.Reference) (*image, error) {
+// onLayers, if not nil, hears of the instance's layers as soon as the
+// manifest is parsed, before the config is fetched.
+func fetchImage(ctx context.Context, src manifestSource, sys *types.SystemContext, ref refspec.Reference, onLayers func([]types.BlobInfo)) (*image, error) {
 	raw, mime, err := src.manifest(ctx, "")
 	if err != nil {
 		return nil, err
@@ -100,7 +104,7 @@ func fetchImage(ctx context.Context, src manifestSource, sys *types.SystemContex
 			return nil, err
 		}
 	}
-	if img.layers, err = readInstance(ctx, src, ref, raw, mime); err != nil {
+	if img.layers, err = readInstance(ctx, src, ref, raw, mime, onLayers); err != nil {
 		return nil, err
 	}
 	return img, nil
@@ -119,7 +123,7 @@ func fetchInstances(ctx context.Context, src manifestSource, ref refspec.Referen
 		if manifest.MIMETypeIsMultiImage(mime) {
 			continue // nested indexes are not images; Podman does not follow them either
 		}
-		layers, err := readInstance(ctx, src, ref, raw, mime)
+		layers, err := readInstance(ctx, src, ref, raw, mime, nil)
 		if err != nil {
 			return nil, fmt.Errorf("instance %s: %w", inst, err)
 		}
@@ -140,10 +144,17 @@ func getInstance(ctx context.Context, src manifestSource, inst digest.Digest) ([
 }
 
 // readInstance parses one image manifest and fetches its config.
-func readInstance(ctx context.Context, src manifestSource, ref refspec.Reference, raw []byte, mime string) ([]layerEntry, error) {
+func readInstance(ctx context.Context, src manifestSource, ref refspec.Reference, raw []byte, mime string, onLayers func([]types.BlobInfo)) ([]layerEntry, error) {
 	m, err := manifest.FromBlob(raw, mime)
 	if err != nil {
 		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	if onLayers != nil {
+		infos := make([]types.BlobInfo, 0, len(m.LayerInfos()))
+		for _, li := range m.LayerInfos() {
+			infos = append(infos, li.BlobInfo)
+		}
+		onLayers(infos)
 	}
 	var diffIDs []digest.Digest
 	if ci := m.ConfigInfo(); ci.Digest != "" {

@@ -14,6 +14,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/types"
 
 	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/refspec"
@@ -177,7 +178,15 @@ func (m *Manager) fetchImage(ctx context.Context, ref refspec.Reference) (*image
 	if err != nil {
 		return nil, err
 	}
-	return fetchImage(ctx, src, m.opts.Registries.SystemContext(), ref)
+	var tails map[digest.Digest]*tailFetch
+	img, err := fetchImage(ctx, src, m.opts.Registries.SystemContext(), ref, func(infos []types.BlobInfo) {
+		tails = m.fetchTails(ref, infos)
+	})
+	if err != nil {
+		return nil, err
+	}
+	img.tails = tails
+	return img, nil
 }
 
 // cachedSource keeps what src serves by digest in the disk cache:

@@ -76,7 +76,7 @@ func TestSourceBlobVerifiedByCaller(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layers, err := readInstance(t.Context(), src, src.ref, raw, mt)
+	layers, err := readInstance(t.Context(), src, src.ref, raw, mt, nil)
 	if err != nil || len(layers) != 1 || layers[0].desc.DiffID == "" {
 		t.Fatalf("readInstance() = %v, %v; want one layer with its DiffID from the config", layers, err)
 	}
@@ -108,7 +108,7 @@ func TestCachedSource(t *testing.T) {
 		t.Errorf("manifest by digest went to the registry (%d requests)", n)
 	}
 	for range 2 {
-		if _, err := readInstance(t.Context(), src, reg.ref, raw, mt); err != nil {
+		if _, err := readInstance(t.Context(), src, reg.ref, raw, mt, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
