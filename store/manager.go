@@ -318,7 +318,7 @@ func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Lay
 		}
 		m.log.Info("layer resolved", "ref", ref.String(), "digest", e.desc.Digest.String(),
 			"toc", e.desc.TOCDigest.String(), "entries", l.Index().Len(), "dur", time.Since(start))
-		m.prefetch(ctx, l)
+		m.prefetch(ctx, l, e.run)
 		return l, nil
 	})
 }
@@ -339,13 +339,19 @@ func (m *Manager) limiter(host string) *limiter {
 // for the prefetch, at most PrefetchTimeout: storage's first look at the
 // layer then finds the prioritized files local. The fetching goes on
 // after a timeout; the layer's Close stops it.
-func (m *Manager) prefetch(ctx context.Context, l *Layer) {
+// run are the paths of the image's default command, fetched with the
+// start-up files.
+func (m *Manager) prefetch(ctx context.Context, l *Layer, run []string) {
+	if m.opts.NoSpeculate {
+		run = nil
+	}
 	done := l.startFetching(fetchOptions{
 		prefetch:   !m.opts.NoPrefetch,
 		background: !m.opts.NoBackgroundFetch,
 		share:      m.opts.BackgroundShare,
 		delay:      m.opts.BackgroundDelay,
 		startup:    m.startupFiles(),
+		command:    run,
 	})
 	if m.opts.NoPrefetch || l.PrefetchEnd() <= 0 {
 		return

@@ -18,8 +18,9 @@ type fetchOptions struct {
 	// before each background request; 0 means none.
 	delay time.Duration
 	// startup are the paths fetched at once when the layer has no
-	// prioritized files (see speculate.go).
-	startup []string
+	// prioritized files, command the places of the image's default
+	// command (see speculate.go).
+	startup, command []string
 }
 
 // defaultBackgroundBatch is how many compressed bytes one background
@@ -34,8 +35,8 @@ const maxBatchRanges = 32
 // on a goroutine the layer owns, and returns a channel closed when the
 // prefetch has ended. Call it once.
 func (l *Layer) startFetching(o fetchOptions) <-chan struct{} {
-	if len(o.startup) > 0 && l.PrefetchEnd() <= 0 {
-		l.speculateStartup(o.startup)
+	if l.PrefetchEnd() <= 0 {
+		l.speculateStartup(o.startup, o.command)
 	}
 	l.mu.Lock()
 	started := l.goLocked(func() {

@@ -51,7 +51,7 @@ func TestPrefetchTimeoutReleasesTheLookup(t *testing.T) {
 		}
 		blob.stallEnd = l.PrefetchEnd()
 		start := time.Now()
-		m.prefetch(t.Context(), l)
+		m.prefetch(t.Context(), l, nil)
 		if d := time.Since(start); d != 5*time.Second {
 			t.Errorf("lookup held for %v, want the 5s prefetch timeout", d)
 		}

@@ -53,6 +53,9 @@ type layerEntry struct {
 	zstd digest.Digest
 	// notLazy says why the layer cannot be served lazily; nil if it may be.
 	notLazy error
+	// run are the paths the image's default command may be at
+	// (commandPaths); any layer of the image may hold it.
+	run []string
 }
 
 // names reports whether d names the layer: its blob digest (Gen A) or its
@@ -157,12 +160,14 @@ func readInstance(ctx context.Context, src manifestSource, ref refspec.Reference
 		onLayers(infos)
 	}
 	var diffIDs []digest.Digest
+	var run []string
 	if ci := m.ConfigInfo(); ci.Digest != "" {
 		cfg, err := fetchConfig(ctx, src, ci)
 		if err != nil {
 			return nil, err
 		}
 		diffIDs = cfg.RootFS.DiffIDs
+		run = commandPaths(cfg.Config)
 	}
 	infos := m.LayerInfos()
 	var why error
@@ -177,6 +182,7 @@ func readInstance(ctx context.Context, src manifestSource, ref refspec.Reference
 			diffID = diffIDs[i]
 		}
 		entries[i] = newLayerEntry(ref, li.BlobInfo, diffID)
+		entries[i].run = run
 		if entries[i].notLazy == nil && why != nil {
 			entries[i].notLazy = why
 		}

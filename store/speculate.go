@@ -8,6 +8,8 @@ import (
 	"path"
 	"strings"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/stargz-store/stargz-store/store/elfdeps"
 	"github.com/stargz-store/stargz-store/store/index"
 )
@@ -21,7 +23,8 @@ import (
 //
 //   - start-up files: when the layer is first looked up, the files the
 //     runtime and libc read before any program code runs (the user and
-//     group databases, the local time zone); see Options.StartupFiles.
+//     group databases, the local time zone; see Options.StartupFiles),
+//     and the program of the image's default command (commandPaths).
 //   - ELF dependencies: when a read has fetched the head of an ELF file,
 //     the dynamic loader is about to open its interpreter, the loader's
 //     cache and every DT_NEEDED library, searched as the loader searches
@@ -47,8 +50,10 @@ const maxLinkHops = 40
 // errUnavailable: a byte an ELF parse wanted is in no chunk at hand.
 var errUnavailable = errors.New("chunk not at hand")
 
-// speculateStartup fetches the layer's start-up files that exist in it.
-func (l *Layer) speculateStartup(names []string) {
+// speculateStartup fetches the layer's start-up files that exist in it
+// in one request and, in another so that the small files do not wait
+// behind it, the first of the command's places that holds a file.
+func (l *Layer) speculateStartup(names, command []string) {
 	var es []*index.Entry
 	for _, n := range names {
 		if e, ok := resolvePath(l.Index(), n); ok {
@@ -56,6 +61,12 @@ func (l *Layer) speculateStartup(names []string) {
 		}
 	}
 	l.speculate(es, "start-up files")
+	for _, n := range command {
+		if e, ok := resolvePath(l.Index(), n); ok && e.Type == index.TypeReg {
+			l.speculate([]*index.Entry{e}, "default command")
+			return
+		}
+	}
 }
 
 // speculateELF looks at the chunks a fetch just verified for heads of
@@ -291,4 +302,44 @@ func (v fileView) inHand(c index.Chunk, p []byte, at int64) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// defaultPath is the PATH a runtime gives a container whose image sets
+// none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// commandPaths returns where the program of the image's default command
+// (Entrypoint, else Cmd) may be: its path, or each PATH directory joined
+// with its name. A container run with its default command execs it
+// first, so it is fetched with the start-up files (as are, once it is in,
+// the libraries it loads). A run that gives another command only loses
+// what this fetched.
+func commandPaths(cfg ocispec.ImageConfig) []string {
+	argv := cfg.Entrypoint
+	if len(argv) == 0 {
+		argv = cfg.Cmd
+	}
+	if len(argv) == 0 || argv[0] == "" {
+		return nil
+	}
+	prog := argv[0]
+	if strings.Contains(prog, "/") {
+		if !path.IsAbs(prog) {
+			prog = path.Join("/", cfg.WorkingDir, prog)
+		}
+		return []string{prog}
+	}
+	search := defaultPath
+	for _, kv := range cfg.Env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			search = v
+		}
+	}
+	var out []string
+	for _, dir := range strings.Split(search, ":") {
+		if path.IsAbs(dir) && len(out) < 16 {
+			out = append(out, path.Join(dir, prog))
+		}
+	}
+	return out
 }

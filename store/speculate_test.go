@@ -5,9 +5,12 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/stargz-store/stargz-store/internal/testutil"
 	"github.com/stargz-store/stargz-store/store/index"
@@ -185,4 +188,49 @@ func TestResolvePath(t *testing.T) {
 			t.Errorf("%s resolved to %v, want %s", name, e, want)
 		}
 	}
+}
+
+func TestCommandPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  ocispec.ImageConfig
+		want []string
+	}{
+		{"none", ocispec.ImageConfig{}, nil},
+		{"absolute entrypoint wins over cmd", ocispec.ImageConfig{Entrypoint: []string{"/app/run"}, Cmd: []string{"sh"}}, []string{"/app/run"}},
+		{"relative to the working directory", ocispec.ImageConfig{Cmd: []string{"./run", "-x"}, WorkingDir: "/srv"}, []string{"/srv/run"}},
+		{"default PATH", ocispec.ImageConfig{Cmd: []string{"sh"}},
+			[]string{"/usr/local/sbin/sh", "/usr/local/bin/sh", "/usr/sbin/sh", "/usr/bin/sh", "/sbin/sh", "/bin/sh"}},
+		{"image PATH, relative entries skipped", ocispec.ImageConfig{Cmd: []string{"python3"}, Env: []string{"LANG=C.UTF-8", "PATH=/opt/py/bin:bin:/usr/bin"}},
+			[]string{"/opt/py/bin/python3", "/usr/bin/python3"}},
+	} {
+		if got := commandPaths(tc.cfg); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: commandPaths() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestSpeculateCommand: the image's default command is fetched when
+// fetching starts, in a request of its own, and the libraries it loads
+// follow in one more; the start-up files do not wait for it.
+func TestSpeculateCommand(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, blob := openGated(t, debianFiles(progELF()), 1<<20)
+		l.guess = true
+		close(blob.reset())
+		l.startFetching(fetchOptions{startup: []string{"etc/passwd"}, command: []string{"/usr/local/bin/prog", "/usr/bin/prog", "/bin/prog"}})
+		synctest.Wait()
+		blob.mu.Lock()
+		reads := blob.reads
+		blob.mu.Unlock()
+		if reads != 3 {
+			t.Errorf("registry reads = %d, want 3 (start-up files, the command, its libraries)", reads)
+		}
+		for _, name := range []string{"usr/bin/prog", "usr/lib/x86_64-linux-gnu/libc.so.6", "etc/passwd"} {
+			e, _ := resolvePath(l.Index(), name)
+			if !l.has(chunkRef{e, 0}) {
+				t.Errorf("%s was not fetched", name)
+			}
+		}
+	})
 }
