@@ -446,7 +446,7 @@ func medianI(s []int64) int64 {
 // warmResult compares reading a file through the store's mount, cold (from
 // the registry) and warm (from the store's cache), with reading it from
 // local disk; the page cache is dropped before each read. Warm and local
-// are medians of three reads each.
+// are medians of max(3, runs) reads each.
 type warmResult struct {
 	Bytes        int64     `json:"bytes"`
 	ColdMiBs     float64   `json:"cold_mib_s"`
@@ -454,7 +454,7 @@ type warmResult struct {
 	LocalMiBs    float64   `json:"local_mib_s"`
 	WarmOverDisk float64   `json:"warm_over_local"`
 	ColdFetched  int64     `json:"cold_bytes_down"`
-	WarmFetched  int64     `json:"warm_bytes_down"` // over the three warm reads
+	WarmFetched  int64     `json:"warm_bytes_down"` // over the warm reads
 	WarmAll      []float64 `json:"warm_mib_s_each"`
 	LocalAll     []float64 `json:"local_mib_s_each"`
 	StoreLog     string    `json:"store_log"`
@@ -502,9 +502,11 @@ func (b *bench) warmTest(ctx context.Context, img *image) (*warmResult, error) {
 	if w.ColdMiBs, w.ColdFetched, err = read(path); err != nil {
 		return nil, fmt.Errorf("cold read through the mount: %w", err)
 	}
-	// Warm and local reads alternate, three of each; medians.
+	// Warm and local reads alternate, max(3, runs) of each; medians. The
+	// local reads vary several-fold from one to the next (see
+	// docs/bench.md), so more pairs steady the ratio.
 	var warm, disk []float64
-	for range 3 {
+	for range max(3, b.opt.runs) {
 		v, fetched, err := read(path)
 		if err != nil {
 			return nil, fmt.Errorf("warm read through the mount: %w", err)
