@@ -142,6 +142,7 @@ func (l *Layer) fetchWith(ctx context.Context, r chunkRef) ([]byte, error) {
 			return data, nil
 		}
 		refs, next := l.plan(r, ahead)
+		refs = append(refs, l.siblings(r, refs)...)
 		mine, done, busy := l.claim(refs, true)
 		if busy != nil {
 			select {

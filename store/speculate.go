@@ -343,3 +343,56 @@ func commandPaths(cfg ocispec.ImageConfig) []string {
 	}
 	return out
 }
+
+// Directory read-ahead. Interpreted programs read many small files of a
+// few directories at start-up (python3 imports encodings/__init__, then
+// aliases, then utf_8, each a round trip), and nothing names them ahead.
+// So when a read fetches a small file, the store fetches in the same
+// request the other small files of its directory, once per directory and
+// only when they are few: a directory whose small files compress to more
+// than dirBudget is not guessed at all.
+const (
+	smallFile = 64 << 10  // uncompressed size of a file the rule applies to
+	dirBudget = 512 << 10 // compressed bytes of a directory's small files
+)
+
+// siblings returns the chunks of the small regular files next to r's
+// file that the fetch of r should bring along, or nil. have lists what
+// the fetch already holds.
+func (l *Layer) siblings(r chunkRef, have []chunkRef) []chunkRef {
+	if !l.guess || r.i != 0 || r.e.Size > smallFile {
+		return nil
+	}
+	ix := l.Index()
+	dir, ok := ix.Lookup(path.Dir(r.e.Name))
+	if !ok || dir.Type != index.TypeDir || !l.firstLook(dir) {
+		return nil
+	}
+	seen := map[chunkKey]bool{}
+	for _, x := range have {
+		seen[x.key()] = true
+	}
+	var out []chunkRef
+	var size int64
+	for _, d := range ix.Children(dir) {
+		e := d.Entry
+		if e == r.e || e.Type != index.TypeReg || e.Size > smallFile {
+			continue // r's own file: read-ahead decides
+		}
+		for i, c := range e.Chunks {
+			x := chunkRef{e, i}
+			if c.Zero || seen[x.key()] || l.has(x) {
+				continue
+			}
+			seen[x.key()] = true
+			if size += c.CompressedEnd - c.CompressedOffset; size > dirBudget {
+				return nil
+			}
+			out = append(out, x)
+		}
+	}
+	if len(out) == 0 || l.specLeft.Add(-size) < 0 {
+		return nil
+	}
+	return out
+}

@@ -5,6 +5,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -231,6 +232,70 @@ func TestSpeculateCommand(t *testing.T) {
 			if !l.has(chunkRef{e, 0}) {
 				t.Errorf("%s was not fetched", name)
 			}
+		}
+	})
+}
+
+// randomText returns n bytes that do not compress.
+func randomText(seed, n int) string {
+	b := make([]byte, n)
+	x := uint32(seed*2654435761 + 1)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return string(b)
+}
+
+// TestSpeculateSiblings: a read of a small file brings the other small
+// files of its directory in the same request, not big ones, not other
+// directories' files, and not a directory whose small files are too many.
+func TestSpeculateSiblings(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		files := []testutil.File{{Name: "enc/"}, {Name: "enc/sub/"}, {Name: "crowd/"}}
+		for i := range 5 {
+			files = append(files, testutil.File{Name: fmt.Sprintf("enc/m%d.pyc", i), Data: randomText(i, 3000)})
+		}
+		files = append(files,
+			testutil.File{Name: "enc/big.so", Data: randomText(9, 100<<10)},
+			testutil.File{Name: "enc/sub/x.pyc", Data: randomText(10, 3000)})
+		for i := range 12 { // 12 x 60 KiB of random text: over the budget
+			files = append(files, testutil.File{Name: fmt.Sprintf("crowd/f%d", i), Data: randomText(100+i, 60<<10)})
+		}
+		l, blob := openGated(t, files, 0)
+		l.guess = true
+		close(blob.reset())
+		reads := func() int {
+			blob.mu.Lock()
+			defer blob.mu.Unlock()
+			return blob.reads
+		}
+		readFile(t, l, "enc/m0.pyc")
+		synctest.Wait()
+		if n := reads(); n != 1 {
+			t.Fatalf("reading enc/m0.pyc made %d registry reads, want 1", n)
+		}
+		for i := 1; i < 5; i++ {
+			if got := readFile(t, l, fmt.Sprintf("enc/m%d.pyc", i)); string(got) != randomText(i, 3000) {
+				t.Errorf("enc/m%d.pyc: wrong content", i)
+			}
+		}
+		if n := reads(); n != 1 {
+			t.Errorf("reading the siblings made %d more registry reads, want 0", n-1)
+		}
+		for _, name := range []string{"enc/big.so", "enc/sub/x.pyc"} {
+			e, _ := l.Index().Lookup(name)
+			if l.has(chunkRef{e, 0}) {
+				t.Errorf("%s was fetched with its directory's small files", name)
+			}
+		}
+		readFile(t, l, "crowd/f0")
+		synctest.Wait()
+		e, _ := l.Index().Lookup("crowd/f1")
+		if l.has(chunkRef{e, 0}) {
+			t.Error("a directory over the budget was fetched")
 		}
 	})
 }
