@@ -326,25 +326,21 @@ func (d *Dir) ReadAt(dg digest.Digest, p []byte, off int64) (int, error) {
 }
 
 // touchSize marks dg as just used and returns its size.
-func (d *Dir) touchSize(dg digest.Digest) (int64, bool) {
+func (d *Dir) touchSize(dg digest.Digest) (int64, bool) { return d.size(dg, true) }
+
+// Size returns the size of the entry for dg on disk, without marking it
+// used.
+func (d *Dir) Size(dg digest.Digest) (int64, bool) { return d.size(dg, false) }
+
+func (d *Dir) size(dg digest.Digest, touch bool) (int64, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	el, ok := d.items[dg]
 	if !ok {
 		return 0, false
 	}
-	d.lru.MoveToFront(el)
-	return el.Value.(*item).size, true
-}
-
-// Size returns the size of the entry for dg on disk, without marking it
-// used.
-func (d *Dir) Size(dg digest.Digest) (int64, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	el, ok := d.items[dg]
-	if !ok {
-		return 0, false
+	if touch {
+		d.lru.MoveToFront(el)
 	}
 	return el.Value.(*item).size, true
 }

@@ -15,11 +15,7 @@ func TestBackgroundWaitsForQuietLayer(t *testing.T) {
 		l, blob := openGated(t, sampleFiles(t, "quiet"), -1)
 		blob.reset()
 		close(blob.gate)
-		reads := func() int {
-			blob.mu.Lock()
-			defer blob.mu.Unlock()
-			return blob.reads
-		}
+		reads := blob.readCount
 		l.startFetching(fetchOptions{background: true, delay: 2 * time.Second, batch: 8192})
 		synctest.Wait()
 		if n := reads(); n != 0 {

@@ -59,6 +59,13 @@ func (g *gateBlob) reset() chan struct{} {
 	return g.gate
 }
 
+// readCount returns how many reads reached the blob since reset.
+func (g *gateBlob) readCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.reads
+}
+
 // fetched returns the bytes fetched since reset and how many of them more
 // than once.
 func (g *gateBlob) fetched() (total, twice int) {

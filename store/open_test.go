@@ -45,11 +45,8 @@ func TestTOCBeforeTailWindow(t *testing.T) {
 	tailWindowMin, tailWindowMax = 128, 128
 	defer func() { tailWindowMin, tailWindowMax = oldMin, oldMax }()
 	l, blob := openGated(t, sampleFiles(t, "big-toc"), 0)
-	blob.mu.Lock()
-	reads := blob.reads
-	blob.mu.Unlock()
-	if reads != 2 {
-		t.Errorf("opening made %d reads, want 2 (tail window, then the TOC's head)", reads)
+	if reads := blob.readCount(); reads != 2 {
+		t.Errorf("opening made %d reads, want 2 (tail window, then the TOC's head)", blob.readCount())
 	}
 	total, twice := blob.fetched()
 	if twice != 0 {

@@ -70,9 +70,7 @@ func TestSpeculateELFDependencies(t *testing.T) {
 			t.Fatal("usr/bin/prog: wrong content")
 		}
 		synctest.Wait() // the speculative fetch has run
-		blob.mu.Lock()
-		reads := blob.reads
-		blob.mu.Unlock()
+		reads := blob.readCount()
 		if reads != 2 {
 			t.Errorf("registry reads after reading the program = %d, want 2 (the program, then its dependencies)", reads)
 		}
@@ -84,9 +82,7 @@ func TestSpeculateELFDependencies(t *testing.T) {
 				t.Errorf("%s: wrong content", name)
 			}
 		}
-		blob.mu.Lock()
-		after := blob.reads
-		blob.mu.Unlock()
+		after := blob.readCount()
 		if after != reads {
 			t.Errorf("reading the dependencies made %d more registry reads, want 0", after-reads)
 		}
@@ -141,9 +137,7 @@ func TestSpeculateStartupFiles(t *testing.T) {
 			t.Errorf("etc/group = %q", g)
 		}
 		synctest.Wait()
-		blob.mu.Lock()
-		reads := blob.reads
-		blob.mu.Unlock()
+		reads := blob.readCount()
 		if reads != 1 {
 			t.Errorf("registry reads = %d, want 1", reads)
 		}
@@ -221,9 +215,7 @@ func TestSpeculateCommand(t *testing.T) {
 		close(blob.reset())
 		l.startFetching(fetchOptions{startup: []string{"etc/passwd"}, command: []string{"/usr/local/bin/prog", "/usr/bin/prog", "/bin/prog"}})
 		synctest.Wait()
-		blob.mu.Lock()
-		reads := blob.reads
-		blob.mu.Unlock()
+		reads := blob.readCount()
 		if reads != 3 {
 			t.Errorf("registry reads = %d, want 3 (start-up files, the command, its libraries)", reads)
 		}
@@ -267,11 +259,7 @@ func TestSpeculateSiblings(t *testing.T) {
 		l, blob := openGated(t, files, 0)
 		l.guess = true
 		close(blob.reset())
-		reads := func() int {
-			blob.mu.Lock()
-			defer blob.mu.Unlock()
-			return blob.reads
-		}
+		reads := blob.readCount
 		readFile(t, l, "enc/m0.pyc")
 		synctest.Wait()
 		if n := reads(); n != 1 {
