@@ -85,6 +85,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 // serve runs the store. Shutdown (the defers, in reverse): unmount,
 // close the store, close the cache, close the registry configuration.
 func serve(ctx context.Context, cfg Config, root, mnt string, log *slog.Logger) error {
+	if cfg.FUSE.Passthrough {
+		if why := passthroughUnavailable(); why != "" {
+			log.Info("FUSE passthrough unavailable: every read goes through the daemon, and no whole-file cache copies are made", "why", why)
+			cfg.FUSE.Passthrough = false
+		}
+	}
 	regs, err := registryauth.New(registryOptions(cfg, log))
 	if err != nil {
 		return fmt.Errorf("registry configuration: %w", err)
