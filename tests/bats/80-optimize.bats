@@ -57,7 +57,7 @@ blob_gets() {
 # a run is the footer, the TOC, the prefetch or an on-demand fetch.
 no_background_store() {
     mkdir -p "$SGZ_WORK/store-$1"
-    printf '[store]\nbackground_fetch = false\n' > "$SGZ_WORK/store-$1/config.toml"
+    printf '[store]\nbackground_fetch = false\n%b' "${2:-}" > "$SGZ_WORK/store-$1/config.toml"
     start_store "$1" "$SGZ_WORK/mnt/$1"
 }
 
@@ -138,18 +138,40 @@ teardown() {
     [ "$n" -le $((3 * layers + 3)) ] || fail "$n blob requests, want at most $((3 * layers + 3))"
 }
 
-@test "the same cold run of the unoptimized eStargz image needs many more on-demand requests" {
-    no_background_store plain
-    p4_instance store "$(store_mnt plain)"
+# cold_unoptimized_run NAME: a cold podman 4 run of the unoptimized image through store NAME;
+# sets gets (the blob requests) and n (their count).
+cold_unoptimized_run() {
+    p4_instance store "$(store_mnt "$1")"
     local off; off=$(reg_log_lines main)
     run podman4 run --rm "$PYESGZ" python3 -c 'print(1)'
     assert_success
-    local gets n layers
-    layers=$(layer_digests "$PYESGZ" | wc -l)
+    [ "${lines[-1]}" = 1 ]
     gets=$(blob_gets main "$off" py/python3 $(layer_digests "$PYESGZ"))
     n=$(grep -c . <<<"$gets")
-    log "unoptimized: $n blob requests for $layers layer(s), $(awk '{s += $2} END {print s}' <<<"$gets") bytes"
+    log "unoptimized, store $1: $n blob requests, $(awk '{s += $2} END {print s}' <<<"$gets") bytes"
+}
+
+@test "without speculation, the same cold run of the unoptimized eStargz image needs many more on-demand requests" {
+    no_background_store plain 'speculate = false\n'
+    local gets n layers
+    layers=$(layer_digests "$PYESGZ" | wc -l)
+    cold_unoptimized_run plain
     [ "$n" -gt $((3 * layers + 3)) ] || fail "only $n requests: the comparison says nothing"
+    echo "$n" > "$SGZ_WORK/plain-requests"
+}
+
+@test "with speculation (the default) the unoptimized image's cold run needs fewer requests, and few bytes" {
+    [ -s "$SGZ_WORK/plain-requests" ] || fail "the run without speculation did not run"
+    no_background_store guess
+    local gets n plain size bytes
+    plain=$(cat "$SGZ_WORK/plain-requests")
+    cold_unoptimized_run guess
+    [ "$n" -lt "$plain" ] || fail "$n requests with speculation, $plain without"
+    # start-up files, the default command and ELF libraries, each one request; not the image
+    has_event "$(store_events guess 0 'speculative fetch')" '.why == "ELF dependencies"' || fail "no ELF speculation logged"
+    bytes=$(awk '{s += $2} END {print s}' <<<"$gets")
+    size=$(image_size "$PYESGZ")
+    [ "$bytes" -lt $((size / 8)) ] || fail "fetched $bytes of $size bytes"
 }
 
 @test "optimize leaves no mount, work file, container or run root behind" {
