@@ -564,7 +564,15 @@ func targets(rep *report) []target {
 	if lz != nil {
 		v = lz.RatioToBaseline
 	}
-	add("python: cold lazy run / plain pull+run (podman 4)", "<= 0.25", v, lz != nil && v > 0, func(x float64) bool { return x <= 0.25 })
+	add("python: cold lazy run / plain pull+run, unoptimized (podman 4)", "<= 0.25", v, lz != nil && v > 0, func(x float64) bool { return x <= 0.25 })
+	// The same target for the image optimized for its workload
+	// (`stargz-store optimize`), the store's answer for a fast start.
+	opt := find("python", modeOptimized)
+	v = 0
+	if opt != nil {
+		v = opt.RatioToBaseline
+	}
+	add("python: cold lazy run / plain pull+run, optimized (podman 4)", "<= 0.25", v, opt != nil && v > 0, func(x float64) bool { return x <= 0.25 })
 	if lz != nil {
 		v = lz.FetchedOfImage
 	}
