@@ -140,13 +140,21 @@ func TestWholeFileNotAssembledFromPartialChunks(t *testing.T) {
 	})
 }
 
+// readWithoutWholeFiles reads data/big through a layer with
+// NoWholeFiles, so that every chunk of it is cached and nothing else.
+func readWithoutWholeFiles(t *testing.T) (wholeFixture, *cachedir.Dir, *Layer) {
+	t.Helper()
+	f := newWholeFixture(t)
+	cache := openCache(t, t.TempDir(), 1<<30)
+	l, _ := f.open(t, cache, LayerOptions{NoWholeFiles: true})
+	readFile(t, l, "data/big")
+	synctest.Wait()
+	return f, cache, l
+}
+
 func TestWholeFileOffWithNoWholeFiles(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newWholeFixture(t)
-		cache := openCache(t, t.TempDir(), 1<<30)
-		l, _ := f.open(t, cache, LayerOptions{NoWholeFiles: true})
-		readFile(t, l, "data/big")
-		synctest.Wait()
+		f, cache, l := readWithoutWholeFiles(t)
 		if _, ok := l.CachedFile(entry(t, l, "data/big")); ok {
 			t.Fatal("CachedFile returned a whole file with NoWholeFiles")
 		}
@@ -161,11 +169,7 @@ func TestWholeFileOffWithNoWholeFiles(t *testing.T) {
 // returns false, never waiting for it.
 func TestWholeFileAssembledOnOpenAfterRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newWholeFixture(t)
-		cache := openCache(t, t.TempDir(), 1<<30)
-		first, _ := f.open(t, cache, LayerOptions{NoWholeFiles: true})
-		readFile(t, first, "data/big")
-		synctest.Wait()
+		f, cache, first := readWithoutWholeFiles(t)
 		first.Close()
 
 		l, blob := f.open(t, cache, LayerOptions{})
