@@ -5,9 +5,7 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -131,17 +129,9 @@ func fetchTOCBlob(ctx context.Context, src manifestSource, d ocispec.Descriptor)
 	if d.Size > maxTOCBlob {
 		return nil, fmt.Errorf("TOC blob %s of %d bytes: %w", d.Digest, d.Size, estargz.ErrTooLarge)
 	}
-	rc, err := src.blob(ctx, d.Digest)
+	b, err := src.blob(ctx, d.Digest, maxTOCBlob)
 	if err != nil {
 		return nil, fmt.Errorf("fetch TOC blob %s: %w", d.Digest, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxTOCBlob+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetch TOC blob %s: %w", d.Digest, err)
-	}
-	if d.Digest.Algorithm().FromBytes(b) != d.Digest {
-		return nil, fmt.Errorf("TOC blob %s: %w", d.Digest, errors.Join(ErrVerify, errors.New("content does not match its digest")))
 	}
 	return b, nil
 }

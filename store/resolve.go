@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,20 +190,9 @@ func readInstance(ctx context.Context, src manifestSource, ref refspec.Reference
 }
 
 func fetchConfig(ctx context.Context, src manifestSource, info types.BlobInfo) (*ocispec.Image, error) {
-	rc, err := src.blob(ctx, info.Digest)
+	data, err := src.blob(ctx, info.Digest, maxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("fetch config %s: %w", info.Digest, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, maxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read config %s: %w", info.Digest, err)
-	}
-	if len(data) > maxConfigSize {
-		return nil, fmt.Errorf("config %s is larger than %d bytes", info.Digest, maxConfigSize)
-	}
-	if err := info.Digest.Validate(); err != nil || info.Digest.Algorithm().FromBytes(data) != info.Digest {
-		return nil, fmt.Errorf("config %s: %w", info.Digest, ErrVerify)
 	}
 	var cfg ocispec.Image
 	if err := json.Unmarshal(data, &cfg); err != nil {

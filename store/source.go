@@ -3,7 +3,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,8 +29,9 @@ type manifestSource interface {
 	// manifest returns the manifest named by tagOrDigest ("" means the
 	// reference's own) and its media type.
 	manifest(ctx context.Context, tagOrDigest string) ([]byte, string, error)
-	// blob opens a blob (an image config).
-	blob(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
+	// blob returns blob d (an image config, a TOC blob), at most max
+	// bytes, checked against d: a mismatch wraps ErrVerify.
+	blob(ctx context.Context, d digest.Digest, max int64) ([]byte, error)
 }
 
 // registrySource reads manifests and configs with the store's own
@@ -60,7 +60,7 @@ func (m *Manager) newSource(ctx context.Context, ref refspec.Reference) (manifes
 	}
 	var src manifestSource = &registrySource{ref: ref, eps: eps}
 	if m.opts.Cache != nil {
-		src = &cachedSource{src: src, ref: ref, cache: m.opts.Cache, maxBlob: maxTOCBlob}
+		src = &cachedSource{src: src, ref: ref, cache: m.opts.Cache}
 	}
 	return src, nil
 }
@@ -124,8 +124,11 @@ func getManifest(ctx context.Context, ep registryauth.Endpoint, tagOrDigest stri
 	return raw, manifest.NormalizedMIMEType(mt), nil
 }
 
-// blob opens blob d from the first endpoint that serves it.
-func (s *registrySource) blob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+// blob reads blob d from the first endpoint that serves it.
+func (s *registrySource) blob(ctx context.Context, d digest.Digest, max int64) ([]byte, error) {
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("blob %q: %w", d, err)
+	}
 	var errs []error
 	for _, ep := range s.eps {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.BlobURL(d), nil)
@@ -134,7 +137,8 @@ func (s *registrySource) blob(ctx context.Context, d digest.Digest) (io.ReadClos
 		}
 		resp, err := (&http.Client{Transport: ep.Transport}).Do(req)
 		if err == nil && resp.StatusCode == http.StatusOK {
-			return resp.Body, nil
+			defer resp.Body.Close()
+			return readBlob(resp.Body, d, max)
 		}
 		if err == nil {
 			err = registryStatus(resp)
@@ -147,6 +151,22 @@ func (s *registrySource) blob(ctx context.Context, d digest.Digest) (io.ReadClos
 		errs = append(errs, fmt.Errorf("%s: %w", ep.Host, err))
 	}
 	return nil, primaryError(fmt.Sprintf("fetch blob %s of %s", d, s.ref), errs)
+}
+
+// readBlob reads blob d from r, at most max bytes, and checks it
+// against d.
+func readBlob(r io.Reader, d digest.Digest, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", d, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("blob %s is larger than %d bytes", d, max)
+	}
+	if d.Algorithm().FromBytes(b) != d {
+		return nil, fmt.Errorf("blob %s: %w", d, errors.Join(ErrVerify, errors.New("content does not match its digest")))
+	}
+	return b, nil
 }
 
 // explain says in words what an authorization failure is.
@@ -199,8 +219,6 @@ type cachedSource struct {
 	src   manifestSource
 	ref   refspec.Reference
 	cache *cachedir.Dir
-	// maxBlob bounds a blob read into memory to be cached.
-	maxBlob int64
 }
 
 func (s *cachedSource) manifest(ctx context.Context, tagOrDigest string) ([]byte, string, error) {
@@ -221,24 +239,16 @@ func (s *cachedSource) manifest(ctx context.Context, tagOrDigest string) ([]byte
 	return raw, mt, nil
 }
 
-func (s *cachedSource) blob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
-	if b, ok := s.cached(d); ok {
-		return io.NopCloser(bytes.NewReader(b)), nil
+func (s *cachedSource) blob(ctx context.Context, d digest.Digest, max int64) ([]byte, error) {
+	if b, ok := s.cached(d); ok && int64(len(b)) <= max {
+		return b, nil
 	}
-	rc, err := s.src.blob(ctx, d)
+	b, err := s.src.blob(ctx, d, max)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, s.maxBlob+1))
-	if err != nil {
-		return nil, fmt.Errorf("read blob %s: %w", d, err)
-	}
-	if int64(len(b)) <= s.maxBlob && d.Validate() == nil && d.Algorithm().FromBytes(b) == d {
-		s.keep(ctx, d, b)
-	}
-	// The caller verifies (and bounds) what it reads, cached or not.
-	return io.NopCloser(bytes.NewReader(b)), nil
+	s.keep(ctx, d, b)
+	return b, nil
 }
 
 // cached returns the entry for d if it is there and matches d.

@@ -88,7 +88,7 @@ func TestSourceBlobVerifiedByCaller(t *testing.T) {
 func TestCachedSource(t *testing.T) {
 	reg, primary, _ := sourceEnv(t)
 	cache := openCache(t, t.TempDir(), 1<<30)
-	src := &cachedSource{src: reg, ref: reg.ref, cache: cache, maxBlob: 1 << 20}
+	src := &cachedSource{src: reg, ref: reg.ref, cache: cache}
 	raw, mt, err := src.manifest(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -125,5 +125,19 @@ func TestCachedSource(t *testing.T) {
 	got, _, err = src.manifest(t.Context(), d.String())
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Errorf("manifest by digest over a damaged entry = %q, %v", got, err)
+	}
+}
+
+func TestReadBlobBoundsAndVerifies(t *testing.T) {
+	b := []byte(`{"architecture":"amd64"}`)
+	d := digest.FromBytes(b)
+	if got, err := readBlob(bytes.NewReader(b), d, int64(len(b))); err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("readBlob() = %q, %v", got, err)
+	}
+	if _, err := readBlob(bytes.NewReader(b), d, int64(len(b)-1)); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("readBlob(over the bound) = %v, want too large", err)
+	}
+	if _, err := readBlob(bytes.NewReader(b), digest.FromString("other"), 1<<20); !errors.Is(err, ErrVerify) {
+		t.Errorf("readBlob(other digest) = %v, want ErrVerify", err)
 	}
 }
