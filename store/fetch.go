@@ -155,24 +155,31 @@ func (l *Layer) fetchWith(ctx context.Context, r chunkRef) ([]byte, error) {
 		l.mu.Lock()
 		l.seq[r.e.ID] = seqState{next: next, window: ahead}
 		l.mu.Unlock()
+		l.reading.Add(1)
 		if len(mine) > 1 {
 			return l.fetchEarly(ctx, mine, done)
 		}
-		l.reading.Add(1)
-		got, err := l.fetchRefs(ctx, mine, fetchRead, 0, nil)
-		l.readFetched()
-		l.reading.Add(-1)
-		l.unclaim(mine, done)
-		return got, err
+		return l.readFetch(ctx, mine, done, nil)
 	}
+}
+
+// readFetch is the fetch of a read: it runs fetchRefs on claimed chunks,
+// then records the read, ends the reading count the caller began and
+// releases the claims.
+func (l *Layer) readFetch(ctx context.Context, mine []chunkRef, done chan struct{}, first func([]byte)) ([]byte, error) {
+	got, err := l.fetchRefs(ctx, mine, fetchRead, 0, first)
+	l.readFetched()
+	l.reading.Add(-1)
+	l.unclaim(mine, done)
+	return got, err
 }
 
 // fetchEarly runs a read's fetch of several chunks on a goroutine of the
 // layer and returns the first chunk's data as soon as that chunk has
 // arrived and been verified: the reader need not wait for the read-ahead
 // behind it (a cold exec of a 7 MB program waited for both its 4 MiB
-// chunks). The claims on the chunks are released when the whole fetch
-// ends.
+// chunks). The claims on the chunks are released, and the reading count
+// the caller began is ended, when the whole fetch ends.
 func (l *Layer) fetchEarly(ctx context.Context, mine []chunkRef, done chan struct{}) ([]byte, error) {
 	type result struct {
 		data []byte
@@ -181,14 +188,9 @@ func (l *Layer) fetchEarly(ctx context.Context, mine []chunkRef, done chan struc
 	res := make(chan result, 1)
 	var once sync.Once
 	deliver := func(data []byte, err error) { once.Do(func() { res <- result{data, err} }) }
-	l.reading.Add(1)
 	l.mu.Lock()
 	started := l.goLocked(func() {
-		got, err := l.fetchRefs(l.ctx, mine, fetchRead, 0, func(data []byte) { deliver(data, nil) })
-		l.readFetched()
-		l.reading.Add(-1)
-		l.unclaim(mine, done)
-		deliver(got, err)
+		deliver(l.readFetch(l.ctx, mine, done, func(data []byte) { deliver(data, nil) }))
 	})
 	l.mu.Unlock()
 	if !started {

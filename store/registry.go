@@ -136,7 +136,12 @@ func (b *remoteBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte
 			return fmt.Errorf("read %s bytes %d-%d: outside the blob of %d bytes", b.digest, s.off, s.end-1, b.size)
 		}
 	}
-	if len(spans) > 1 && !b.single.Load() {
+	if len(spans) == 1 {
+		return b.each(ctx, fmt.Sprintf("bytes %d-%d", spans[0].off, spans[0].end-1), func(ep blobEndpoint) error {
+			return b.request(ctx, ep, spans, bufs, fill)
+		})
+	}
+	if !b.single.Load() {
 		err := b.each(ctx, fmt.Sprintf("%d ranges", len(spans)), func(ep blobEndpoint) error {
 			return b.request(ctx, ep, spans, bufs, fill)
 		})
@@ -150,11 +155,6 @@ func (b *remoteBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte
 	g, gctx := errgroup.WithContext(ctx)
 	for i, s := range spans {
 		g.Go(func() error {
-			if len(spans) == 1 {
-				return b.each(gctx, fmt.Sprintf("bytes %d-%d", s.off, s.end-1), func(ep blobEndpoint) error {
-					return b.request(gctx, ep, spans, bufs, fill)
-				})
-			}
 			_, err := b.readAt(gctx, bufs[i], s.off)
 			if err == nil {
 				fill.done(i, s.len())

@@ -49,6 +49,10 @@ func (t *tailFetch) wait(ctx context.Context) (int64, []byte, error) {
 // goroutines the Manager owns, and returns them by blob digest.
 func (m *Manager) fetchTails(ref refspec.Reference, infos []types.BlobInfo) map[digest.Digest]*tailFetch {
 	tails := map[digest.Digest]*tailFetch{}
+	eps, err := m.opts.Registries.Endpoints(m.life, ref)
+	if err != nil {
+		return tails // the open reports it
+	}
 	for _, bi := range infos {
 		if len(tails) == maxEarlyTails {
 			break
@@ -60,10 +64,6 @@ func (m *Manager) fetchTails(ref refspec.Reference, infos []types.BlobInfo) map[
 		}
 		if m.opts.Cache != nil && m.opts.Cache.Has(tocKey(e.desc)) {
 			continue // the open reads the TOC from the cache
-		}
-		eps, err := m.opts.Registries.Endpoints(m.life, ref)
-		if err != nil {
-			break // the open reports it
 		}
 		t := &tailFetch{blob: newRemoteBlob(ref, e.desc, eps, m.opts), done: make(chan struct{})}
 		t.blob.lim = m.limiter(ref.Domain())
