@@ -176,17 +176,7 @@ func (d *Dir) Put(ctx context.Context, dg digest.Digest, b []byte) error {
 // the memory LRU.
 func (d *Dir) PutCold(ctx context.Context, dg digest.Digest, b []byte) error {
 	w, err := d.Writer(ctx, dg)
-	if errors.Is(err, ErrExists) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer w.Abort()
-	if _, err := w.Write(b); err != nil {
-		return fmt.Errorf("write %s: %w", dg, err)
-	}
-	return w.Commit()
+	return writeAll(w, err, dg, b)
 }
 
 // PutNamed stores b under key, a name chosen by the caller rather than
@@ -195,6 +185,12 @@ func (d *Dir) PutCold(ctx context.Context, dg digest.Digest, b []byte) error {
 // must verify what it reads back. An entry already present is kept.
 func (d *Dir) PutNamed(ctx context.Context, key digest.Digest, b []byte) error {
 	w, err := d.NamedWriter(ctx, key, "", -1)
+	return writeAll(w, err, key, b)
+}
+
+// writeAll writes b through w, the writer (or error) of a new entry
+// key, and commits it; an entry already present is not an error.
+func writeAll(w *Writer, err error, key digest.Digest, b []byte) error {
 	if errors.Is(err, ErrExists) {
 		return nil
 	}
