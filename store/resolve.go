@@ -242,14 +242,24 @@ func newLayerEntry(ref refspec.Reference, bi types.BlobInfo, diffID digest.Diges
 		e.notLazy = fmt.Errorf("no %s annotation (not eStargz)", annotationTOCDigest)
 	case !isGzip(bi.MediaType):
 		e.notLazy = fmt.Errorf("media type %q is not gzip", bi.MediaType)
-	case len(bi.URLs) > 0:
-		e.notLazy = errors.New("foreign layer with external URLs")
-	case bi.Size <= 0:
-		e.notLazy = fmt.Errorf("layer size %d in the manifest", bi.Size)
-	case diffID == "":
-		e.notLazy = errors.New("image config gives no diff_id for the layer")
+	default:
+		e.notLazy = notServable(bi, diffID)
 	}
 	return e
+}
+
+// notServable says why a layer of a lazy format still cannot be served
+// lazily: its blob is elsewhere, its size unknown, or its DiffID missing.
+func notServable(bi types.BlobInfo, diffID digest.Digest) error {
+	switch {
+	case len(bi.URLs) > 0:
+		return errors.New("foreign layer with external URLs")
+	case bi.Size <= 0:
+		return fmt.Errorf("layer size %d in the manifest", bi.Size)
+	case diffID == "":
+		return errors.New("image config gives no diff_id for the layer")
+	}
+	return nil
 }
 
 // zstdChunkedEntry finishes the entry of a layer named by a zstd:chunked
@@ -260,15 +270,10 @@ func newLayerEntry(ref refspec.Reference, bi types.BlobInfo, diffID digest.Diges
 func zstdChunkedEntry(e layerEntry, bi types.BlobInfo) layerEntry {
 	e.desc.Format = FormatZstdChunked
 	e.desc.TOCDigest = e.zstd
-	switch {
-	case !isZstd(bi.MediaType):
+	if !isZstd(bi.MediaType) {
 		e.notLazy = fmt.Errorf("media type %q of a zstd:chunked layer is not zstd", bi.MediaType)
-	case len(bi.URLs) > 0:
-		e.notLazy = errors.New("foreign layer with external URLs")
-	case bi.Size <= 0:
-		e.notLazy = fmt.Errorf("layer size %d in the manifest", bi.Size)
-	case e.desc.DiffID == "":
-		e.notLazy = errors.New("image config gives no diff_id for the layer")
+	} else {
+		e.notLazy = notServable(bi, e.desc.DiffID)
 	}
 	return e
 }
