@@ -7,16 +7,7 @@ load helpers
 
 setup_file() {
     binary_or_skip_file || return 0
-    require_store_binary
-    require_tools podman runc docker-registry skopeo jq curl ss
-    sgz_setup_work
-    start_registry main
-    export REG=$(reg_addr main)
-    export LGZ=$REG/fixtures/layers:gzip LESGZ=$REG/fixtures/layers:esgz
-    push_fixture layers "$LGZ"
-    convert "$LGZ" "$LESGZ"
-    check_estargz "$LESGZ"
-    start_store main "$SGZ_WORK/mnt/main"
+    esgz_fixture_setup main layers LGZ LESGZ
 }
 
 teardown_file() {

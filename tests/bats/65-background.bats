@@ -6,15 +6,7 @@ load helpers
 
 setup_file() {
     binary_or_skip_file || return 0
-    require_store_binary
-    require_tools podman runc docker-registry skopeo jq curl ss
-    sgz_setup_work
-    start_registry bg
-    export REG=$(reg_addr bg)
-    export GZ=$REG/fixtures/busybox:gzip ESGZ=$REG/fixtures/busybox:esgz
-    push_fixture busybox "$GZ"
-    convert "$GZ" "$ESGZ"
-    start_store main "$SGZ_WORK/mnt/main"
+    esgz_fixture_setup bg busybox GZ ESGZ
 }
 
 teardown_file() {

@@ -399,6 +399,24 @@ assert_released() {
     done
 }
 
+# esgz_fixture_setup REGISTRY FIXTURE GZVAR ESGZVAR: the setup_file of the tests that run one
+# fixture lazily through store "main" with Podman 4: registry REGISTRY (its address in REG), the
+# fixture pushed as gzip and converted to a checked eStargz image (their references exported in
+# the variables named GZVAR and ESGZVAR), and store "main" started.
+esgz_fixture_setup() {
+    local reg=$1 fixture=$2
+    require_store_binary
+    require_tools podman runc docker-registry skopeo jq curl ss
+    sgz_setup_work
+    start_registry "$reg"
+    export REG=$(reg_addr "$reg")
+    export "$3=$REG/fixtures/$fixture:gzip" "$4=$REG/fixtures/$fixture:esgz"
+    push_fixture "$fixture" "${!3}"
+    convert "${!3}" "${!4}"
+    check_estargz "${!4}"
+    start_store main "$SGZ_WORK/mnt/main"
+}
+
 # lazy_only_config: a store config with background fetch off, for tests that count what a
 # container's own reads fetch (background fetch would soon fetch the whole layer).
 lazy_only_config() {
