@@ -479,8 +479,17 @@ has_event() {
 # its own containers.conf, storage.conf (overlay; graphroot and runroot; the store as additional layer store if given),
 # --root under $SGZ_WORK and a short --runroot under $SGZ_RUN.
 p4_instance() {
-    local name=$1 als=${2:-} d=$SGZ_WORK/t$BATS_TEST_NUMBER/p4-$1 rr=$SGZ_RUN/${BATS_TEST_NUMBER}$1
+    local d=$SGZ_WORK/t$BATS_TEST_NUMBER/p4-$1 rr=$SGZ_RUN/${BATS_TEST_NUMBER}$1
     mkdir -p "$d/root" "$rr"
+    _podman_instance_files "$d" "$d" "$rr" "${2:-}"
+}
+
+# _podman_instance_files DIR ROOTDIR RUNROOT [ALS]: write an instance's containers.conf,
+# storage.conf (graphroot ROOTDIR/root, runroot RUNROOT/storage, the store ALS as additional
+# layer store if given), runroot and empty auth file into DIR. ROOTDIR and RUNROOT are the paths
+# Podman sees (inside the chroot for Podman 5), DIR where they are on the host.
+_podman_instance_files() {
+    local d=$1 root=$2 rr=$3 als=${4:-}
     cat > "$d/containers.conf" <<EOF
 [containers]
 # Podman 4.3.1 here: the hard RLIMIT_NOFILE is below podman's default, so set explicit limits.
@@ -500,7 +509,7 @@ EOF
     {
         echo '[storage]'
         echo 'driver = "overlay"'
-        echo "graphroot = \"$d/root\""
+        echo "graphroot = \"$root/root\""
         echo "runroot = \"$rr/storage\""
         if [ -n "$als" ]; then
             echo '[storage.options]'
@@ -576,34 +585,9 @@ p5_teardown_file() {
 
 # p5_instance NAME [ALS-MOUNTPOINT-IN-CHROOT]: like p4_instance, inside the chroot.
 p5_instance() {
-    local name=$1 als=${2:-}
     local c=$P5_DIR/t$BATS_TEST_NUMBER/$1 rr=/run/sgz/$SGZ_ID/${BATS_TEST_NUMBER}$1
-    local h=$SGZ_P5_ROOT$c
-    mkdir -p "$h/root" "$SGZ_P5_ROOT$rr"
-    cat > "$h/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-netns = "host"
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-lock_type = "file"
-tmp_dir = "$rr/libpod"
-EOF
-    {
-        echo '[storage]'
-        echo 'driver = "overlay"'
-        echo "graphroot = \"$c/root\""
-        echo "runroot = \"$rr/storage\""
-        if [ -n "$als" ]; then
-            echo '[storage.options]'
-            echo "additionallayerstores = [\"$als:ref\"]"
-        fi
-    } > "$h/storage.conf"
-    echo "$rr" > "$h/runroot"
-    echo '{"auths":{}}' > "$h/no-auth.json"
+    mkdir -p "$SGZ_P5_ROOT$c/root" "$SGZ_P5_ROOT$rr"
+    _podman_instance_files "$SGZ_P5_ROOT$c" "$c" "$rr" "${2:-}"
 }
 
 # _p5 NAME ARGS...: Podman 5 in the chroot with a clean environment and instance NAME's files.
