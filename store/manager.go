@@ -67,6 +67,7 @@ type Manager struct {
 	limits  map[string]*limiter // range requests in flight, by registry host
 	images  map[refspec.Reference]*imageState
 	layers  map[layerKey]*layerState // both names of one layer share a state
+	pending int                      // states in statePending (see maxPending)
 	warned  map[layerKey]time.Time   // when a lookup failure was last logged at Warn
 	sweep   stopper                  // the armed sweep timer, or nil
 	sweepAt time.Time                // when it fires

@@ -50,7 +50,7 @@ type layerState struct {
 	err      error           // stateNotLazy
 	until    time.Time       // stateNotLazy
 	refs     map[digest.Digest]int
-	lastUsed time.Time   // stateReady: last lookup
+	lastUsed time.Time   // stateReady: last lookup; statePending: when created
 	remote   *remoteBlob // stateReady: the layer's blob reader
 	reads    int64       // stateReady: remote.reads when the layer opened
 	kept     bool        // stateReady: read without a use; never idle-freed
@@ -82,15 +82,49 @@ func (m *Manager) Use(ref refspec.Reference, d digest.Digest) error {
 	}
 	k := layerKey{ref, d}
 	st := m.layers[k]
+	var dropped *layerState
 	if st == nil {
-		st = &layerState{kind: statePending, ref: ref, names: []digest.Digest{d}, refs: map[digest.Digest]int{}}
+		dropped = m.oldestPendingLocked(maxPending)
+		if dropped != nil {
+			m.removeLocked(dropped)
+		}
+		now := m.clk.Now()
+		st = &layerState{kind: statePending, ref: ref, names: []digest.Digest{d}, refs: map[digest.Digest]int{}, lastUsed: now}
 		m.layers[k] = st
+		m.pending++
+		m.scheduleLocked(now.Add(m.opts.IdleTimeout))
 	}
 	st.refs[d]++
 	n := st.refs[d]
 	m.mu.Unlock()
+	if dropped != nil {
+		m.log.Debug("too many uses of layers never opened: forgetting the oldest", "ref", dropped.ref.String(), "digest", dropped.names[0].String(), "max", maxPending)
+	}
 	m.log.Info("use", "ref", ref.String(), "digest", d.String(), "refs", n)
 	return nil
+}
+
+// A use of a name that is not open (storage's use after a restart, or a
+// name no image has) is counted in a pending state until the layer opens.
+// Nothing proves such a name exists, so pending states are bounded: one
+// that has not opened within IdleTimeout is forgotten, and at most
+// maxPending are kept (the oldest goes first). Forgetting one loses only a
+// count: a layer whose files are read is kept anyway (see sweepLocked).
+const maxPending = 1024
+
+// oldestPendingLocked returns the oldest pending state when there are
+// max of them already, else nil. m.mu must be held.
+func (m *Manager) oldestPendingLocked(max int) *layerState {
+	if m.pending < max {
+		return nil
+	}
+	var old *layerState
+	for k, st := range m.layers {
+		if st.kind == statePending && k.d == st.names[0] && (old == nil || st.lastUsed.Before(old.lastUsed)) {
+			old = st
+		}
+	}
+	return old
 }
 
 // Release drops one use of ref/d (storage removed the layer directory).
@@ -183,6 +217,9 @@ func (m *Manager) installLocked(st *layerState, e layerEntry) {
 			for n, c := range old.refs {
 				st.refs[n] += c
 			}
+			if old.kind == statePending {
+				m.pending--
+			}
 			old.kind = stateFreed
 		}
 		m.layers[k] = st
@@ -191,6 +228,9 @@ func (m *Manager) installLocked(st *layerState, e layerEntry) {
 
 // removeLocked drops st from the map.
 func (m *Manager) removeLocked(st *layerState) {
+	if st.kind == statePending {
+		m.pending--
+	}
 	for _, d := range st.names {
 		k := layerKey{st.ref, d}
 		if m.layers[k] == st {
@@ -257,7 +297,15 @@ func (m *Manager) sweepLocked(now time.Time) (freed, kept []*layerState, next ti
 				continue
 			}
 			if st.total() > 0 {
-				st.kind, st.err = statePending, nil // keep storage's counts
+				st.kind, st.err, st.lastUsed = statePending, nil, now // keep storage's counts
+				m.pending++
+				later(now.Add(m.opts.IdleTimeout))
+				continue
+			}
+			m.removeLocked(st)
+		case statePending:
+			if at := st.lastUsed.Add(m.opts.IdleTimeout); now.Before(at) {
+				later(at)
 				continue
 			}
 			m.removeLocked(st)

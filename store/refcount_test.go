@@ -4,6 +4,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -156,5 +157,58 @@ func TestManagerReadLayerKept(t *testing.T) {
 	}
 	if l2, _ := e.m.Layer(t.Context(), ref, d); l2 != l {
 		t.Error("kept layer replaced")
+	}
+}
+
+// Uses of names that never open are forgotten after IdleTimeout, and at
+// most maxPending are kept at once: a flood of made-up names cannot grow
+// the store's memory.
+func TestManagerPendingBounded(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ref, img := e.esgzImage(t, "app", "v1", 1)
+	made := func(i int) digest.Digest { return digest.FromString(fmt.Sprintf("no such layer %d", i)) }
+	for i := range maxPending + 100 {
+		if err := e.m.Use(ref, made(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	countPending := func() (n int) {
+		e.m.mu.Lock()
+		defer e.m.mu.Unlock()
+		for _, st := range e.m.layers {
+			if st.kind == statePending {
+				n++
+			}
+		}
+		if n != e.m.pending {
+			t.Errorf("pending counter %d, states %d", e.m.pending, n)
+		}
+		return n
+	}
+	if n := countPending(); n != maxPending {
+		t.Fatalf("%d pending states after %d uses of unknown names, want %d", n, maxPending+100, maxPending)
+	}
+	// The newest are kept: a use of a real layer just before it opens
+	// still joins it.
+	tl := img.Layers[0]
+	if err := e.m.Use(ref, tl.TOCDigest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Layer(t.Context(), ref, tl.Desc.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if n := countPending(); n != maxPending-1 {
+		t.Errorf("%d pending states after the real layer opened, want %d", n, maxPending-1)
+	}
+	e.clk.Advance(defaultIdleTimeout + time.Second)
+	if n := countPending(); n != 0 {
+		t.Errorf("%d pending states after IdleTimeout, want 0", n)
+	}
+	if err := e.m.Release(ref, made(maxPending+99)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Release of a forgotten name = %v, want ErrNotFound", err)
+	}
+	// The used layer stays.
+	if err := e.m.Release(ref, tl.TOCDigest); err != nil {
+		t.Errorf("Release of the used layer = %v", err)
 	}
 }
