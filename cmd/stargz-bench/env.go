@@ -247,29 +247,47 @@ type store struct {
 // and an empty configuration, logging at debug level.
 func (b *bench) startStore(ctx context.Context, mnt string) (*store, error) {
 	b.storeN++
-	s := &store{mnt: mnt,
-		root: filepath.Join(b.work, fmt.Sprintf("store-root-%d", b.storeN)),
-		log:  filepath.Join(b.work, fmt.Sprintf("store-%d.log", b.storeN)), keepDir: b.opt.logs}
+	s := &store{mnt: mnt, root: filepath.Join(b.work, fmt.Sprintf("store-root-%d", b.storeN)), keepDir: b.opt.logs}
+	return s, b.runStore(ctx, s)
+}
+
+// restartStore stops s's daemon, keeping its --root (and so its cache),
+// and starts a new one on the same root and mount point: a store that
+// restarts finds its cache unverified by the new process.
+func (b *bench) restartStore(ctx context.Context, s *store) error {
+	s.halt()
+	return b.runStore(ctx, s)
+}
+
+// runStore starts the daemon of s, with a new log, and waits for its mount.
+func (b *bench) runStore(ctx context.Context, s *store) error {
+	b.storeN++
+	s.log = filepath.Join(b.work, fmt.Sprintf("store-%d.log", b.storeN))
+	mnt := s.mnt
 	for _, d := range []string{s.root, mnt} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("store: %w", err)
 		}
+	}
+	// The store refuses a mount point whose parent other users can enter.
+	if err := os.Chmod(filepath.Dir(mnt), 0o700); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
 	conf := filepath.Join(b.work, "store.toml")
 	var cfg []byte
 	if b.opt.storeConfig != "" {
 		var err error
 		if cfg, err = os.ReadFile(b.opt.storeConfig); err != nil {
-			return nil, fmt.Errorf("store config: %w", err)
+			return fmt.Errorf("store config: %w", err)
 		}
 	}
 	if err := os.WriteFile(conf, cfg, 0o644); err != nil {
-		return nil, fmt.Errorf("store config: %w", err)
+		return fmt.Errorf("store config: %w", err)
 	}
 	d, err := startDaemon("stargz-store", s.log, b.hostEnv(), b.opt.storeBin,
 		"--root", s.root, "--config", conf, "--log-level", "debug", mnt)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.d = d
 	deadline := time.Now().Add(30 * time.Second)
@@ -277,16 +295,16 @@ func (b *bench) startStore(ctx context.Context, mnt string) (*store, error) {
 		if !d.alive() || time.Now().After(deadline) {
 			s.stop()
 			b2, _ := os.ReadFile(s.log)
-			return nil, fmt.Errorf("stargz-store did not mount %s: %s", mnt, tail(b2, 800))
+			return fmt.Errorf("stargz-store did not mount %s: %s", mnt, tail(b2, 800))
 		}
 		select {
 		case <-ctx.Done():
 			s.stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // stop stops the store by PID, unmounts if it did not, removes its root.
@@ -294,9 +312,15 @@ func (s *store) stop() {
 	if s == nil {
 		return
 	}
+	s.halt()
+	os.RemoveAll(s.root)
+}
+
+// halt stops the daemon by PID and unmounts if it did not, keeping the
+// root; the log is copied to keepDir.
+func (s *store) halt() {
 	s.d.stop()
 	umountBelow(s.mnt)
-	os.RemoveAll(s.root)
 	if s.keepDir != "" {
 		if err := copyFile(filepath.Join(s.keepDir, filepath.Base(s.log)), s.log); err != nil {
 			fmt.Fprintln(os.Stderr, "stargz-bench: keep store log:", err)

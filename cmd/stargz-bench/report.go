@@ -81,6 +81,8 @@ func (r *report) markdown() string {
 		s.WriteString("\nWarm re-read (page cache dropped before each read):\n\n| read of " + mib(w.Bytes) + " | MiB/s | fetched |\n|---|---|---|\n")
 		fmt.Fprintf(&s, "| through the mount, cold (from the registry) | %.1f | %s |\n", w.ColdMiBs, mib(w.ColdFetched))
 		fmt.Fprintf(&s, "| through the mount, warm (store's cache) | %.1f | %s |\n", w.WarmMiBs, mib(w.WarmFetched))
+		fmt.Fprintf(&s, "| through the mount after a store restart, first read (verifies the cache) | %.1f | %s |\n", w.RestartedMiBs, mib(w.RestartedFetched))
+		fmt.Fprintf(&s, "| through the mount after a store restart, second read | %.1f | |\n", w.RestartedAgainMiBs)
 		fmt.Fprintf(&s, "| local disk | %.1f | |\n", w.LocalMiBs)
 	}
 	s.WriteString("\nTargets:\n\n| target | goal | ours | met |\n|---|---|---|---|\n")
