@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -38,8 +39,8 @@ type Options struct {
 	MemorySize int64
 	// MemoryMaxEntry is the largest entry kept in memory; 0 means 4 MiB.
 	MemoryMaxEntry int64
-	// Logger receives eviction, recovery and corrupt-entry lines; nil
-	// discards.
+	// Logger receives eviction, recovery, corrupt-entry and disk-full
+	// lines; nil discards.
 	Logger *slog.Logger
 }
 
@@ -53,6 +54,9 @@ type Dir struct {
 	fds     *fdCache
 	keys    keyLocks
 	closeMu sync.Once
+	// hook, set by tests, can fail the disk operations of a write
+	// (see fault).
+	hook func(op string) error
 	// checks counts the entries verify hashed (tests assert on it).
 	checks atomic.Int64
 
@@ -63,7 +67,8 @@ type Dir struct {
 	usage    int64
 	reserved int64 // bytes of writers and commits not installed yet
 	pinned   map[digest.Digest]int
-	limit    int64 // what eviction keeps usage under
+	limit    int64     // what eviction keeps usage under: max, lower while the disk is full (full.go)
+	fullAt   time.Time // when a write last found the disk full; zero when it has room
 }
 
 // item is one entry on disk. Its fields other than d and size are
@@ -196,7 +201,8 @@ func (d *Dir) scan() ([]found, error) {
 	return out, nil
 }
 
-// Usage returns the bytes on disk and the limit they are kept under.
+// Usage returns the bytes on disk and the limit they are kept under:
+// Options.MaxSize, or less while the disk is full (see full.go).
 func (d *Dir) Usage() (used, limit int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

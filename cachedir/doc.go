@@ -40,6 +40,15 @@
 // store pins what a prefetch is filling). A small in-memory LRU, bounded in
 // bytes, sits in front for hot chunks.
 //
+// A write that finds the disk full (ENOSPC or EDQUOT, on create, write,
+// sync or rename) fails, and the cache yields: its limit drops to what it
+// holds minus a margin (1/32 of MaxSize, 1 MiB to 256 MiB) and eviction
+// runs. It is logged once at Warn; every minute the next write checks the
+// free space and raises the limit again, and once it is back at MaxSize
+// the condition has cleared (Info) and a new one is logged at Warn again
+// (full.go). Readers lose nothing but the entry: the store keeps what it
+// fetched in memory and can fetch it again.
+//
 // Reads of part of an entry (Dir.ReadAt) are one pread on a file kept
 // open in a small LRU of open files.
 //

@@ -75,6 +75,7 @@ func (d *Dir) writer(ctx context.Context, dg, want digest.Digest, size int64) (*
 		unlock()
 		return nil, fmt.Errorf("write %s: %w", dg, ErrExists)
 	}
+	d.retryFull()
 	w := &Writer{d: d, dg: dg, unlock: unlock, want: want, size: size}
 	if size >= 0 {
 		if err := d.reserve(dg, size); err != nil {
@@ -83,11 +84,14 @@ func (d *Dir) writer(ctx context.Context, dg, want digest.Digest, size int64) (*
 		}
 		w.reserved = size
 	}
-	w.f, err = os.CreateTemp(filepath.Join(d.root, "tmp"), dg.Encoded()+".*")
+	err = d.fault("create")
+	if err == nil {
+		w.f, err = os.CreateTemp(filepath.Join(d.root, "tmp"), dg.Encoded()+".*")
+	}
 	if err != nil {
 		w.release()
 		unlock()
-		return nil, fmt.Errorf("write %s: %w", dg, err)
+		return nil, fmt.Errorf("write %s: %w", dg, d.failed(err))
 	}
 	if want != "" {
 		w.h = want.Algorithm().Hash()
@@ -123,12 +127,18 @@ func (w *Writer) release() {
 
 // Write appends p to the entry.
 func (w *Writer) Write(p []byte) (int, error) {
+	if err := w.d.fault("write"); err != nil {
+		return 0, w.d.failed(err)
+	}
 	n, err := w.f.Write(p)
 	if w.h != nil {
 		w.h.Write(p[:n])
 	}
 	w.n += int64(n)
-	return n, err
+	if err != nil {
+		return n, w.d.failed(err)
+	}
+	return n, nil
 }
 
 // Commit checks that the bytes written hash to the digest (and, for a
@@ -147,12 +157,15 @@ func (w *Writer) Commit() error {
 			return fmt.Errorf("commit %s: content hashes to %s, want %s: %w", w.dg, got, w.want, ErrCorrupt)
 		}
 	}
-	err := w.f.Sync()
+	err := w.d.fault("sync")
+	if err == nil {
+		err = w.f.Sync()
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", w.dg, err)
+		return fmt.Errorf("commit %s: %w", w.dg, w.d.failed(err))
 	}
 	return w.d.install(w)
 }
@@ -191,7 +204,10 @@ func (d *Dir) install(w *Writer) error {
 	if !fits {
 		return fmt.Errorf("commit %s (%d bytes): %w", w.dg, w.n, ErrTooLarge)
 	}
-	err := os.MkdirAll(filepath.Dir(p), 0o700)
+	err := d.fault("rename")
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(p), 0o700)
+	}
 	if err == nil {
 		err = os.Rename(w.f.Name(), p)
 	}
@@ -203,7 +219,7 @@ func (d *Dir) install(w *Writer) error {
 	}
 	d.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", w.dg, err)
+		return fmt.Errorf("commit %s: %w", w.dg, d.failed(err))
 	}
 	return nil
 }
