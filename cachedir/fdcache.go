@@ -44,16 +44,21 @@ func (f *fdCache) get(key, want digest.Digest) (*os.File, bool) {
 	return v.(openEntry).f, true
 }
 
-// add keeps file, whose content hashes to want, open for key; if another
-// is already kept, file is closed.
-func (f *fdCache) add(key, want digest.Digest, file *os.File) {
+// add keeps file, whose content hashes to want, open for key and returns
+// the file to read: file, or the one already kept for key and want (file
+// is then closed). A file kept for another want is replaced.
+func (f *fdCache) add(key, want digest.Digest, file *os.File) *os.File {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.c.Get(key); ok {
-		file.Close()
-		return
+	if v, ok := f.c.Get(key); ok {
+		if kept := v.(openEntry); kept.want == want {
+			file.Close()
+			return kept.f
+		}
+		f.c.Remove(key)
 	}
 	f.c.Add(key, openEntry{file, want})
+	return file
 }
 
 func (f *fdCache) remove(dg digest.Digest) {

@@ -46,11 +46,15 @@ func (d *Dir) GetNamed(key, want digest.Digest) (*os.File, error) {
 // ReadAll returns the whole entry for dg, from memory when it is there.
 // A disk read is one pread on a file kept open (an LRU of openFiles
 // files); a file not open yet costs one open more, and its first read in
-// the process a check of the whole file.
+// the process a check of the whole file, made before the entry's size
+// (taken from the disk) decides an allocation.
 func (d *Dir) ReadAll(dg digest.Digest) ([]byte, error) {
 	if b, ok := d.mem.get(dg); ok {
 		d.touch(dg)
 		return b, nil
+	}
+	if _, err := d.file(dg, dg); err != nil {
+		return nil, err
 	}
 	size, ok := d.Size(dg)
 	if !ok {
@@ -91,29 +95,42 @@ func (d *Dir) ReadAt(dg digest.Digest, p []byte, off int64) (int, error) {
 // want. The memory LRU holds content under its own digest only, so it is
 // not looked at unless key is want.
 func (d *Dir) ReadNamedAt(key, want digest.Digest, p []byte, off int64) (int, error) {
+	var err error
+	for range 2 {
+		var f *os.File
+		if f, err = d.file(key, want); err != nil {
+			return 0, err
+		}
+		var n int
+		if n, err = f.ReadAt(p, off); !errors.Is(err, os.ErrClosed) {
+			return n, err
+		} // closed by an eviction meanwhile: look again
+	}
+	return 0, fmt.Errorf("read %s: %w", key, err)
+}
+
+// file returns an open file of the entry key, checked to hash to want:
+// the one kept open for it, or one it opens, checks and keeps open. It
+// marks the entry used.
+func (d *Dir) file(key, want digest.Digest) (*os.File, error) {
 	if _, ok := d.touchSize(key); !ok { // present, so key is a valid digest
-		return 0, fmt.Errorf("get %s: %w", key, ErrNotFound)
+		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
 	if f, ok := d.fds.get(key, want); ok {
-		n, err := f.ReadAt(p, off)
-		if !errors.Is(err, os.ErrClosed) {
-			return n, err
-		} // closed by an eviction meanwhile: open it again
+		return f, nil
 	}
 	if err := want.Validate(); err != nil {
-		return 0, fmt.Errorf("get %s: %w", key, err)
+		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	f, err := d.openEntry(key)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := d.verify(key, want, f); err != nil {
 		f.Close()
-		return 0, err
+		return nil, err
 	}
-	n, err := f.ReadAt(p, off)
-	d.fds.add(key, want, f)
-	return n, err
+	return d.fds.add(key, want, f), nil
 }
 
 // ReadNamed returns the whole entry filed under key by PutNamed, unchecked

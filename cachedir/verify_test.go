@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -259,5 +260,29 @@ func TestTruncatedEntryIsAMiss(t *testing.T) {
 	d2 := open(t, root, Options{MaxSize: 1 << 20, MemorySize: -1})
 	if b, err := d2.ReadAll(dg); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ReadAll(truncated) = %q, %v; want ErrNotFound", b, err)
+	}
+}
+
+// TestGrownEntryIsCheckedBeforeItIsAllocated: a file that grew on disk
+// between two runs (its size is what the scan found) is refused before
+// ReadAll allocates that size.
+func TestGrownEntryIsCheckedBeforeItIsAllocated(t *testing.T) {
+	root := t.TempDir()
+	d := open(t, root, Options{MaxSize: 1 << 40, MemorySize: -1})
+	dg := put(t, d, "a small chunk")
+	d.Close()
+	if err := os.Truncate(mustPath(t, d, dg), 64<<20); err != nil { // sparse
+		t.Fatal(err)
+	}
+	d2 := open(t, root, Options{MaxSize: 1 << 40, MemorySize: -1})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := d2.ReadAll(dg)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadAll(grown entry) = %v, want ErrNotFound", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Fatalf("ReadAll of a 64 MiB damaged entry allocated %d bytes", n)
 	}
 }
