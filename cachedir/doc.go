@@ -24,7 +24,7 @@
 // Nothing on disk is trusted across a restart. Every read (Get, ReadAll,
 // ReadAt, and the named GetNamed and ReadNamedAt) checks the entry once
 // per process, before its first byte leaves the cache: it hashes the file
-// (a 256 KiB buffer; about 0.5 ms per MiB with SHA-NI) against the digest
+// (a 256 KiB buffer; about 0.65 ms per MiB with SHA-NI) against the digest
 // the content must have. An entry this process committed is known good;
 // an entry in the memory LRU is too (it holds only checked content under
 // its own digest). Concurrent first readers wait for one hash. A mismatch
