@@ -6,13 +6,14 @@ import (
 	"container/list"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -23,7 +24,8 @@ var (
 	ErrNotFound = errors.New("not in cache")
 	// ErrCorrupt: written bytes do not match the digest or size promised.
 	ErrCorrupt = errors.New("cache entry corrupt")
-	// ErrTooLarge: the entry alone is larger than the cache.
+	// ErrTooLarge: the entry does not fit in the cache (beside its
+	// pinned entries).
 	ErrTooLarge = errors.New("entry larger than the cache")
 )
 
@@ -37,7 +39,8 @@ type Options struct {
 	MemorySize int64
 	// MemoryMaxEntry is the largest entry kept in memory; 0 means 4 MiB.
 	MemoryMaxEntry int64
-	// Logger receives eviction and recovery lines; nil discards.
+	// Logger receives eviction, recovery, corrupt-entry and disk-full
+	// lines; nil discards.
 	Logger *slog.Logger
 }
 
@@ -51,19 +54,33 @@ type Dir struct {
 	fds     *fdCache
 	keys    keyLocks
 	closeMu sync.Once
+	// hook, set by tests, can fail the disk operations of a write
+	// (see fault).
+	hook func(op string) error
+	// checks counts the entries verify hashed (tests assert on it).
+	checks atomic.Int64
 
 	// mu guards the fields below.
 	mu       sync.Mutex
 	lru      *list.List // of *item, most recently used at the front
 	items    map[digest.Digest]*list.Element
 	usage    int64
-	reserved int64 // bytes of commits between eviction and rename
+	reserved int64 // bytes of writers and commits not installed yet
 	pinned   map[digest.Digest]int
+	limit    int64     // what eviction keeps usage under: max, lower while the disk is full (full.go)
+	fullAt   time.Time // when a write last found the disk full; zero when it has room
 }
 
+// item is one entry on disk. Its fields other than d and size are
+// guarded by Dir.mu.
 type item struct {
 	d    digest.Digest
 	size int64
+	// verified is what the content was checked, in this process, to
+	// hash to ("" not yet); checking, when not nil, is closed when the
+	// check running ends (verify.go).
+	verified digest.Digest
+	checking chan struct{}
 }
 
 // Open opens (creating) the cache under root, removes leftovers of
@@ -81,6 +98,7 @@ func Open(root string, opts Options) (*Dir, error) {
 	d := &Dir{
 		root:   root,
 		max:    max,
+		limit:  max,
 		log:    opts.Logger,
 		mem:    newMemCache(opts.MemorySize, opts.MemoryMaxEntry),
 		fds:    newFDCache(openFiles),
@@ -137,7 +155,7 @@ func (d *Dir) recover() error {
 		return err
 	}
 	for _, f := range found {
-		d.items[f.d] = d.lru.PushFront(&item{f.d, f.size})
+		d.items[f.d] = d.lru.PushFront(&item{d: f.d, size: f.size})
 		d.usage += f.size
 	}
 	d.log.Info("cache opened", "path", d.root, "entries", len(found), "bytes", d.usage, "max", d.max)
@@ -183,11 +201,12 @@ func (d *Dir) scan() ([]found, error) {
 	return out, nil
 }
 
-// Usage returns the bytes on disk and the limit.
-func (d *Dir) Usage() (used, max int64) {
+// Usage returns the bytes on disk and the limit they are kept under:
+// Options.MaxSize, or less while the disk is full (see full.go).
+func (d *Dir) Usage() (used, limit int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.usage, d.max
+	return d.usage, d.limit
 }
 
 // Has reports whether dg is cached on disk.
@@ -219,130 +238,6 @@ func (d *Dir) touch(dg digest.Digest) bool {
 		d.lru.MoveToFront(el)
 	}
 	return ok
-}
-
-// Get opens the entry for dg. The caller closes the file. An *os.File is
-// returned, not a reader, so FUSE passthrough and splice stay possible.
-func (d *Dir) Get(dg digest.Digest) (*os.File, error) {
-	p, err := d.path(dg)
-	if err != nil {
-		return nil, err
-	}
-	if !d.touch(dg) {
-		return nil, fmt.Errorf("get %s: %w", dg, ErrNotFound)
-	}
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		d.forget(dg) // removed behind our back
-		return nil, fmt.Errorf("get %s: %w", dg, ErrNotFound)
-	}
-	return f, err
-}
-
-// ReadAll returns the whole entry for dg, from memory when it is there.
-// A disk read is one pread on a file kept open (an LRU of openFiles
-// files); a file not open yet costs one open more. The size is known, so
-// there is no fstat.
-func (d *Dir) ReadAll(dg digest.Digest) ([]byte, error) {
-	if b, ok := d.mem.get(dg); ok {
-		d.touch(dg)
-		return b, nil
-	}
-	p, err := d.path(dg)
-	if err != nil {
-		return nil, err
-	}
-	size, ok := d.touchSize(dg)
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", dg, ErrNotFound)
-	}
-	if f, ok := d.fds.get(dg); ok {
-		b := make([]byte, size)
-		if n, err := f.ReadAt(b, 0); int64(n) == size && (err == nil || errors.Is(err, io.EOF)) {
-			d.mem.add(dg, b)
-			return b, nil
-		} // closed by an eviction meanwhile: open it again
-	}
-	f, err := openFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		d.forget(dg) // removed behind our back
-		return nil, fmt.Errorf("get %s: %w", dg, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", dg, err)
-	}
-	b := make([]byte, size)
-	if n, rerr := f.ReadAt(b, 0); int64(n) != size {
-		f.Close()
-		if rerr == nil || errors.Is(rerr, io.EOF) {
-			rerr = io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("read %s: %w", dg, rerr)
-	}
-	d.fds.add(dg, f)
-	d.mem.add(dg, b)
-	return b, nil
-}
-
-// ReadAt reads len(p) bytes of the entry for dg from off into p, from
-// memory when the entry is there and otherwise with one pread on a cache
-// file kept open: a reader of part of a large entry reads only that part.
-// It returns io.EOF when fewer bytes remain, like io.ReaderAt.
-func (d *Dir) ReadAt(dg digest.Digest, p []byte, off int64) (int, error) {
-	if b, ok := d.mem.get(dg); ok {
-		d.touch(dg)
-		if off >= int64(len(b)) {
-			return 0, io.EOF
-		}
-		n := copy(p, b[off:])
-		if n < len(p) {
-			return n, io.EOF
-		}
-		return n, nil
-	}
-	if _, ok := d.touchSize(dg); !ok { // present, so dg is a valid digest
-		return 0, fmt.Errorf("get %s: %w", dg, ErrNotFound)
-	}
-	f, ok := d.fds.get(dg)
-	if ok {
-		n, err := f.ReadAt(p, off)
-		if !errors.Is(err, os.ErrClosed) {
-			return n, err
-		} // closed by an eviction meanwhile: open it again
-	}
-	pth, err := d.path(dg)
-	if err != nil {
-		return 0, err
-	}
-	if f, err = openFile(pth); errors.Is(err, fs.ErrNotExist) {
-		d.forget(dg) // removed behind our back
-		return 0, fmt.Errorf("get %s: %w", dg, ErrNotFound)
-	} else if err != nil {
-		return 0, fmt.Errorf("read %s: %w", dg, err)
-	}
-	n, err := f.ReadAt(p, off)
-	d.fds.add(dg, f)
-	return n, err
-}
-
-// touchSize marks dg as just used and returns its size.
-func (d *Dir) touchSize(dg digest.Digest) (int64, bool) { return d.size(dg, true) }
-
-// Size returns the size of the entry for dg on disk, without marking it
-// used.
-func (d *Dir) Size(dg digest.Digest) (int64, bool) { return d.size(dg, false) }
-
-func (d *Dir) size(dg digest.Digest, touch bool) (int64, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	el, ok := d.items[dg]
-	if !ok {
-		return 0, false
-	}
-	if touch {
-		d.lru.MoveToFront(el)
-	}
-	return el.Value.(*item).size, true
 }
 
 // Demote marks dg as least recently used, so that it is the first entry
@@ -391,30 +286,37 @@ func (d *Dir) Remove(dg digest.Digest) error {
 }
 
 func (d *Dir) forget(dg digest.Digest) {
-	d.mem.remove(dg)
-	d.fds.remove(dg)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if el, ok := d.items[dg]; ok {
-		d.usage -= el.Value.(*item).size
-		d.lru.Remove(el)
-		delete(d.items, dg)
+		d.dropLocked(el)
+	} else {
+		d.mem.remove(dg)
+		d.fds.remove(dg)
 	}
 }
 
+// dropLocked takes the entry el out of the accounting, the memory LRU and
+// the open files; the caller unlinks its file. d.mu must be held.
+func (d *Dir) dropLocked(el *list.Element) {
+	it := el.Value.(*item)
+	d.lru.Remove(el)
+	delete(d.items, it.d)
+	d.usage -= it.size
+	d.mem.remove(it.d)
+	d.fds.remove(it.d)
+}
+
 // evictLocked removes least recently used, unpinned entries until need
-// more bytes fit under the limit. It reports whether they do.
+// more bytes (and the reserved ones) fit under the limit. It reports
+// whether they do.
 func (d *Dir) evictLocked(need int64) bool {
 	need += d.reserved
-	for el := d.lru.Back(); el != nil && d.usage+need > d.max; {
+	for el := d.lru.Back(); el != nil && d.usage+need > d.limit; {
 		it := el.Value.(*item)
 		prev := el.Prev()
 		if d.pinned[it.d] == 0 {
-			d.lru.Remove(el)
-			delete(d.items, it.d)
-			d.usage -= it.size
-			d.mem.remove(it.d)
-			d.fds.remove(it.d)
+			d.dropLocked(el)
 			if p, err := d.path(it.d); err == nil {
 				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					d.log.Warn("evict cache entry", "path", p, "err", err)
@@ -423,7 +325,7 @@ func (d *Dir) evictLocked(need int64) bool {
 		}
 		el = prev
 	}
-	return d.usage+need <= d.max
+	return d.usage+need <= d.limit
 }
 
 // Close releases the cache. It is idempotent; entries stay on disk.

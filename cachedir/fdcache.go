@@ -11,40 +11,54 @@ import (
 )
 
 // fdCache keeps the most recently read entries open, so that a chunk read
-// from disk is one pread instead of open, pread and close. Closing a file
-// another goroutine is reading is safe: *os.File defers the close(2) until
-// the read returns, and the reader sees os.ErrClosed at worst.
+// from disk is one pread instead of open, pread and close. Each file is
+// kept with the digest its content was checked against (verify.go), and
+// is only handed to a reader who wants that content. Closing a file
+// another goroutine is reading is safe: *os.File defers the close(2)
+// until the read returns, and the reader sees os.ErrClosed at worst.
 type fdCache struct {
 	// mu guards the field below.
 	mu sync.Mutex
-	c  *lru.Cache // digest.Digest → *os.File
+	c  *lru.Cache // digest.Digest → openEntry
+}
+
+type openEntry struct {
+	f    *os.File
+	want digest.Digest // what f's content hashes to
 }
 
 func newFDCache(n int) *fdCache {
 	f := &fdCache{c: lru.New(n)}
-	f.c.OnEvicted = func(_ lru.Key, v any) { v.(*os.File).Close() }
+	f.c.OnEvicted = func(_ lru.Key, v any) { v.(openEntry).f.Close() }
 	return f
 }
 
-func (f *fdCache) get(dg digest.Digest) (*os.File, bool) {
+// get returns the file kept open for key if its content hashes to want.
+func (f *fdCache) get(key, want digest.Digest) (*os.File, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	v, ok := f.c.Get(dg)
-	if !ok {
+	v, ok := f.c.Get(key)
+	if !ok || v.(openEntry).want != want {
 		return nil, false
 	}
-	return v.(*os.File), true
+	return v.(openEntry).f, true
 }
 
-// add keeps file open for dg; if another is already kept, file is closed.
-func (f *fdCache) add(dg digest.Digest, file *os.File) {
+// add keeps file, whose content hashes to want, open for key and returns
+// the file to read: file, or the one already kept for key and want (file
+// is then closed). A file kept for another want is replaced.
+func (f *fdCache) add(key, want digest.Digest, file *os.File) *os.File {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.c.Get(dg); ok {
-		file.Close()
-		return
+	if v, ok := f.c.Get(key); ok {
+		if kept := v.(openEntry); kept.want == want {
+			file.Close()
+			return kept.f
+		}
+		f.c.Remove(key)
 	}
-	f.c.Add(dg, file)
+	f.c.Add(key, openEntry{file, want})
+	return file
 }
 
 func (f *fdCache) remove(dg digest.Digest) {

@@ -20,6 +20,16 @@ func fsTenth(dir string) (int64, error) {
 	return int64(st.Blocks) * st.Bsize / 10, nil
 }
 
+// fsAvail returns the bytes an unprivileged user may still write on the
+// filesystem holding dir.
+func fsAvail(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return int64(st.Bavail) * st.Bsize, nil
+}
+
 func sortByMtime(f []found) {
 	sort.Slice(f, func(i, j int) bool { return f[i].mtime < f[j].mtime })
 }

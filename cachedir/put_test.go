@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,8 +25,11 @@ func TestPutNamedKeepsContentUnderAName(t *testing.T) {
 	}
 	d.Close()
 	d2 := open(t, root, Options{MaxSize: 1 << 20, MemorySize: -1}) // survives a restart
-	if got, err := d2.ReadAll(key); err != nil || string(got) != "content" {
-		t.Fatalf("ReadAll() = %q, %v; want content", got, err)
+	if got, err := d2.ReadNamed(key, 1<<20); err != nil || string(got) != "content" {
+		t.Fatalf("ReadNamed() = %q, %v; want content", got, err)
+	}
+	if _, err := d2.ReadNamed(key, 6); err == nil {
+		t.Error("ReadNamed() of an entry over the bound: no error")
 	}
 }
 
@@ -95,7 +100,7 @@ func TestReadAtAfterEvictionOfAnOpenFile(t *testing.T) {
 	if _, err := d.ReadAt(a, make([]byte, 10), 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ReadAt of an evicted entry = %v, want ErrNotFound", err)
 	}
-	if _, ok := d.fds.get(a); ok {
+	if _, ok := d.fds.get(a, a); ok {
 		t.Error("evicted entry still open")
 	}
 }
@@ -133,8 +138,9 @@ func TestNamedWriterChecksContentAndSize(t *testing.T) {
 				t.Fatalf("Has(key) = %v after Commit() = %v", got, tt.wantErr)
 			}
 			if tt.wantErr == nil {
-				if got, err := d.ReadAll(key); err != nil || !bytes.Equal(got, tt.write) {
-					t.Fatalf("ReadAll(key) = %q, %v; want %q", got, err, tt.write)
+				got := make([]byte, len(tt.write))
+				if n, err := d.ReadNamedAt(key, tt.want, got, 0); n != len(got) || err != nil || !bytes.Equal(got, tt.write) {
+					t.Fatalf("ReadNamedAt(key) = %d, %v, %q; want %q", n, err, got, tt.write)
 				}
 				if n, ok := d.Size(key); !ok || n != int64(len(tt.write)) {
 					t.Fatalf("Size(key) = %d, %v; want %d", n, ok, len(tt.write))
@@ -160,4 +166,42 @@ func TestDemotedEntryIsEvictedFirst(t *testing.T) {
 		}
 	}
 	d.Demote(digest.FromString("absent")) // no-op
+}
+
+// TestSizedWriterMakesRoomFirst: a writer that knows its size evicts and
+// holds the room when it is created, so that a large entry does not fill
+// the disk on its way in, and one that cannot fit fails before a byte is
+// written.
+func TestSizedWriterMakesRoomFirst(t *testing.T) {
+	d := open(t, t.TempDir(), Options{MaxSize: 100, MemorySize: -1})
+	a := put(t, d, strings.Repeat("a", 40))
+	b := put(t, d, strings.Repeat("b", 40))
+	content := strings.Repeat("c", 50)
+	dg := digest.FromString(content)
+	w, err := d.NamedWriter(t.Context(), dg, dg, int64(len(content)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if d.Has(a) || !d.Has(b) {
+		t.Fatalf("after a 50-byte writer: Has(a) = %v, Has(b) = %v; want a evicted for it", d.Has(a), d.Has(b))
+	}
+	// The room is held: a concurrent Put must not take it.
+	if err := d.Put(t.Context(), digest.FromString(strings.Repeat("d", 20)), []byte(strings.Repeat("d", 20))); err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(content))
+	if err := w.Commit(); err != nil {
+		t.Fatalf("Commit() = %v", err)
+	}
+	if used, max := d.Usage(); used > max {
+		t.Fatalf("Usage() = %d over %d", used, max)
+	}
+	big := digest.FromString("big")
+	if _, err := d.NamedWriter(t.Context(), big, big, 101); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("NamedWriter(101 bytes in a 100-byte cache) = %v, want ErrTooLarge", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(d.root, "tmp")); len(ents) != 0 {
+		t.Errorf("temporary files left: %v", ents)
+	}
 }

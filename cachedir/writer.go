@@ -32,6 +32,9 @@ type Writer struct {
 	// digest given to NamedWriter, or empty (PutNamed: not checked).
 	want digest.Digest
 	size int64 // the content's size, or -1 when not checked
+	// reserved is the room the writer holds in the cache until it is
+	// committed or aborted: size, or 0 when the size is not known.
+	reserved int64
 }
 
 // Writer starts writing the entry for dg. If another writer holds dg, it
@@ -43,9 +46,14 @@ func (d *Dir) Writer(ctx context.Context, dg digest.Digest) (*Writer, error) {
 // NamedWriter is Writer for an entry filed under key, a name chosen by
 // the caller, whose content must hash to want (unless want is empty) and
 // be size bytes long (unless size is negative): Commit refuses anything
-// else with ErrCorrupt. A reader of the entry can then trust it as it
-// trusts an entry filed under its own digest, provided that no content
-// can hash to key (see docs/design.md, "Whole-file entries").
+// else with ErrCorrupt. A reader of the entry (GetNamed, ReadNamedAt with
+// the same want) can then trust it as it trusts an entry filed under its
+// own digest. key may be want itself: an entry filed under its digest
+// whose size is known.
+//
+// With a size, the room is made (evicting) and held when the writer is
+// created, so that a large entry does not fill the disk on its way in;
+// an entry that cannot fit fails here with ErrTooLarge.
 func (d *Dir) NamedWriter(ctx context.Context, key, want digest.Digest, size int64) (*Writer, error) {
 	if want != "" {
 		if err := want.Validate(); err != nil {
@@ -67,26 +75,70 @@ func (d *Dir) writer(ctx context.Context, dg, want digest.Digest, size int64) (*
 		unlock()
 		return nil, fmt.Errorf("write %s: %w", dg, ErrExists)
 	}
-	f, err := os.CreateTemp(filepath.Join(d.root, "tmp"), dg.Encoded()+".*")
-	if err != nil {
-		unlock()
-		return nil, fmt.Errorf("write %s: %w", dg, err)
+	d.retryFull()
+	w := &Writer{d: d, dg: dg, unlock: unlock, want: want, size: size}
+	if size >= 0 {
+		if err := d.reserve(dg, size); err != nil {
+			unlock()
+			return nil, err
+		}
+		w.reserved = size
 	}
-	w := &Writer{d: d, dg: dg, f: f, unlock: unlock, want: want, size: size}
+	err = d.fault("create")
+	if err == nil {
+		w.f, err = os.CreateTemp(filepath.Join(d.root, "tmp"), dg.Encoded()+".*")
+	}
+	if err != nil {
+		w.release()
+		unlock()
+		return nil, fmt.Errorf("write %s: %w", dg, d.failed(err))
+	}
 	if want != "" {
 		w.h = want.Algorithm().Hash()
 	}
 	return w, nil
 }
 
+// reserve makes room for size more bytes and holds it.
+func (d *Dir) reserve(dg digest.Digest, size int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if size > d.max {
+		return fmt.Errorf("write %s: %d bytes, the cache holds at most %d: %w", dg, size, d.max, ErrTooLarge)
+	}
+	if size > d.limit || !d.evictLocked(size) {
+		return fmt.Errorf("write %s: %d bytes do not fit under the cache's limit of %d (%d in use, pinned or being written): %w",
+			dg, size, d.limit, d.usage+d.reserved, ErrTooLarge)
+	}
+	d.reserved += size
+	return nil
+}
+
+// release gives back the room w holds.
+func (w *Writer) release() {
+	if w.reserved == 0 {
+		return
+	}
+	w.d.mu.Lock()
+	w.d.reserved -= w.reserved
+	w.d.mu.Unlock()
+	w.reserved = 0
+}
+
 // Write appends p to the entry.
 func (w *Writer) Write(p []byte) (int, error) {
+	if err := w.d.fault("write"); err != nil {
+		return 0, w.d.failed(err)
+	}
 	n, err := w.f.Write(p)
 	if w.h != nil {
 		w.h.Write(p[:n])
 	}
 	w.n += int64(n)
-	return n, err
+	if err != nil {
+		return n, w.d.failed(err)
+	}
+	return n, nil
 }
 
 // Commit checks that the bytes written hash to the digest (and, for a
@@ -105,13 +157,17 @@ func (w *Writer) Commit() error {
 			return fmt.Errorf("commit %s: content hashes to %s, want %s: %w", w.dg, got, w.want, ErrCorrupt)
 		}
 	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("commit %s: %w", w.dg, err)
+	err := w.d.fault("sync")
+	if err == nil {
+		err = w.f.Sync()
 	}
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("commit %s: %w", w.dg, err)
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
 	}
-	return w.d.install(w.f.Name(), w.dg, w.n)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", w.dg, w.d.failed(err))
+	}
+	return w.d.install(w)
 }
 
 // Abort discards the entry. Calling it after Commit is a no-op, so it can
@@ -128,35 +184,42 @@ func (w *Writer) finish() {
 	w.done = true
 	w.f.Close()
 	os.Remove(w.f.Name()) // gone already after a successful rename
+	w.release()
 	w.unlock()
 }
 
-// install renames a verified temporary file into place, evicting to make
-// room first.
-func (d *Dir) install(tmp string, dg digest.Digest, size int64) error {
-	p, _ := d.path(dg)
+// install renames the verified temporary file of w into place, evicting
+// to make room first. The entry is known good: it needs no check when
+// read (unless it was written unchecked, by PutNamed).
+func (d *Dir) install(w *Writer) error {
+	p, _ := d.path(w.dg)
 	d.mu.Lock()
-	fits := size <= d.max && d.evictLocked(size)
+	d.reserved -= w.reserved // the writer's room becomes the commit's
+	w.reserved = 0
+	fits := w.n <= d.limit && d.evictLocked(w.n)
 	if fits {
-		d.reserved += size // so that concurrent commits cannot overshoot
+		d.reserved += w.n // so that concurrent commits cannot overshoot
 	}
 	d.mu.Unlock()
 	if !fits {
-		return fmt.Errorf("commit %s (%d bytes): %w", dg, size, ErrTooLarge)
+		return fmt.Errorf("commit %s (%d bytes): %w", w.dg, w.n, ErrTooLarge)
 	}
-	err := os.MkdirAll(filepath.Dir(p), 0o700)
+	err := d.fault("rename")
 	if err == nil {
-		err = os.Rename(tmp, p)
+		err = os.MkdirAll(filepath.Dir(p), 0o700)
+	}
+	if err == nil {
+		err = os.Rename(w.f.Name(), p)
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.reserved -= size
-	if err != nil {
-		return fmt.Errorf("commit %s: %w", dg, err)
+	d.reserved -= w.n
+	if _, ok := d.items[w.dg]; !ok && err == nil {
+		d.items[w.dg] = d.lru.PushFront(&item{d: w.dg, size: w.n, verified: w.want})
+		d.usage += w.n
 	}
-	if _, ok := d.items[dg]; !ok {
-		d.items[dg] = d.lru.PushFront(&item{dg, size})
-		d.usage += size
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", w.dg, d.failed(err))
 	}
 	return nil
 }

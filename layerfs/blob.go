@@ -15,9 +15,10 @@ import (
 	"github.com/stargz-store/stargz-store/store"
 )
 
-// blobNode is <layer>/blob: the layer's compressed blob byte for byte, as
-// the registry serves it. Storage reads it only to export the layer (push,
-// save, Diff), so reads go straight to store.Layer.ReadBlobAt.
+// blobNode is <layer>/blob: the layer's compressed blob byte for byte,
+// checked against its digest. Storage reads it only to export the layer
+// (push, save, Diff), so reads go straight to store.Layer.ReadBlobAt, whose
+// first read downloads the whole blob into the cache and checks it.
 type blobNode struct {
 	fusefs.Inode
 	roNode

@@ -20,6 +20,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/internal/testutil"
 	"github.com/stargz-store/stargz-store/store"
 )
@@ -202,8 +203,27 @@ func TestMountALSInfo(t *testing.T) {
 	}
 }
 
+// cachedLayer opens tl over blob with a cache (the blob file reads
+// through it) and serves it from src in place of the fixture's layer.
+func cachedLayer(t *testing.T, src *fakeSource, tl testLayer, blob store.BlobReader) *store.Layer {
+	t.Helper()
+	cache, err := cachedir.Open(t.TempDir(), cachedir.Options{MaxSize: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	l, err := store.OpenLayer(t.Context(), blob, tl.desc, store.LayerOptions{Cache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	src.add(l)
+	return l
+}
+
 func TestMountALSBlob(t *testing.T) {
 	f := newALSFixture(t, Options{})
+	cachedLayer(t, f.src, f.tl, bytesBlob(f.tl.blob))
 	p := filepath.Join(f.genA, "blob")
 	fi, err := os.Stat(p)
 	if err != nil || fi.Size() != int64(len(f.tl.blob)) {
@@ -230,6 +250,19 @@ func TestMountALSBlob(t *testing.T) {
 	}
 	if k, err := fh.ReadAt(make([]byte, 10), int64(size)); k != 0 || err == nil {
 		t.Errorf("ReadAt(blob) at the end = %d, %v; want 0, EOF", k, err)
+	}
+}
+
+// TestMountALSBlobCorrupt: a registry whose blob does not match its
+// digest gives the reader of the blob file EIO, never its bytes.
+func TestMountALSBlobCorrupt(t *testing.T) {
+	f := newALSFixture(t, Options{})
+	bad := bytes.Clone(f.tl.blob)
+	bad[100] ^= 1 // in the first file's member, far from the TOC
+	cachedLayer(t, f.src, f.tl, bytesBlob(bad))
+	got, err := os.ReadFile(filepath.Join(f.genA, "blob"))
+	if errnoOf(err) != syscall.EIO || len(got) != 0 {
+		t.Fatalf("ReadFile(blob) of a corrupt blob = %d bytes, %v; want EIO", len(got), err)
 	}
 }
 
@@ -284,8 +317,7 @@ func TestMountRebuildsFreedLayer(t *testing.T) {
 	}
 
 	f.l.Close()
-	l2 := f.tl.open(t)
-	f.src.add(l2)
+	l2 := cachedLayer(t, f.src, f.tl, bytesBlob(f.tl.blob)) // the blob file reads through a cache
 	if got, want := inoOf(diff), diffIno(l2.ID(), 1); got != want {
 		t.Errorf("diff ino after re-resolve = %#x, want %#x", got, want)
 	}

@@ -32,8 +32,9 @@ import (
 // file open).
 //
 // A cache file may be evicted while open: its open descriptor (and the
-// kernel's reference to the backing file) keeps it readable. Its content
-// was verified when it was written, and CachedFile checks its size.
+// kernel's reference to the backing file) keeps it readable. CachedFile
+// checks its content against its digest (once per store process) and its
+// size before handing it out.
 
 // minPassthroughSize is the smallest file opened with passthrough. A
 // smaller file is one FUSE read at most, and passthrough's cost per open

@@ -195,7 +195,7 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 	}
 	key := tocKey(desc)
 	r := &recordingReader{ctx: ctx, blob: blob}
-	if b, err := opts.Cache.ReadAll(key); err == nil && len(b) <= maxTOCRecord {
+	if b, err := opts.Cache.ReadNamed(key, maxTOCRecord); err == nil {
 		if segs, err := decodeSegments(b); err == nil {
 			r.segs = segs
 		}
@@ -226,9 +226,9 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 	rec := encodeSegments(slices.Clone(r.used))
 	r.mu.Unlock()
 	write := func(ctx context.Context) {
-		if cached { // the record lacked a range: replace it
-			_ = opts.Cache.Remove(key)
-		}
+		// Replace what is there: a record that lacked a range, or one
+		// that was damaged beyond decoding.
+		_ = opts.Cache.Remove(key)
 		if err := opts.Cache.PutNamed(ctx, key, rec); err != nil && opts.Logger != nil {
 			opts.Logger.Debug("cache TOC", "digest", desc.Digest.String(), "err", err)
 		}

@@ -26,14 +26,20 @@
 // asked for. Everything else is checked against it: the TOC against the
 // TOC digest annotation, every chunk against its digest in the TOC. A layer
 // whose TOC carries no chunk digests is refused (ErrNotLazy), and storage
-// then pulls it normally.
+// then pulls it normally. The cache on disk is not trusted across a
+// restart: every entry is checked again against the digest its content
+// must have at its first read in the process, and a damaged one is a miss
+// (fetched again). The layer's blob file is served from a full download of
+// the blob checked against the blob digest (blob.go): a range of a blob
+// cannot be checked alone.
 //
 // # Whole files
 //
 // With a cache, a regular file of more than one chunk and at least 1 MiB
 // gets a second form once all its chunks are cached: one cache entry
 // holding its whole content, assembled in the background (one file at a
-// time per Manager) and verified against the file's digest in the TOC.
+// time per Manager) and verified against the file's digest in the TOC
+// (a file whose TOC gives none gets no such entry).
 // Layer.CachedFile returns it, so that FUSE passthrough can give the
 // kernel one backing file; reads through Layer.ReadAt fall back to it
 // when chunks were evicted. See wholefile.go.

@@ -140,6 +140,7 @@ type Layer struct {
 	whole     map[uint32]wholeState
 	wholeNext []*index.Entry
 	wholeBusy bool
+	blobDL    *blobDownload // the running or last download of the blob for its blob file (blob.go)
 }
 
 // chunkRef is one chunk of one file.
@@ -325,23 +326,6 @@ func (l *Layer) chunk(ctx context.Context, e *index.Entry, c index.Chunk) ([]byt
 	return l.fetch.Do(ctx, key, func(ctx context.Context) ([]byte, error) {
 		return l.fetchWith(ctx, chunkRef{e, i})
 	})
-}
-
-// ReadBlobAt reads the raw compressed blob, as the layer's `blob` file
-// serves it. It returns io.EOF at the end like io.ReaderAt.
-func (l *Layer) ReadBlobAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("read blob at %d: negative offset", off)
-	}
-	if off >= l.desc.Size {
-		return 0, io.EOF
-	}
-	want := min(int64(len(p)), l.desc.Size-off)
-	n, err := l.blob.ReadAt(ctx, p[:want], off)
-	if err == nil && int64(n) < int64(len(p)) {
-		err = io.EOF
-	}
-	return n, err
 }
 
 // Close stops the layer's fetches, prefetch and background fetch and

@@ -484,7 +484,7 @@ func TestManagerRangeErrors(t *testing.T) {
 }
 
 func TestManagerIgnoredRange(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := cachedEnv(t, t.TempDir(), nil) // the blob file reads through the cache
 	ref, img := e.esgzImage(t, "app", "v1", 1)
 	e.reg.Inject(testutil.Fault{IgnoreRange: true})
 	l, err := e.m.Layer(t.Context(), ref, img.Layers[0].Desc.Digest)

@@ -89,7 +89,7 @@ func TestTOCCacheDamagedRecordFallsBackToTheBlob(t *testing.T) {
 		t.Fatalf("second open made %d blob reads, want 0 (TOC cached)", n)
 	}
 	// Damage every recorded byte after the magic.
-	rec, err := cache.ReadAll(tocKey(desc))
+	rec, err := cache.ReadNamed(tocKey(desc), maxTOCRecord)
 	if err != nil {
 		t.Fatal(err)
 	}

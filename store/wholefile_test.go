@@ -209,10 +209,18 @@ func TestWholeFileAssemblyRefusesWrongContent(t *testing.T) {
 		e.Digest = digest.FromString("not the content")
 		refused(t, &e, cachedir.ErrCorrupt)
 	})
-	t.Run("damaged chunk, no file digest", func(t *testing.T) {
+	t.Run("no file digest", func(t *testing.T) {
 		e := *big
 		e.Digest = ""
-		c := e.Chunks[3]
+		if l.wantsWhole(&e) {
+			t.Error("a file without a file digest wants a whole-file entry")
+		}
+		refused(t, &e, digest.ErrDigestInvalidFormat)
+	})
+	t.Run("damaged chunk", func(t *testing.T) {
+		// Written unchecked, as a chunk damaged on disk is found after
+		// a restart: the assembly's read of it is its first check.
+		c := big.Chunks[3]
 		if err := cache.Remove(c.Digest); err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +229,10 @@ func TestWholeFileAssemblyRefusesWrongContent(t *testing.T) {
 		if err := cache.PutNamed(t.Context(), c.Digest, damaged); err != nil {
 			t.Fatal(err)
 		}
-		refused(t, &e, cachedir.ErrCorrupt)
+		refused(t, big, errChunkGone)
+		if cache.Has(c.Digest) {
+			t.Error("the damaged chunk the assembly found is still cached")
+		}
 	})
 	t.Run("chunk gone", func(t *testing.T) {
 		e := *big

@@ -74,3 +74,16 @@ teardown() {
     assert_success
     assert_released main "$off" $(layer_digests "$ESGZ")
 }
+
+@test "podman 4 save of the lazily pulled image exports each layer through a blob file the store checked" {
+    local off t=$SGZ_WORK/t$BATS_TEST_NUMBER d copied
+    podman4 pull -q "$ESGZ" >/dev/null
+    off=$(store_log_lines main)
+    run podman4 save -o "$t/esgz.tar" "$ESGZ"
+    assert_success
+    [ -s "$t/esgz.tar" ] || fail "podman save wrote nothing"
+    copied=$(store_events main "$off" "blob copied into the cache for its blob file")
+    for d in $(layer_digests "$ESGZ"); do
+        has_event "$copied" '.digest == $d' --arg d "$d" || fail "layer $d was not exported through a checked blob"
+    done
+}
