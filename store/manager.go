@@ -329,7 +329,7 @@ func (m *Manager) limiter(host string) *limiter {
 	defer m.mu.Unlock()
 	lim := m.limits[host]
 	if lim == nil {
-		lim = newLimiter(m.opts.MaxParallelRequests, m.opts.MaxParallelRequests/4)
+		lim = newLimiter(int64(m.opts.MaxParallelRequests), int64(m.opts.MaxParallelRequests/4))
 		m.limits[host] = lim
 	}
 	return lim
