@@ -381,7 +381,7 @@ func fmtSscanf(rng string, first, last *int64) (int, error) {
 	return fmt.Sscanf(rng, "bytes=%d-%d", first, last)
 }
 
-func TestSpansOfMergesCloseRanges(t *testing.T) {
+func TestPlanPiecesMergesCloseRanges(t *testing.T) {
 	e := &index.Entry{Chunks: []index.Chunk{
 		{CompressedOffset: 100, CompressedEnd: 200},
 		{CompressedOffset: 0, CompressedEnd: 100},
@@ -393,9 +393,15 @@ func TestSpansOfMergesCloseRanges(t *testing.T) {
 	for i := range e.Chunks {
 		refs = append(refs, chunkRef{e, i})
 	}
-	got := spansOf(refs, 50)
+	pieces := planPieces(refs, 50, pieceLimits{span: 1 << 20, weight: 1 << 20})
+	if len(pieces) != 1 {
+		t.Fatalf("planPieces() = %d pieces, want 1", len(pieces))
+	}
 	want := []span{{0, 300}, {1000, 1100}}
-	if !slices.Equal(got, want) {
-		t.Errorf("spansOf() = %v, want %v", got, want)
+	if got := pieces[0].spans; !slices.Equal(got, want) {
+		t.Errorf("planPieces() spans = %v, want %v", got, want)
+	}
+	if pieces[0].refs[0] != refs[0] || len(pieces[0].refs) != len(refs) {
+		t.Errorf("planPieces() refs = %v, want all, %v first", pieces[0].refs, refs[0])
 	}
 }

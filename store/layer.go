@@ -76,6 +76,9 @@ type LayerOptions struct {
 	// assembly bounds whole-file assemblies across the layers sharing it
 	// (a Manager's); nil gives the layer its own bound.
 	assembly chan struct{}
+	// mem is the fetch memory budget the layer shares (a Manager's); nil
+	// gives the layer its own of defaultFetchMemory (fetchmem.go).
+	mem *fetchBudget
 }
 
 // chunkKey names a chunk by file and offset in the file, never by
@@ -105,6 +108,7 @@ type Layer struct {
 	readAhead int64
 	noWhole   bool                 // LayerOptions.NoWholeFiles
 	assembly  chan struct{}        // a slot per whole-file assembly running
+	mem       *fetchBudget         // memory fetches may hold (fetchmem.go)
 	members   map[int64][]chunkRef // gzip members holding more than one chunk
 	fetch     *flight.Group[chunkKey, []byte]
 	closed    sync.Once
@@ -168,6 +172,9 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		return nil, fmt.Errorf("open layer %s: format %q: %w", desc.Digest, desc.Format, ErrNotLazy)
 	}
 	f, writeTOC, err := openCached(ctx, open, blob, desc, opts)
+	if err == nil {
+		err = checkChunks(f.index, desc.Size)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -182,6 +189,9 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 	if opts.assembly == nil {
 		opts.assembly = make(chan struct{}, maxAssemblies)
 	}
+	if opts.mem == nil {
+		opts.mem = newFetchBudget(defaultFetchMemory)
+	}
 	l := &Layer{
 		id:         lastLayerID.Add(1),
 		desc:       desc,
@@ -192,6 +202,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		readAhead:  opts.ReadAhead,
 		noWhole:    opts.NoWholeFiles,
 		assembly:   opts.assembly,
+		mem:        opts.mem,
 		members:    sharedMembers(f.index),
 		fetch:      flight.New[chunkKey, []byte](ctx),
 		ctx:        lctx,

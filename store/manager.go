@@ -54,6 +54,7 @@ type Manager struct {
 	searches *flight.Group[refspec.Reference, []layerEntry]
 	opens    *flight.Group[blobKey, *Layer]
 	assembly chan struct{}  // whole-file assemblies running, over all layers
+	mem      *fetchBudget   // memory the layers' fetches may hold (fetchmem.go)
 	wg       sync.WaitGroup // timer callbacks and early tail fetches running
 	close    sync.Once
 	// life ends at Close; early tail fetches run on it (as Layer.ctx,
@@ -91,6 +92,7 @@ func New(opts Options) (*Manager, error) {
 		searches: flight.New[refspec.Reference, []layerEntry](ctx),
 		opens:    flight.New[blobKey, *Layer](ctx),
 		assembly: make(chan struct{}, maxAssemblies),
+		mem:      newFetchBudget(o.MaxFetchMemory),
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
 		warned:   map[layerKey]time.Time{},
@@ -304,7 +306,7 @@ func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Lay
 		}
 		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
 			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate,
-			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly, tail: tail,
+			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly, tail: tail, mem: m.mem,
 			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, m.newSource, d) }})
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))

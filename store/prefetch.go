@@ -77,7 +77,9 @@ func (l *Layer) prefetchRefs() []chunkRef {
 }
 
 // prefetch fetches the blob range of the prioritized files, [0,
-// PrefetchEnd), in one range request, then decodes and caches its chunks.
+// PrefetchEnd), then decodes and caches its chunks. The range is read in
+// pieces (fetchmem.go): one range request unless it is larger than a
+// piece.
 // The chunks stay pinned in the cache while the layer is open. Chunks
 // already cached are not fetched again.
 func (l *Layer) prefetch(ctx context.Context) error {
@@ -100,14 +102,14 @@ func (l *Layer) prefetch(ctx context.Context) error {
 		return nil
 	}
 	mine, done, _ := l.claim(refs, false)
-	// One range: the prioritized files are contiguous at the start of
-	// the blob, so merge across any gap, unless a read is fetching some
-	// of them: then leave its bytes out.
+	// The prioritized files are contiguous at the start of the blob, so
+	// merge across any gap, unless a read is fetching some of them: then
+	// leave its bytes out.
 	gap := l.PrefetchEnd()
 	if len(mine) < len(refs) {
 		gap = mergeGap
 	}
-	_, err := l.fetchRefs(ctx, mine, fetchPrefetch, gap, nil)
+	_, err := l.fetchRefs(ctx, mine, done, fetchPrefetch, gap, nil)
 	l.unclaim(mine, done)
 	if err != nil {
 		return err
@@ -194,7 +196,7 @@ func (l *Layer) background(ctx context.Context, o fetchOptions) error {
 			continue
 		}
 		t0 := time.Now()
-		_, err := l.fetchRefs(ctx, batch, fetchBackground, 0, nil)
+		_, err := l.fetchRefs(ctx, batch, done, fetchBackground, 0, nil)
 		l.unclaim(batch, done)
 		if err != nil {
 			return err
