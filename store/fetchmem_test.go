@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"runtime/metrics"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -122,6 +124,55 @@ func synthLayer(t testing.TB, chunk int, prioritized []string, files ...patternF
 	return blob.Bytes(), LayerDesc{Digest: res.Digest, Size: res.Size, TOCDigest: res.TOCDigest, Format: FormatEStargz}
 }
 
+// countedBlob is a rangeBlob that counts its requests.
+type countedBlob struct {
+	rangeBlob
+	requests atomic.Int64
+}
+
+func (c *countedBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error {
+	c.requests.Add(1)
+	return c.rangeBlob.readRanges(ctx, spans, bufs, kind, fill)
+}
+
+// heapPeak samples the bytes of heap objects (live, and dead ones not
+// yet swept) every millisecond until stop is called, which returns the
+// largest sample.
+func heapPeak() (stop func() uint64) {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := read(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak.Load()
+	}
+}
+
+// heapNow returns the bytes of live heap objects, after a collection.
+func heapNow() uint64 {
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	return sample[0].Value.Uint64()
+}
+
 // checkContent reads e, a patternFile, through l in 1 MiB reads and
 // checks every byte.
 func checkContent(t *testing.T, l *Layer, e *index.Entry) {
@@ -137,6 +188,59 @@ func checkContent(t *testing.T, l *Layer, e *index.Entry) {
 			t.Fatalf("ReadAt(%s, %d): %d bytes, content differs", e.Name, off, n)
 		}
 	}
+}
+
+// TestPrefetchHostileRegionBoundedMemory: a layer whose prefetch region
+// decodes to 256 MiB (a landmark placed after a huge prioritized file) is
+// prefetched in pieces, with the fetches never holding more than their
+// budget and the heap staying far below the region; half the cache at
+// most stays pinned; every byte read back is right.
+func TestPrefetchHostileRegionBoundedMemory(t *testing.T) {
+	testutil.CheckLeaks(t)
+	const region, budget, cacheSize = 256 << 20, 32 << 20, 128 << 20
+	blob, desc := synthLayer(t, 4<<20, []string{"big"}, patternFile{"big", region}, patternFile{"small", 1000})
+	cache, err := cachedir.Open(t.TempDir(), cachedir.Options{MaxSize: cacheSize, MemorySize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	rb := &countedBlob{rangeBlob: rangeBlob{b: blob}}
+	mem := newFetchBudget(budget)
+	l, err := OpenLayer(t.Context(), rb, desc, LayerOptions{Cache: cache, mem: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.PrefetchEnd() <= 0 {
+		t.Fatal("no prefetch landmark")
+	}
+	base := heapNow()
+	stop := heapPeak()
+	err = l.prefetch(t.Context())
+	l.wg.Wait() // the cache writes
+	peak := stop()
+	if err != nil {
+		t.Fatalf("prefetch() = %v", err)
+	}
+	t.Logf("blob %d bytes; prefetch: %d requests, budget peak %d, heap peak %d MiB above %d MiB",
+		len(blob), rb.requests.Load(), mem.lim.peakBusy(), (peak-base)>>20, base>>20)
+	if p := mem.lim.peakBusy(); p > budget/2 {
+		t.Errorf("fetches held %d bytes, more than the %d background work may", p, budget/2)
+	}
+	if grow := peak - min(peak, base); grow > 4*budget {
+		t.Errorf("heap grew by %d MiB during the prefetch of %d MiB, more than 4 budgets (%d MiB)", grow>>20, region>>20, 4*budget>>20)
+	}
+	if n := rb.requests.Load(); n < 2 {
+		t.Errorf("prefetch of %d MiB in %d request(s), want pieces", region>>20, n)
+	}
+	l.mu.RLock()
+	pinned := l.pinned
+	l.mu.RUnlock()
+	if pinned == 0 || pinned > cacheSize/2 {
+		t.Errorf("prefetch pinned %d bytes, want some and at most half the cache (%d)", pinned, cacheSize/2)
+	}
+	e, _ := l.Index().Lookup("big")
+	checkContent(t, l, e)
 }
 
 // TestChunkLargerThanBudget: a chunk heavier than the whole budget is

@@ -79,6 +79,10 @@ type LayerOptions struct {
 	// mem is the fetch memory budget the layer shares (a Manager's); nil
 	// gives the layer its own of defaultFetchMemory (fetchmem.go).
 	mem *fetchBudget
+	// pins bounds the cache bytes prefetches pin, across the layers
+	// sharing it (a Manager's); nil gives the layer its own bound, half
+	// of the cache (prefetch.go).
+	pins *pinBudget
 }
 
 // chunkKey names a chunk by file and offset in the file, never by
@@ -109,6 +113,7 @@ type Layer struct {
 	noWhole   bool                 // LayerOptions.NoWholeFiles
 	assembly  chan struct{}        // a slot per whole-file assembly running
 	mem       *fetchBudget         // memory fetches may hold (fetchmem.go)
+	pinLimit  *pinBudget           // cache bytes prefetches may pin (prefetch.go)
 	members   map[int64][]chunkRef // gzip members holding more than one chunk
 	fetch     *flight.Group[chunkKey, []byte]
 	closed    sync.Once
@@ -136,6 +141,7 @@ type Layer struct {
 	chunks   map[chunkKey][]byte        // without a cache: verified chunks, kept while the layer lives
 	pending  map[chunkKey]chan struct{} // chunks a running fetch (of any kind) will store; closed when it ends
 	pins     []digest.Digest            // cache entries pinned for the layer's life
+	pinned   int64                      // their bytes, taken from pinLimit
 	seq      map[uint32]seqState        // per file: where its last fetch for a read ended
 	guessed  map[uint32]bool            // files looked at for speculative fetches
 	stopping bool                       // Close began: start no goroutine
@@ -192,6 +198,9 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 	if opts.mem == nil {
 		opts.mem = newFetchBudget(defaultFetchMemory)
 	}
+	if opts.pins == nil {
+		opts.pins = newPinBudget(opts.Cache)
+	}
 	l := &Layer{
 		id:         lastLayerID.Add(1),
 		desc:       desc,
@@ -203,6 +212,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		noWhole:    opts.NoWholeFiles,
 		assembly:   opts.assembly,
 		mem:        opts.mem,
+		pinLimit:   opts.pins,
 		members:    sharedMembers(f.index),
 		fetch:      flight.New[chunkKey, []byte](ctx),
 		ctx:        lctx,
@@ -269,8 +279,8 @@ func (l *Layer) Desc() LayerDesc { return l.desc }
 func (l *Layer) ID() uint32 { return l.id }
 
 // PrefetchEnd returns the end of the blob region the image author marked
-// for prefetch, or 0.
-func (l *Layer) PrefetchEnd() int64 { return l.fmt.prefetchEnd }
+// for prefetch, or 0. It is never past the end of the blob.
+func (l *Layer) PrefetchEnd() int64 { return min(l.fmt.prefetchEnd, l.desc.Size) }
 
 // ReadAt reads len(p) bytes of file e's content from off. It returns
 // io.EOF when fewer bytes remain, like io.ReaderAt.
@@ -368,12 +378,13 @@ func (l *Layer) Close() error {
 		l.wg.Wait()
 		l.mu.Lock()
 		l.chunks = map[chunkKey][]byte{}
-		pins := l.pins
-		l.pins = nil
+		pins, pinned := l.pins, l.pinned
+		l.pins, l.pinned = nil, 0
 		l.mu.Unlock()
 		for _, dg := range pins {
 			l.cache.Unpin(dg)
 		}
+		l.pinLimit.give(pinned)
 	})
 	return nil
 }

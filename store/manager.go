@@ -55,6 +55,7 @@ type Manager struct {
 	opens    *flight.Group[blobKey, *Layer]
 	assembly chan struct{}  // whole-file assemblies running, over all layers
 	mem      *fetchBudget   // memory the layers' fetches may hold (fetchmem.go)
+	pins     *pinBudget     // cache bytes the layers' prefetches may pin
 	wg       sync.WaitGroup // timer callbacks and early tail fetches running
 	close    sync.Once
 	// life ends at Close; early tail fetches run on it (as Layer.ctx,
@@ -93,6 +94,7 @@ func New(opts Options) (*Manager, error) {
 		opens:    flight.New[blobKey, *Layer](ctx),
 		assembly: make(chan struct{}, maxAssemblies),
 		mem:      newFetchBudget(o.MaxFetchMemory),
+		pins:     newPinBudget(o.Cache),
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
 		warned:   map[layerKey]time.Time{},
@@ -306,7 +308,8 @@ func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Lay
 		}
 		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
 			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate,
-			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly, tail: tail, mem: m.mem,
+			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly, tail: tail,
+			mem: m.mem, pins: m.pins,
 			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, m.newSource, d) }})
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
