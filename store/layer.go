@@ -83,6 +83,8 @@ type LayerOptions struct {
 	// sharing it (a Manager's); nil gives the layer its own bound, half
 	// of the cache (prefetch.go).
 	pins *pinBudget
+	// onClose, if not nil, is called once when the layer is closed.
+	onClose func()
 }
 
 // chunkKey names a chunk by file and offset in the file, never by
@@ -114,7 +116,9 @@ type Layer struct {
 	assembly  chan struct{}        // a slot per whole-file assembly running
 	mem       *fetchBudget         // memory fetches may hold (fetchmem.go)
 	pinLimit  *pinBudget           // cache bytes prefetches may pin (prefetch.go)
+	onClose   func()               // LayerOptions.onClose
 	members   map[int64][]chunkRef // gzip members holding more than one chunk
+	indexSize int64                // the heap the index keeps, estimated (indexmem.go)
 	fetch     *flight.Group[chunkKey, []byte]
 	closed    sync.Once
 	// ctx is the layer's lifetime, cancelled by Close: prefetch,
@@ -213,7 +217,9 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		assembly:   opts.assembly,
 		mem:        opts.mem,
 		pinLimit:   opts.pins,
+		onClose:    opts.onClose,
 		members:    sharedMembers(f.index),
+		indexSize:  indexBytes(f.index),
 		fetch:      flight.New[chunkKey, []byte](ctx),
 		ctx:        lctx,
 		cancel:     cancel,
@@ -385,6 +391,9 @@ func (l *Layer) Close() error {
 			l.cache.Unpin(dg)
 		}
 		l.pinLimit.give(pinned)
+		if l.onClose != nil {
+			l.onClose()
+		}
 	})
 	return nil
 }

@@ -73,6 +73,10 @@ type Manager struct {
 	sweep   stopper                  // the armed sweep timer, or nil
 	sweepAt time.Time                // when it fires
 	sweepN  uint64                   // generation of the armed timer; a stopped one may still run
+	// indexes holds the estimated index memory of each admitted open
+	// layer, indexUsed their sum (indexmem.go).
+	indexes   map[*Layer]int64
+	indexUsed int64
 }
 
 // New returns a Manager. It does no I/O.
@@ -95,6 +99,7 @@ func New(opts Options) (*Manager, error) {
 		assembly: make(chan struct{}, maxAssemblies),
 		mem:      newFetchBudget(o.MaxFetchMemory),
 		pins:     newPinBudget(o.Cache),
+		indexes:  map[*Layer]int64{},
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
 		warned:   map[layerKey]time.Time{},
@@ -306,11 +311,17 @@ func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Lay
 		if tail != nil {
 			blob = tail.blob
 		}
-		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
+		var l *Layer
+		l, err = OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
 			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate,
 			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly, tail: tail,
-			mem: m.mem, pins: m.pins,
+			mem: m.mem, pins: m.pins, onClose: func() { m.unadmit(l) },
 			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, m.newSource, d) }})
+		if err == nil {
+			if err = m.admit(l); err != nil {
+				l.Close()
+			}
+		}
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
 		}
