@@ -533,3 +533,27 @@ func TestCheckChunks(t *testing.T) {
 		}
 	})
 }
+
+// TestReadZeroRunAllocatesNothing: a run of zeros the TOC says is 1 TiB
+// long is read without allocating it.
+func TestReadZeroRunAllocatesNothing(t *testing.T) {
+	blob, desc := synthLayer(t, 0, nil, patternFile{"f", 10})
+	l, err := OpenLayer(t.Context(), &rangeBlob{b: blob}, desc, LayerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	e := &index.Entry{ID: 99, Name: "sparse", Type: index.TypeReg, Size: 1 << 40,
+		Chunks: []index.Chunk{{Offset: 0, Size: 1 << 40, Zero: true}}}
+	p := bytes.Repeat([]byte{1}, 4096)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	n, err := l.ReadAt(t.Context(), e, p, 1<<39)
+	runtime.ReadMemStats(&after)
+	if n != len(p) || err != nil || !bytes.Equal(p, make([]byte, len(p))) {
+		t.Fatalf("ReadAt() = %d, %v; want %d zeros", n, err, len(p))
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Errorf("ReadAt() of a zero run allocated %d bytes", grew)
+	}
+}

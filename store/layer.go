@@ -300,23 +300,12 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 		if !ok {
 			return n, fmt.Errorf("read %s at %d: no chunk", e.Name, off)
 		}
-		if k, ok := l.readCached(c, p[n:], off); ok {
-			n += k
-			off += int64(k)
-			continue
-		}
-		if k, ok := l.readWhole(e, p[n:], off); ok {
-			n += k
-			off += int64(k)
-			continue
-		}
-		data, err := l.chunk(ctx, e, c)
+		k, err := l.readChunk(ctx, e, c, p[n:], off)
+		n += k
+		off += int64(k)
 		if err != nil {
 			return n, err
 		}
-		k := copy(p[n:], data[off-c.Offset:])
-		n += k
-		off += int64(k)
 	}
 	if n < len(p) {
 		return n, io.EOF
@@ -324,11 +313,31 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 	return n, nil
 }
 
-// chunk returns the verified content of chunk c of e, fetching it once.
-func (l *Layer) chunk(ctx context.Context, e *index.Entry, c index.Chunk) ([]byte, error) {
+// readChunk reads into p what it wants of chunk c of e from file offset
+// off: zeros for a run of them (never allocated: the TOC gives their
+// size), else from the cache, the file's whole-file entry or a fetch.
+func (l *Layer) readChunk(ctx context.Context, e *index.Entry, c index.Chunk, p []byte, off int64) (int, error) {
 	if c.Zero {
-		return make([]byte, c.Size), nil
+		k := int(min(int64(len(p)), c.End()-off))
+		clear(p[:k])
+		return k, nil
 	}
+	if k, ok := l.readCached(c, p, off); ok {
+		return k, nil
+	}
+	if k, ok := l.readWhole(e, p, off); ok {
+		return k, nil
+	}
+	data, err := l.chunk(ctx, e, c)
+	if err != nil {
+		return 0, err
+	}
+	return copy(p, data[off-c.Offset:]), nil
+}
+
+// chunk returns the verified content of chunk c of e, which is not a
+// run of zeros, fetching it once.
+func (l *Layer) chunk(ctx context.Context, e *index.Entry, c index.Chunk) ([]byte, error) {
 	key := chunkKey{e.ID, c.Offset}
 	for {
 		if data, ok := l.lookup(key, c); ok {
