@@ -20,7 +20,7 @@ import (
 // A prefetch of 4.7 MB spent 56 ms decoding after its last byte; a cold
 // exec of python3.11 waited for both its 4 MiB chunks.
 
-// decoding is the decode of one fetch's chunks.
+// decoding is the decode of the chunks of one piece of a fetch.
 type decoding struct {
 	l     *Layer
 	refs  []chunkRef
@@ -28,6 +28,7 @@ type decoding struct {
 	bufs  [][]byte
 	kind  fetchKind
 	first func([]byte) // gets refs[0]'s verified data when it is decoded on the way; may be nil
+	mem   *grant       // the memory of the piece, held by the cache writes of its chunks
 	sem   chan struct{}
 	wg    sync.WaitGroup
 
@@ -41,8 +42,8 @@ type decoding struct {
 	kept  []bool
 }
 
-func newDecoding(l *Layer, refs []chunkRef, spans []span, bufs [][]byte, kind fetchKind, first func([]byte)) *decoding {
-	d := &decoding{l: l, refs: refs, spans: spans, bufs: bufs, kind: kind, first: first,
+func newDecoding(l *Layer, refs []chunkRef, spans []span, bufs [][]byte, kind fetchKind, first func([]byte), mem *grant) *decoding {
+	d := &decoding{l: l, refs: refs, spans: spans, bufs: bufs, kind: kind, first: first, mem: mem,
 		sem:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 		order: make([][]int, len(spans)), next: make([]int, len(spans)),
 		datas: make([][]byte, len(refs)), errs: make([]error, len(refs)), kept: make([]bool, len(refs))}
@@ -94,7 +95,7 @@ func (d *decoding) decodeOne(k int, comp []byte) {
 	}
 	d.datas[k] = data
 	refs, datas := []chunkRef{d.refs[k]}, [][]byte{data}
-	d.l.keep(refs, datas, d.kind)
+	d.l.keep(refs, datas, d.kind, d.mem)
 	d.kept[k] = true
 	if k == 0 && d.first != nil {
 		d.first(data)

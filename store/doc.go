@@ -44,6 +44,35 @@
 // kernel one backing file; reads through Layer.ReadAt fall back to it
 // when chunks were evicted. See wholefile.go.
 //
+// # Memory
+//
+// What the daemon holds in memory is bounded whatever an image or a
+// registry says:
+//
+//   - fetches: at most Options.MaxFetchMemory (256 MiB) of compressed
+//     buffers and decoded chunks not yet in the cache, for all layers
+//     together; the prefetch, speculative and background fetches use at
+//     most half of it and wait behind file reads. Fetches are cut into
+//     pieces of at most 16 MiB compressed, one request each. A chunk
+//     decodes to at most 64 MiB from at most 72 MiB, or its layer is not
+//     lazy; only a budget set below 208 MiB lets one piece of such a
+//     chunk go past it, alone. See fetchmem.go.
+//   - hot chunks: the cache's memory LRU (cachedir.Options.MemorySize,
+//     64 MiB).
+//   - indexes: the open layers' indexes, at most Options.MaxIndexMemory
+//     (512 MiB) as estimated within 15 % (indexmem.go), and for each
+//     layer being opened its TOC while it is parsed (a bounded multiple
+//     of MaxTOCSize, 64 MiB; storage opens a few layers at once).
+//   - blob tails fetched ahead: at most 32 MiB per image being resolved
+//     (tails.go).
+//   - FUSE (package layerfs): a reply buffer of at most 1 MiB per request
+//     in flight.
+//
+// With the defaults that is 256 + 64 + 512 MiB, plus the opens and FUSE
+// requests in flight. Prefetches pin at most half of the cache on disk,
+// whatever their landmarks say (prefetch.go). Without a cache (tools,
+// tests) a layer keeps the chunks it verified in memory while it is open.
+//
 // # Contexts
 //
 // Fetches that several readers may wait for run on a context owned by the

@@ -92,9 +92,10 @@ func (l *Layer) has(r chunkRef) bool {
 // come from the background fetch, in the memory LRU at once. Background
 // fetches write them before returning (which also paces them); reads and
 // the prefetch leave the writes (and their fsyncs) to a goroutine of the
-// layer. Files whose last missing chunk this stores are then queued for
-// whole-file assembly.
-func (l *Layer) keep(refs []chunkRef, data [][]byte, kind fetchKind) {
+// layer, which holds mem, the memory of the piece the chunks came in,
+// until they are written. Files whose last missing chunk this stores are
+// then queued for whole-file assembly.
+func (l *Layer) keep(refs []chunkRef, data [][]byte, kind fetchKind, mem *grant) {
 	if l.cache == nil {
 		l.mu.Lock()
 		for i, r := range refs {
@@ -109,25 +110,37 @@ func (l *Layer) keep(refs []chunkRef, data [][]byte, kind fetchKind) {
 			l.cache.Remember(r.chunk().Digest, data[i])
 		}
 	}
-	write := func() {
+	put := func() bool {
 		for i, r := range refs {
 			dg := r.chunk().Digest
 			if err := l.cache.PutCold(l.ctx, dg, data[i]); err != nil {
 				if l.ctx.Err() != nil {
-					return
+					return false
 				}
 				l.log.Debug("cache chunk", "digest", dg.String(), "err", err)
 			}
 		}
-		l.assembleCompleted(refs)
+		return true
 	}
 	if bg {
-		write()
+		if put() {
+			l.assembleCompleted(refs)
+		}
 		return
 	}
+	mem.hold()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.goLocked(write)
+	started := l.goLocked(func() {
+		ok := put()
+		mem.done()
+		if ok {
+			l.assembleCompleted(refs)
+		}
+	})
+	l.mu.Unlock()
+	if !started {
+		mem.done()
+	}
 }
 
 // fetchWith fetches chunk r together with the chunks worth fetching in
@@ -167,7 +180,7 @@ func (l *Layer) fetchWith(ctx context.Context, r chunkRef) ([]byte, error) {
 // then records the read, ends the reading count the caller began and
 // releases the claims.
 func (l *Layer) readFetch(ctx context.Context, mine []chunkRef, done chan struct{}, first func([]byte)) ([]byte, error) {
-	got, err := l.fetchRefs(ctx, mine, fetchRead, 0, first)
+	got, err := l.fetchRefs(ctx, mine, done, fetchRead, 0, first)
 	l.readFetched()
 	l.reading.Add(-1)
 	l.unclaim(mine, done)
@@ -313,79 +326,138 @@ func (l *Layer) plan(r chunkRef, ahead int) ([]chunkRef, int) {
 	return refs, next
 }
 
-// spansOf returns the sorted, merged compressed ranges that hold refs.
-func spansOf(refs []chunkRef, gap int64) []span {
-	var spans []span
-	for _, r := range refs {
-		c := r.chunk()
-		spans = append(spans, span{c.CompressedOffset, c.CompressedEnd})
-	}
-	slices.SortFunc(spans, func(a, b span) int { return int(min(max(a.off-b.off, -1), 1)) })
-	out := spans[:0]
-	for _, s := range spans {
-		if n := len(out); n > 0 && s.off <= out[n-1].end+gap {
-			out[n-1].end = max(out[n-1].end, s.end)
-			continue
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// fetchRefs fetches the compressed ranges of refs in one request (several
+// fetchRefs fetches the compressed ranges of refs, which the caller
+// claimed with done, in pieces (fetchmem.go) of one request each (several
 // ranges in a multi-range request), decodes and verifies every chunk and
 // keeps them. It returns the data of refs[0]; a chunk other than refs[0]
 // that fails is logged and left out. first, if not nil, gets refs[0]'s
 // verified data as soon as it has arrived, before the rest.
-func (l *Layer) fetchRefs(ctx context.Context, refs []chunkRef, kind fetchKind, gap int64, first func([]byte)) ([]byte, error) {
+func (l *Layer) fetchRefs(ctx context.Context, refs []chunkRef, done chan struct{}, kind fetchKind, gap int64, first func([]byte)) ([]byte, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
 	if gap == 0 {
 		gap = mergeGap
 	}
-	spans := spansOf(refs, gap)
-	bufs := make([][]byte, len(spans))
-	for i, s := range spans {
+	pieces := planPieces(refs, gap, l.mem.pieces)
+	claims := l.splitClaim(pieces, done)
+	var lead []byte
+	var st fetchStats
+	for i, p := range pieces {
+		f := first
+		if i > 0 {
+			f = nil
+		}
+		data, err := l.fetchPiece(ctx, p, kind, f, i == 0, &st)
+		if claims != nil {
+			l.unclaim(p.refs, claims[i])
+		}
+		if err != nil {
+			for j := i + 1; claims != nil && j < len(pieces); j++ {
+				l.unclaim(pieces[j].refs, claims[j])
+			}
+			return nil, err
+		}
+		if i == 0 {
+			lead = data
+			if first != nil && len(pieces) > 1 {
+				first(data) // the reader need not wait for the other pieces
+			}
+		}
+	}
+	l.log.Debug("chunks fetched", "digest", l.desc.Digest.String(), "path", refs[0].e.Name,
+		"off", refs[0].chunk().Offset, "chunks", len(refs), "pieces", len(pieces), "ranges", st.ranges, "bytes", st.bytes)
+	return lead, nil
+}
+
+// fetchStats counts what a fetch read.
+type fetchStats struct {
+	ranges int
+	bytes  int64 // compressed bytes of the chunks kept
+}
+
+// splitClaim gives each piece of a fetch of several its own claim, so
+// that a reader waiting for a chunk wakes when the chunk's piece ends,
+// not when the whole fetch does. It returns a channel per piece, to end
+// each piece's claim with unclaim, or nil for a fetch of one piece (done
+// stands).
+func (l *Layer) splitClaim(pieces []piece, done chan struct{}) []chan struct{} {
+	if len(pieces) < 2 || done == nil {
+		return nil
+	}
+	chans := make([]chan struct{}, len(pieces))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, p := range pieces {
+		chans[i] = make(chan struct{})
+		for _, r := range p.refs {
+			if l.pending[r.key()] == done {
+				l.pending[r.key()] = chans[i]
+			}
+		}
+	}
+	return chans
+}
+
+// fetchPiece fetches one piece: it takes the piece's memory from the
+// budget before allocating, reads the piece's ranges, decodes and
+// verifies every chunk and keeps them. When lead is set (the piece holds
+// the fetch's first chunk, p.refs[0]) it returns that chunk's data, or
+// its error; another chunk that fails is logged and left out. first, if
+// not nil, gets the lead chunk's data as soon as it is verified.
+func (l *Layer) fetchPiece(ctx context.Context, p piece, kind fetchKind, first func([]byte), lead bool, st *fetchStats) ([]byte, error) {
+	c0 := p.refs[0].chunk()
+	mem, err := l.mem.take(ctx, kind, p.weight(kind))
+	if err != nil {
+		return nil, fmt.Errorf("fetch chunk %d of %s: %w", c0.Offset, p.refs[0].e.Name, err)
+	}
+	defer mem.done()
+	bufs := make([][]byte, len(p.spans))
+	for i, s := range p.spans {
 		bufs[i] = make([]byte, s.len())
 	}
-	dec := newDecoding(l, refs, spans, bufs, kind, first)
-	if err := l.readSpans(ctx, spans, bufs, kind, dec.fill); err != nil {
+	dec := newDecoding(l, p.refs, p.spans, bufs, kind, first, mem)
+	if err := l.readSpans(ctx, p.spans, bufs, kind, dec.fill); err != nil {
 		dec.wg.Wait() // what was verified on the way is kept
-		c := refs[0].chunk()
-		return nil, fmt.Errorf("fetch chunk %d of %s: %w", c.Offset, refs[0].e.Name, err)
+		return nil, fmt.Errorf("fetch chunk %d of %s: %w", c0.Offset, p.refs[0].e.Name, err)
 	}
+	st.ranges += len(p.spans)
+	return l.settle(p, dec, kind, lead, st)
+}
+
+// settle ends a piece once its answer is complete: it decodes what was
+// not decoded on the way, keeps the verified chunks not kept yet and
+// looks for ELF heads among them. With lead it returns p.refs[0]'s data
+// or error; other chunks that fail are logged and left out.
+func (l *Layer) settle(p piece, dec *decoding, kind fetchKind, lead bool, st *fetchStats) ([]byte, error) {
 	datas, errs := dec.finish()
-	var firstData []byte
-	var total int64
+	var leadData []byte
 	var kept, keep []chunkRef
 	var keptData, keepData [][]byte
-	for i, r := range refs {
+	for i, r := range p.refs {
 		c := r.chunk()
 		if err := errs[i]; err != nil {
 			err = fmt.Errorf("chunk %d of %s: %w", c.Offset, r.e.Name, err)
-			if i == 0 {
+			if i == 0 && lead {
 				return nil, err
 			}
 			l.log.Warn("chunk failed verification", "digest", l.desc.Digest.String(), "err", err)
 			continue
 		}
-		if i == 0 {
-			firstData = datas[i]
+		if i == 0 && lead {
+			leadData = datas[i]
 		}
 		kept, keptData = append(kept, r), append(keptData, datas[i])
 		if !dec.kept[i] { // not kept on the way
 			keep, keepData = append(keep, r), append(keepData, datas[i])
 		}
-		total += c.CompressedEnd - c.CompressedOffset
+		st.bytes += c.CompressedEnd - c.CompressedOffset
 	}
-	l.keep(keep, keepData, kind)
+	l.keep(keep, keepData, kind, dec.mem)
 	if kind != fetchBackground {
 		l.speculateELF(kept, keptData)
 	}
-	l.log.Debug("chunks fetched", "digest", l.desc.Digest.String(), "path", refs[0].e.Name,
-		"off", refs[0].chunk().Offset, "chunks", len(refs), "ranges", len(spans), "bytes", total)
-	return firstData, nil
+	return leadData, nil
 }
 
 // spanOf returns the index of the span holding blob offset off.

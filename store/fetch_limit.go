@@ -23,41 +23,65 @@ func isBackground(ctx context.Context) bool {
 	return bg
 }
 
-// limiter bounds the range requests in flight to one registry. On-demand
-// requests take any free slot and are always served before background
-// ones; background requests use at most bgMax slots and start only when
-// no on-demand request waits. So a file read never queues behind more than
-// the background requests already running.
+// limiter shares a capacity between on-demand and background takers: the
+// range requests in flight to one registry (one unit per request), or
+// the bytes a Manager's fetches hold in memory (fetchmem.go). On-demand
+// takers may use all of it and are always served before background ones;
+// background takers use at most bgMax and start only when no on-demand
+// taker waits. So a file read never queues behind more than the
+// background work already running.
+//
+// Within a class takers are served in order: a large one is not passed
+// by later small ones, so it is never starved. A taker asking for more
+// than its class may hold gets all of it (its weight is clamped): it
+// waits until nothing else of the limiter is taken, never forever.
 type limiter struct {
-	max, bgMax int
+	max, bgMax int64
 
 	// mu guards the fields below.
 	mu     sync.Mutex
-	busy   int // slots in use
-	bgBusy int // of which background
+	busy   int64 // taken
+	bgBusy int64 // of which by background takers
+	peak   int64 // the most busy has been, for tests and measurements
 	fg, bg []*waiter
 }
 
 type waiter struct {
 	ch      chan struct{} // closed when granted
 	bg      bool
+	n       int64
 	granted bool // guarded by limiter.mu
 }
 
-func newLimiter(n, bgN int) *limiter {
+func newLimiter(n, bgN int64) *limiter {
 	n = max(1, n)
 	return &limiter{max: n, bgMax: max(1, min(bgN, n))}
 }
 
-// acquire waits for a slot and returns its release function.
+// acquire waits for one unit and returns its release function.
 func (l *limiter) acquire(ctx context.Context, bg bool) (func(), error) {
-	l.mu.Lock()
-	if l.canTakeLocked(bg) {
-		l.takeLocked(bg)
-		l.mu.Unlock()
-		return func() { l.release(bg) }, nil
+	n, err := l.acquireN(ctx, bg, 1)
+	if err != nil {
+		return nil, err
 	}
-	w := &waiter{ch: make(chan struct{}), bg: bg}
+	return func() { l.release(bg, n) }, nil
+}
+
+// acquireN waits until n units (clamped to what bg's class may hold) can
+// be taken, takes them and returns how many it took, to give back with
+// release.
+func (l *limiter) acquireN(ctx context.Context, bg bool, n int64) (int64, error) {
+	n = max(1, min(n, l.max))
+	if bg {
+		n = min(n, l.bgMax)
+	}
+	l.mu.Lock()
+	if l.queueLocked(bg) == 0 && l.canTakeLocked(bg, n) {
+		l.takeLocked(bg, n)
+		l.mu.Unlock()
+		return n, nil
+	}
+	w := &waiter{ch: make(chan struct{}), bg: bg, n: n}
 	if bg {
 		l.bg = append(l.bg, w)
 	} else {
@@ -66,59 +90,84 @@ func (l *limiter) acquire(ctx context.Context, bg bool) (func(), error) {
 	l.mu.Unlock()
 	select {
 	case <-w.ch:
-		return func() { l.release(bg) }, nil
+		return n, nil
 	case <-ctx.Done():
 		l.mu.Lock()
 		if w.granted { // granted while we gave up: pass it on
 			l.mu.Unlock()
-			l.release(bg)
-			return nil, ctx.Err()
+			l.release(bg, n)
+			return 0, ctx.Err()
 		}
 		if bg {
 			l.bg = removeWaiter(l.bg, w)
 		} else {
 			l.fg = removeWaiter(l.fg, w)
 		}
+		l.grantLocked() // a large waiter leaving may unblock smaller ones
 		l.mu.Unlock()
-		return nil, ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
-func (l *limiter) canTakeLocked(bg bool) bool {
-	if l.busy >= l.max {
+// queueLocked returns how many takers wait ahead of a new one of class
+// bg: background takers also wait behind every on-demand one.
+func (l *limiter) queueLocked(bg bool) int {
+	if bg {
+		return len(l.fg) + len(l.bg)
+	}
+	return len(l.fg)
+}
+
+func (l *limiter) canTakeLocked(bg bool, n int64) bool {
+	if l.busy+n > l.max {
 		return false
 	}
-	return !bg || (len(l.fg) == 0 && l.bgBusy < l.bgMax)
+	return !bg || (len(l.fg) == 0 && l.bgBusy+n <= l.bgMax)
 }
 
-func (l *limiter) takeLocked(bg bool) {
-	l.busy++
+func (l *limiter) takeLocked(bg bool, n int64) {
+	l.busy += n
 	if bg {
-		l.bgBusy++
+		l.bgBusy += n
 	}
+	l.peak = max(l.peak, l.busy)
 }
 
-func (l *limiter) release(bg bool) {
+// release gives back n units taken by acquireN.
+func (l *limiter) release(bg bool, n int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.busy--
+	l.busy -= n
 	if bg {
-		l.bgBusy--
+		l.bgBusy -= n
 	}
-	for len(l.fg) > 0 && l.canTakeLocked(false) {
-		l.grantLocked(&l.fg)
+	l.grantLocked()
+}
+
+// grantLocked serves the waiters that fit now, on-demand ones first, each
+// class in order.
+func (l *limiter) grantLocked() {
+	for len(l.fg) > 0 && l.canTakeLocked(false, l.fg[0].n) {
+		l.grantFirstLocked(&l.fg)
 	}
-	for len(l.bg) > 0 && l.canTakeLocked(true) {
-		l.grantLocked(&l.bg)
+	for len(l.bg) > 0 && l.canTakeLocked(true, l.bg[0].n) {
+		l.grantFirstLocked(&l.bg)
 	}
 }
 
-func (l *limiter) grantLocked(q *[]*waiter) {
+func (l *limiter) grantFirstLocked(q *[]*waiter) {
 	w := (*q)[0]
 	*q = (*q)[1:]
-	l.takeLocked(w.bg)
+	l.takeLocked(w.bg, w.n)
 	w.granted = true
 	close(w.ch)
+}
+
+// peakBusy returns the most units ever taken at once.
+func (l *limiter) peakBusy() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peak
 }
 
 func removeWaiter(q []*waiter, w *waiter) []*waiter {

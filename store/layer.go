@@ -76,6 +76,15 @@ type LayerOptions struct {
 	// assembly bounds whole-file assemblies across the layers sharing it
 	// (a Manager's); nil gives the layer its own bound.
 	assembly chan struct{}
+	// mem is the fetch memory budget the layer shares (a Manager's); nil
+	// gives the layer its own of defaultFetchMemory (fetchmem.go).
+	mem *fetchBudget
+	// pins bounds the cache bytes prefetches pin, across the layers
+	// sharing it (a Manager's); nil gives the layer its own bound, half
+	// of the cache (prefetch.go).
+	pins *pinBudget
+	// onClose, if not nil, is called once when the layer is closed.
+	onClose func()
 }
 
 // chunkKey names a chunk by file and offset in the file, never by
@@ -105,7 +114,11 @@ type Layer struct {
 	readAhead int64
 	noWhole   bool                 // LayerOptions.NoWholeFiles
 	assembly  chan struct{}        // a slot per whole-file assembly running
+	mem       *fetchBudget         // memory fetches may hold (fetchmem.go)
+	pinLimit  *pinBudget           // cache bytes prefetches may pin (prefetch.go)
+	onClose   func()               // LayerOptions.onClose
 	members   map[int64][]chunkRef // gzip members holding more than one chunk
+	indexSize int64                // the heap the index keeps, estimated (indexmem.go)
 	fetch     *flight.Group[chunkKey, []byte]
 	closed    sync.Once
 	// ctx is the layer's lifetime, cancelled by Close: prefetch,
@@ -132,6 +145,7 @@ type Layer struct {
 	chunks   map[chunkKey][]byte        // without a cache: verified chunks, kept while the layer lives
 	pending  map[chunkKey]chan struct{} // chunks a running fetch (of any kind) will store; closed when it ends
 	pins     []digest.Digest            // cache entries pinned for the layer's life
+	pinned   int64                      // their bytes, taken from pinLimit
 	seq      map[uint32]seqState        // per file: where its last fetch for a read ended
 	guessed  map[uint32]bool            // files looked at for speculative fetches
 	stopping bool                       // Close began: start no goroutine
@@ -169,6 +183,9 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		return nil, fmt.Errorf("open layer %s: format %q: %w", desc.Digest, desc.Format, ErrNotLazy)
 	}
 	f, writeTOC, err := openCached(ctx, open, blob, desc, opts)
+	if err == nil {
+		err = checkChunks(f.index, desc.Size)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -183,6 +200,12 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 	if opts.assembly == nil {
 		opts.assembly = make(chan struct{}, maxAssemblies)
 	}
+	if opts.mem == nil {
+		opts.mem = newFetchBudget(defaultFetchMemory)
+	}
+	if opts.pins == nil {
+		opts.pins = newPinBudget(opts.Cache)
+	}
 	l := &Layer{
 		id:         lastLayerID.Add(1),
 		desc:       desc,
@@ -193,7 +216,11 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		readAhead:  opts.ReadAhead,
 		noWhole:    opts.NoWholeFiles,
 		assembly:   opts.assembly,
+		mem:        opts.mem,
+		pinLimit:   opts.pins,
+		onClose:    opts.onClose,
 		members:    sharedMembers(f.index),
+		indexSize:  indexBytes(f.index),
 		fetch:      flight.New[chunkKey, []byte](ctx),
 		ctx:        lctx,
 		cancel:     cancel,
@@ -259,8 +286,8 @@ func (l *Layer) Desc() LayerDesc { return l.desc }
 func (l *Layer) ID() uint32 { return l.id }
 
 // PrefetchEnd returns the end of the blob region the image author marked
-// for prefetch, or 0.
-func (l *Layer) PrefetchEnd() int64 { return l.fmt.prefetchEnd }
+// for prefetch, or 0. It is never past the end of the blob.
+func (l *Layer) PrefetchEnd() int64 { return min(l.fmt.prefetchEnd, l.desc.Size) }
 
 // ReadAt reads len(p) bytes of file e's content from off. It returns
 // io.EOF when fewer bytes remain, like io.ReaderAt.
@@ -274,23 +301,12 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 		if !ok {
 			return n, fmt.Errorf("read %s at %d: no chunk", e.Name, off)
 		}
-		if k, ok := l.readCached(c, p[n:], off); ok {
-			n += k
-			off += int64(k)
-			continue
-		}
-		if k, ok := l.readWhole(e, p[n:], off); ok {
-			n += k
-			off += int64(k)
-			continue
-		}
-		data, err := l.chunk(ctx, e, c)
+		k, err := l.readChunk(ctx, e, c, p[n:], off)
+		n += k
+		off += int64(k)
 		if err != nil {
 			return n, err
 		}
-		k := copy(p[n:], data[off-c.Offset:])
-		n += k
-		off += int64(k)
 	}
 	if n < len(p) {
 		return n, io.EOF
@@ -298,11 +314,31 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 	return n, nil
 }
 
-// chunk returns the verified content of chunk c of e, fetching it once.
-func (l *Layer) chunk(ctx context.Context, e *index.Entry, c index.Chunk) ([]byte, error) {
+// readChunk reads into p what it wants of chunk c of e from file offset
+// off: zeros for a run of them (never allocated: the TOC gives their
+// size), else from the cache, the file's whole-file entry or a fetch.
+func (l *Layer) readChunk(ctx context.Context, e *index.Entry, c index.Chunk, p []byte, off int64) (int, error) {
 	if c.Zero {
-		return make([]byte, c.Size), nil
+		k := int(min(int64(len(p)), c.End()-off))
+		clear(p[:k])
+		return k, nil
 	}
+	if k, ok := l.readCached(c, p, off); ok {
+		return k, nil
+	}
+	if k, ok := l.readWhole(e, p, off); ok {
+		return k, nil
+	}
+	data, err := l.chunk(ctx, e, c)
+	if err != nil {
+		return 0, err
+	}
+	return copy(p, data[off-c.Offset:]), nil
+}
+
+// chunk returns the verified content of chunk c of e, which is not a
+// run of zeros, fetching it once.
+func (l *Layer) chunk(ctx context.Context, e *index.Entry, c index.Chunk) ([]byte, error) {
 	key := chunkKey{e.ID, c.Offset}
 	for {
 		if data, ok := l.lookup(key, c); ok {
@@ -341,11 +377,15 @@ func (l *Layer) Close() error {
 		l.wg.Wait()
 		l.mu.Lock()
 		l.chunks = map[chunkKey][]byte{}
-		pins := l.pins
-		l.pins = nil
+		pins, pinned := l.pins, l.pinned
+		l.pins, l.pinned = nil, 0
 		l.mu.Unlock()
 		for _, dg := range pins {
 			l.cache.Unpin(dg)
+		}
+		l.pinLimit.give(pinned)
+		if l.onClose != nil {
+			l.onClose()
 		}
 	})
 	return nil

@@ -54,6 +54,8 @@ type Manager struct {
 	searches *flight.Group[refspec.Reference, []layerEntry]
 	opens    *flight.Group[blobKey, *Layer]
 	assembly chan struct{}  // whole-file assemblies running, over all layers
+	mem      *fetchBudget   // memory the layers' fetches may hold (fetchmem.go)
+	pins     *pinBudget     // cache bytes the layers' prefetches may pin
 	wg       sync.WaitGroup // timer callbacks and early tail fetches running
 	close    sync.Once
 	// life ends at Close; early tail fetches run on it (as Layer.ctx,
@@ -72,6 +74,10 @@ type Manager struct {
 	sweep   stopper                  // the armed sweep timer, or nil
 	sweepAt time.Time                // when it fires
 	sweepN  uint64                   // generation of the armed timer; a stopped one may still run
+	// indexes holds the estimated index memory of each admitted open
+	// layer, indexUsed their sum (indexmem.go).
+	indexes   map[*Layer]int64
+	indexUsed int64
 }
 
 // New returns a Manager. It does no I/O.
@@ -92,6 +98,9 @@ func New(opts Options) (*Manager, error) {
 		searches: flight.New[refspec.Reference, []layerEntry](ctx),
 		opens:    flight.New[blobKey, *Layer](ctx),
 		assembly: make(chan struct{}, maxAssemblies),
+		mem:      newFetchBudget(o.MaxFetchMemory),
+		pins:     newPinBudget(o.Cache),
+		indexes:  map[*Layer]int64{},
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
 		warned:   map[layerKey]time.Time{},
@@ -303,10 +312,17 @@ func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Lay
 		if tail != nil {
 			blob = tail.blob
 		}
-		l, err := OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
+		var l *Layer
+		l, err = OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
 			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate,
 			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly, tail: tail,
+			mem: m.mem, pins: m.pins, onClose: func() { m.unadmit(l) },
 			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, m.newSource, d) }})
+		if err == nil {
+			if err = m.admit(l); err != nil {
+				l.Close()
+			}
+		}
 		if errors.Is(err, ErrNotLazy) {
 			return nil, m.notLazy(e, fmt.Errorf("%s: %w", ref, err))
 		}
@@ -330,7 +346,7 @@ func (m *Manager) limiter(host string) *limiter {
 	defer m.mu.Unlock()
 	lim := m.limits[host]
 	if lim == nil {
-		lim = newLimiter(m.opts.MaxParallelRequests, m.opts.MaxParallelRequests/4)
+		lim = newLimiter(int64(m.opts.MaxParallelRequests), int64(m.opts.MaxParallelRequests/4))
 		m.limits[host] = lim
 	}
 	return lim

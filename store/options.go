@@ -99,6 +99,16 @@ type Options struct {
 	// without prioritized files is first looked up. nil means
 	// DefaultStartupFiles; an empty, non-nil slice means none.
 	StartupFiles []string
+	// MaxFetchMemory bounds the bytes the fetches of all layers hold in
+	// memory at once: compressed buffers and decoded chunks not yet in
+	// the cache. File reads may use all of it, prefetch, speculative and
+	// background fetches half. 0 means 256 MiB. See fetchmem.go.
+	MaxFetchMemory int64
+	// MaxIndexMemory bounds the memory the indexes (TOCs) of the open
+	// layers keep together, estimated from their entries; a layer that
+	// does not fit, once idle layers are freed, is not lazy. 0 means
+	// 512 MiB. See indexmem.go.
+	MaxIndexMemory int64
 	// NoWholeFiles turns off whole-file cache entries (see
 	// LayerOptions.NoWholeFiles): without FUSE passthrough they only cost
 	// disk space.
@@ -137,7 +147,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, errors.New("store options: Registries is required")
 	}
 	if o.ResolveTimeout < 0 || o.RequestTimeout < 0 || o.IdleTimeout < 0 || o.NotLazyTTL < 0 || o.MaxTOCSize < 0 ||
-		o.PrefetchTimeout < 0 || o.MaxParallelRequests < 0 {
+		o.PrefetchTimeout < 0 || o.MaxParallelRequests < 0 || o.MaxFetchMemory < 0 || o.MaxIndexMemory < 0 {
 		return o, errors.New("store options: negative timeout or size")
 	}
 	if o.BackgroundShare < 0 || o.BackgroundShare > 1 {
@@ -148,6 +158,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxParallelRequests == 0 {
 		o.MaxParallelRequests = defaultMaxParallel
+	}
+	if o.MaxFetchMemory == 0 {
+		o.MaxFetchMemory = defaultFetchMemory
+	}
+	if o.MaxIndexMemory == 0 {
+		o.MaxIndexMemory = defaultIndexMemory
 	}
 	switch {
 	case o.BackgroundDelay == 0:

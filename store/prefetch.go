@@ -5,7 +5,10 @@ package store
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"time"
+
+	"github.com/stargz-store/stargz-store/cachedir"
 )
 
 // fetchOptions say what a layer fetches on its own once opened.
@@ -77,43 +80,107 @@ func (l *Layer) prefetchRefs() []chunkRef {
 }
 
 // prefetch fetches the blob range of the prioritized files, [0,
-// PrefetchEnd), in one range request, then decodes and caches its chunks.
-// The chunks stay pinned in the cache while the layer is open. Chunks
-// already cached are not fetched again.
+// PrefetchEnd), then decodes and caches its chunks. The range is read in
+// pieces (fetchmem.go): one range request unless it is larger than a
+// piece. Its first chunks stay pinned in the cache while the layer is
+// open, up to the pin budget (pinBudget). Chunks already cached are not
+// fetched again.
 func (l *Layer) prefetch(ctx context.Context) error {
 	if l.PrefetchEnd() <= 0 {
 		return nil
 	}
 	start := time.Now()
 	refs := l.prefetchRefs()
-	if l.cache != nil {
-		l.mu.Lock()
-		for _, r := range refs {
-			dg := r.chunk().Digest
-			l.cache.Pin(dg)
-			l.pins = append(l.pins, dg)
-		}
-		l.mu.Unlock()
-	}
+	l.pin(refs)
 	refs = slices.DeleteFunc(refs, l.has)
 	if len(refs) == 0 {
 		return nil
 	}
 	mine, done, _ := l.claim(refs, false)
-	// One range: the prioritized files are contiguous at the start of
-	// the blob, so merge across any gap, unless a read is fetching some
-	// of them: then leave its bytes out.
+	// The prioritized files are contiguous at the start of the blob, so
+	// merge across any gap, unless a read is fetching some of them: then
+	// leave its bytes out.
 	gap := l.PrefetchEnd()
 	if len(mine) < len(refs) {
 		gap = mergeGap
 	}
-	_, err := l.fetchRefs(ctx, mine, fetchPrefetch, gap, nil)
+	_, err := l.fetchRefs(ctx, mine, done, fetchPrefetch, gap, nil)
 	l.unclaim(mine, done)
 	if err != nil {
 		return err
 	}
 	l.log.Info("layer prefetched", "digest", l.desc.Digest.String(), "chunks", len(refs), "bytes", l.PrefetchEnd(), "dur", time.Since(start))
 	return nil
+}
+
+// pin pins the prefetched chunks refs, in blob order, in the cache for
+// the layer's life, as long as the pin budget lasts: the rest are
+// prefetched all the same, but may be evicted.
+func (l *Layer) pin(refs []chunkRef) {
+	if l.cache == nil {
+		return
+	}
+	l.mu.Lock()
+	n := 0
+	for _, r := range refs {
+		c := r.chunk()
+		if !l.pinLimit.take(c.Size) {
+			break
+		}
+		l.cache.Pin(c.Digest)
+		l.pins = append(l.pins, c.Digest)
+		l.pinned += c.Size
+		n++
+	}
+	pinned := l.pinned
+	l.mu.Unlock()
+	if n < len(refs) {
+		l.log.Info("prefetch pins only part of its chunks", "digest", l.desc.Digest.String(),
+			"chunks", n, "of", len(refs), "bytes", pinned, "limit", l.pinLimit.max)
+	}
+}
+
+// pinBudget bounds the cache bytes prefetches keep pinned, across the
+// layers sharing it: half of the cache, so that however far an image's
+// prefetch landmark lies, eviction always has room to work with. The
+// zero value allows nothing; a nil *pinBudget allows anything.
+type pinBudget struct {
+	max  int64
+	left atomic.Int64
+}
+
+// newPinBudget returns the pin budget for cache: half its size.
+func newPinBudget(cache *cachedir.Dir) *pinBudget {
+	if cache == nil {
+		return nil
+	}
+	_, size := cache.Usage()
+	b := &pinBudget{max: size / 2}
+	b.left.Store(b.max)
+	return b
+}
+
+// take takes n bytes from the budget, if it has them.
+func (b *pinBudget) take(n int64) bool {
+	if b == nil {
+		return true
+	}
+	for {
+		left := b.left.Load()
+		if left < n {
+			return false
+		}
+		if b.left.CompareAndSwap(left, left-n) {
+			return true
+		}
+	}
+}
+
+// give returns n bytes to the budget.
+func (b *pinBudget) give(n int64) {
+	if b != nil {
+		b.left.Add(n)
+	}
 }
 
 // readFetched records that a file read fetched from the registry now.
@@ -194,7 +261,7 @@ func (l *Layer) background(ctx context.Context, o fetchOptions) error {
 			continue
 		}
 		t0 := time.Now()
-		_, err := l.fetchRefs(ctx, batch, fetchBackground, 0, nil)
+		_, err := l.fetchRefs(ctx, batch, done, fetchBackground, 0, nil)
 		l.unclaim(batch, done)
 		if err != nil {
 			return err

@@ -210,7 +210,7 @@ func (l *Layer) speculate(es []*index.Entry, why string) {
 	l.mu.Lock()
 	started := l.goLocked(func() {
 		defer l.unclaim(mine, done)
-		if _, err := l.fetchRefs(l.ctx, mine, fetchPrefetch, 0, nil); err != nil && l.ctx.Err() == nil {
+		if _, err := l.fetchRefs(l.ctx, mine, done, fetchPrefetch, 0, nil); err != nil && l.ctx.Err() == nil {
 			l.log.Debug("speculative fetch failed", "digest", l.desc.Digest.String(), "why", why, "err", err)
 		}
 	})

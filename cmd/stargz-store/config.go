@@ -19,6 +19,11 @@ import (
 // there is fine, a missing file named by --config is not.
 const defaultConfigPath = "/etc/stargz-store/config.toml"
 
+// minFetchMemory is the smallest store.max_fetch_memory: below it the
+// pieces fetches are cut into (a sixteenth of it) get too small to fill
+// a request's round trip.
+const minFetchMemory = 16 << 20
+
 // Config is the TOML configuration file. This is the only type with toml
 // tags: packages get typed Options built from it in wiring.go.
 type Config struct {
@@ -79,6 +84,10 @@ type StoreConfig struct {
 	BackgroundDelay duration `toml:"background_delay"`
 	// MaxParallelRequests bounds range requests in flight per registry.
 	MaxParallelRequests int `toml:"max_parallel_requests"`
+	// MaxFetchMemory bounds the bytes all fetches hold in memory at once
+	// (compressed buffers, decoded chunks not yet cached), at least
+	// minFetchMemory.
+	MaxFetchMemory int64 `toml:"max_fetch_memory"`
 	// MultiRange sends several ranges in one request.
 	MultiRange bool `toml:"multi_range"`
 	// ReadAhead is how many compressed bytes of a file beyond the chunk
@@ -132,6 +141,7 @@ func defaultConfig() Config {
 			BackgroundShare:     0.5,
 			BackgroundDelay:     duration{2 * time.Second},
 			MaxParallelRequests: 8,
+			MaxFetchMemory:      256 << 20,
 			MultiRange:          true,
 			ReadAhead:           1 << 20,
 			Speculate:           true,
@@ -193,6 +203,9 @@ func (c Config) validate() error {
 	}
 	if c.Store.MaxParallelRequests <= 0 {
 		return fmt.Errorf("config: store.max_parallel_requests must be positive, got %d", c.Store.MaxParallelRequests)
+	}
+	if c.Store.MaxFetchMemory < minFetchMemory {
+		return fmt.Errorf("config: store.max_fetch_memory must be at least %d (16 MiB), got %d", minFetchMemory, c.Store.MaxFetchMemory)
 	}
 	for _, p := range c.Store.StartupFiles {
 		if strings.Trim(p, "/") == "" {

@@ -47,6 +47,7 @@ func storeOptions(cfg Config, regs *registryauth.Registries, cache *cachedir.Dir
 		BackgroundShare:     cfg.Store.BackgroundShare,
 		BackgroundDelay:     backgroundDelay,
 		MaxParallelRequests: cfg.Store.MaxParallelRequests,
+		MaxFetchMemory:      cfg.Store.MaxFetchMemory,
 		SingleRange:         !cfg.Store.MultiRange,
 		ReadAhead:           readAhead,
 		NoSpeculate:         !cfg.Store.Speculate,

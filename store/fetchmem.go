@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/stargz-store/stargz-store/store/index"
+)
+
+// Fetch memory. The sizes a fetch allocates come from the TOC: the
+// compressed ranges it reads and the decoded size of every chunk. So no
+// fetch allocates for more than a piece at a time:
+//
+//   - a piece is a run of a fetch's chunks (in blob order) whose merged
+//     compressed ranges, holes included, hold at most pieceLimits.span
+//     bytes (16 MiB) and whose buffers (below) weigh at most
+//     pieceLimits.weight (112 MiB): a piece is one range request, and a
+//     fetch of several pieces sends them one after the other, the piece
+//     holding the chunk a read waits for first. A chunk bigger than that
+//     is a piece of its own.
+//   - before a piece allocates anything it takes its weight from the
+//     fetch budget its layer shares with the Manager's other layers
+//     (Options.MaxFetchMemory, 256 MiB): the compressed buffers, the
+//     copies the decoders take of them, a part of a multi-range answer,
+//     and every decoded chunk. The weight goes back when the piece's
+//     buffers are dropped and the cache writes it started are done (a
+//     decoded chunk is then in the cache, or in the memory LRU, which
+//     has its own bound).
+//   - file reads may take the whole budget; the prefetch, speculative
+//     and background fetches only half of it, and wait behind reads
+//     (limiter). A piece heavier than its class may hold takes all of it
+//     and runs alone: it waits, never forever.
+//   - a layer whose TOC names a chunk that could not be fetched so
+//     (maxChunkSize, maxChunkSpan) is not lazy: storage pulls it.
+//
+// So the bytes fetches hold are at most MaxFetchMemory, or one piece of
+// a single chunk (at most 2*maxChunkSpan+maxChunkSize = 208 MiB) when the
+// budget is smaller than that. With the defaults a 4.7 MB prefetch, a
+// read with its read-ahead and a background batch are each one piece, as
+// before: only regions larger than a piece take more requests.
+
+const (
+	// maxChunkSize bounds the decoded size of a chunk and the bytes
+	// decoded before it in its gzip member (its inner offset): a whole
+	// chunk is held in memory to be verified.
+	maxChunkSize = 64 << 20
+	// maxChunkSpan bounds a chunk's compressed range: a full-size chunk
+	// of incompressible data grows by well under 1 %, and small chunks
+	// packed into the same member add a few more.
+	maxChunkSpan = maxChunkSize + maxChunkSize/8
+
+	// defaultFetchMemory is Options.MaxFetchMemory's default.
+	defaultFetchMemory = 256 << 20
+	// maxPieceSpan bounds the compressed bytes of one piece: one range
+	// request.
+	maxPieceSpan = 16 << 20
+	// minPiece is the smallest piece a small budget makes.
+	minPiece = 64 << 10
+)
+
+// checkChunks refuses, as not lazy, an index with a chunk whose
+// compressed range is not inside the blob or which is larger than the
+// store fetches (maxChunkSize, maxChunkSpan). The format readers check
+// their own limits; this check is what the fetch code relies on.
+func checkChunks(ix *index.Index, blobSize int64) error {
+	for _, e := range ix.Entries() {
+		for _, c := range e.Chunks {
+			if c.Zero {
+				continue
+			}
+			switch {
+			case c.CompressedOffset < 0 || c.CompressedEnd <= c.CompressedOffset || c.CompressedEnd > blobSize:
+				return fmt.Errorf("%w: %q: chunk at %d has compressed range [%d, %d) outside the blob of %d bytes",
+					ErrNotLazy, e.Name, c.Offset, c.CompressedOffset, c.CompressedEnd, blobSize)
+			case c.Size > maxChunkSize || c.InnerOffset > maxChunkSize || c.InnerOffset < 0:
+				return fmt.Errorf("%w: %q: chunk at %d decodes %d+%d bytes, more than %d",
+					ErrNotLazy, e.Name, c.Offset, c.InnerOffset, c.Size, maxChunkSize)
+			case c.CompressedEnd-c.CompressedOffset > maxChunkSpan:
+				return fmt.Errorf("%w: %q: chunk at %d has %d compressed bytes, more than %d",
+					ErrNotLazy, e.Name, c.Offset, c.CompressedEnd-c.CompressedOffset, maxChunkSpan)
+			}
+		}
+	}
+	return nil
+}
+
+// fetchBudget is the memory a Manager's fetches may hold at once.
+type fetchBudget struct {
+	lim *limiter
+	// pieces is how fetches sharing the budget are cut.
+	pieces pieceLimits
+}
+
+// newFetchBudget returns a budget of n bytes, half of which background
+// work (prefetch, speculative and background fetches) may use.
+func newFetchBudget(n int64) *fetchBudget {
+	return &fetchBudget{lim: newLimiter(n, n/2), pieces: limitsFor(n)}
+}
+
+// pieceLimits bound one piece of a fetch.
+type pieceLimits struct {
+	span   int64 // compressed bytes, holes between merged ranges included
+	weight int64 // planWeight
+}
+
+// limitsFor returns the pieces of a budget of n bytes: a piece weighs
+// less than the half background work may use, so that two fit.
+func limitsFor(n int64) pieceLimits {
+	return pieceLimits{span: max(minPiece, min(maxPieceSpan, n/16)), weight: max(4*minPiece, n*7/16)}
+}
+
+// take waits until the budget has room for a piece of weight n of a
+// fetch of kind, and takes it.
+func (b *fetchBudget) take(ctx context.Context, kind fetchKind, n int64) (*grant, error) {
+	bg := kind != fetchRead
+	got, err := b.lim.acquireN(ctx, bg, n)
+	if err != nil {
+		return nil, err
+	}
+	g := &grant{lim: b.lim, bg: bg, n: got}
+	g.holders.Store(1)
+	return g, nil
+}
+
+// grant is the memory one piece took from the budget. It goes back when
+// the piece and every cache write holding its chunks are done.
+type grant struct {
+	lim     *limiter
+	bg      bool
+	n       int64
+	holders atomic.Int32 // the piece, and its cache writes running
+}
+
+// hold marks one more holder of the piece's memory.
+func (g *grant) hold() { g.holders.Add(1) }
+
+// done ends one holder; the last gives the memory back.
+func (g *grant) done() {
+	if g.holders.Add(-1) == 0 {
+		g.lim.release(g.bg, g.n)
+	}
+}
+
+// piece is a part of a fetch that is read with one request.
+type piece struct {
+	// refs are its chunks: the fetch's first chunk first if the piece
+	// holds it, the others in blob order.
+	refs  []chunkRef
+	spans []span // the merged compressed ranges, sorted
+}
+
+// weight returns the bytes a piece holds while it is fetched by a fetch
+// of kind: its compressed buffers; unless it is background work, which
+// decodes at the end, a copy of each chunk's compressed bytes for the
+// decoders on the way; a part of a multi-range answer; and the decoded
+// chunks.
+func (p piece) weight(kind fetchKind) int64 {
+	var n, largest int64
+	for _, s := range p.spans {
+		n += s.len()
+		largest = max(largest, s.len())
+	}
+	if len(p.spans) > 1 {
+		n += largest
+	}
+	for _, r := range p.refs {
+		c := r.chunk()
+		n += c.Size
+		if kind != fetchBackground {
+			n += c.CompressedEnd - c.CompressedOffset
+		}
+	}
+	return n
+}
+
+// planPieces cuts the chunks of a fetch into pieces within lim, merging
+// compressed ranges less than gap apart. The piece holding refs[0] comes
+// first, the others in blob order.
+func planPieces(refs []chunkRef, gap int64, lim pieceLimits) []piece {
+	order := make([]int, len(refs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Compare(refs[a].chunk().CompressedOffset, refs[b].chunk().CompressedOffset)
+	})
+	var out []piece
+	var p planned
+	lead := 0
+	for _, i := range order {
+		if !p.fits(refs[i].chunk(), gap, lim) {
+			out = append(out, p.piece)
+			p = planned{}
+		}
+		if i == 0 {
+			lead = len(out)
+		}
+		p.add(refs[i], gap)
+	}
+	out = append(out, p.piece)
+	// The first chunk leads its piece, and its piece leads the fetch.
+	lp := out[lead]
+	j := slices.Index(lp.refs, refs[0])
+	copy(lp.refs[1:j+1], lp.refs[:j])
+	lp.refs[0] = refs[0]
+	copy(out[1:lead+1], out[:lead])
+	out[0] = lp
+	return out
+}
+
+// planned is a piece being planned, with what it costs so far.
+type planned struct {
+	piece
+	span   int64 // sum of the spans' lengths
+	weight int64 // planWeight so far
+}
+
+// grow returns how many compressed bytes adding c adds to the piece.
+func (p *planned) grow(c index.Chunk, gap int64) int64 {
+	if n := len(p.spans); n > 0 && c.CompressedOffset <= p.spans[n-1].end+gap {
+		return max(0, c.CompressedEnd-p.spans[n-1].end)
+	}
+	return c.CompressedEnd - c.CompressedOffset
+}
+
+// planWeight is what adding c with grow new compressed bytes adds to a
+// piece's weight, at most: the compressed bytes twice (buffer and the
+// largest part of an answer), the chunk's copy for its decoder and its
+// decoded bytes.
+func planWeight(c index.Chunk, grow int64) int64 {
+	return 2*grow + (c.CompressedEnd - c.CompressedOffset) + c.Size
+}
+
+// fits reports whether c may join the piece; an empty piece takes any.
+func (p *planned) fits(c index.Chunk, gap int64, lim pieceLimits) bool {
+	if len(p.refs) == 0 {
+		return true
+	}
+	g := p.grow(c, gap)
+	return p.span+g <= lim.span && p.weight+planWeight(c, g) <= lim.weight
+}
+
+// add adds r to the piece.
+func (p *planned) add(r chunkRef, gap int64) {
+	c := r.chunk()
+	g := p.grow(c, gap)
+	p.span += g
+	p.weight += planWeight(c, g)
+	p.refs = append(p.refs, r)
+	if n := len(p.spans); n > 0 && c.CompressedOffset <= p.spans[n-1].end+gap {
+		p.spans[n-1].end = max(p.spans[n-1].end, c.CompressedEnd)
+		return
+	}
+	p.spans = append(p.spans, span{c.CompressedOffset, c.CompressedEnd})
+}
