@@ -57,12 +57,16 @@
 //
 // # Errors
 //
-// errnoFor in errno.go is the one mapping from errors to errnos.
-// store.ErrNotFound, store.ErrNotLazy and malformed names become ENOENT,
-// which makes storage pull the layer normally; a registry refusing our
-// credentials (registryauth.ErrUnauthorized) becomes EACCES; an
-// interrupted request becomes EINTR; anything else is EIO. A failed lookup is logged once:
-// Warn when a layer cannot be served, Debug otherwise.
+// errnoFor in errno.go is the one mapping from errors to errnos. At the
+// ALS lookups store.ErrNotFound, store.ErrNotLazy, malformed names and a
+// registry refusing our credentials (registryauth.ErrUnauthorized) become
+// ENOENT, which makes storage pull the layer normally (and report a
+// refusal itself); a failed read of a file is EIO whatever the cause.
+// EINTR is only for a request the kernel interrupted: a cancellation from
+// the store (a layer closed after its release, a deadline) is EIO. EACCES
+// is left for callers the mount refuses. A failed
+// lookup is logged once: Warn when a layer cannot be served, Debug
+// otherwise.
 //
 // # Kernel caching
 //
