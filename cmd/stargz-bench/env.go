@@ -250,10 +250,10 @@ func (b *bench) startStore(ctx context.Context, mnt string) (*store, error) {
 	s := &store{mnt: mnt,
 		root: filepath.Join(b.work, fmt.Sprintf("store-root-%d", b.storeN)),
 		log:  filepath.Join(b.work, fmt.Sprintf("store-%d.log", b.storeN)), keepDir: b.opt.logs}
-	for _, d := range []string{s.root, mnt} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
-		}
+	// The store creates its root and mnt 0700, and refuses a mount point
+	// whose parent other users can enter.
+	if err := os.MkdirAll(filepath.Dir(mnt), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	conf := filepath.Join(b.work, "store.toml")
 	var cfg []byte
