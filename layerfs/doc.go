@@ -133,7 +133,10 @@
 //   - The serving process must not access its own mount outside of
 //     tests that know what they do: a request it makes waits for a
 //     server goroutine that may be waiting for it. In particular, do not
-//     exec or fork from a goroutine holding locks the server needs.
+//     exec or fork from a goroutine holding locks the server needs, and
+//     never exec a program that lives on the mount: the forking thread
+//     keeps its P until the program, read through the mount, starts, and
+//     a garbage collection begun by a server goroutine waits for that P.
 //   - Never hold a lock while calling NotifyEntry, NotifyDelete or
 //     NotifyContent; this package calls none of them.
 //   - Source.Layer may block on the network while the kernel holds the
