@@ -59,7 +59,7 @@ func (n *blobNode) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uin
 func (n *blobNode) Read(ctx context.Context, _ fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	k, err := n.l.ReadBlobAt(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
-		errno := errnoFor(err)
+		errno := errnoFor(ctx, fileRead, err)
 		n.log.Warn("read blob failed", "blob", n.l.Desc().Digest.String(), "off", off, "errno", errno, "err", err)
 		return nil, errno
 	}

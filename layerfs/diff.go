@@ -251,7 +251,7 @@ func (n *fileNode) Read(ctx context.Context, fh fusefs.FileHandle, dest []byte, 
 		k, err = n.t.l.ReadAt(ctx, n.e, dest, off)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		errno := errnoFor(err)
+		errno := errnoFor(ctx, fileRead, err)
 		lvl := slog.LevelWarn
 		if errno == syscall.EINTR {
 			lvl = slog.LevelDebug

@@ -41,8 +41,37 @@
 // For this to work the mount has no default_permissions (the kernel would
 // refuse CREATE and RMDIR for callers other than root) and is not
 // MS_RDONLY (the kernel would answer EROFS itself). Every operation that
-// would change the tree answers EROFS instead. The mount also has
-// allow_other and suid.
+// would change the tree answers EROFS instead. The mount has suid and dev:
+// a lazily pulled image must behave like a pulled one, setuid binaries
+// and device nodes included.
+//
+// # Who may call
+//
+// Only root and the user the server runs as (a rootless store): a layer
+// of a private image, a 0600 file or a setuid binary of an image must not
+// be reachable by other local users. Three things see to it:
+//
+//   - The mount has no allow_other, so the kernel refuses every process
+//     whose real, effective and saved uids and gids are not the server's
+//     before it sends a request, even for entries and attributes it has
+//     cached. overlayfs does not need allow_other: it looks up, opens,
+//     stats, lists and reads the xattrs of its lower layers with the
+//     credentials of whoever mounted the overlay (root for rootful Podman,
+//     the user's namespace root for rootless Podman), whatever user the
+//     container process runs as.
+//   - callerGate (caller.go) refuses those same requests with EACCES
+//     when they come from anyone else, in case the mount is ever made
+//     reachable by allow_other.
+//   - The daemon refuses to mount where the mount point's parent directory
+//     lets other users in (cmd/stargz-store), so they cannot even reach
+//     the mount root.
+//
+// READ is not checked: a page fault on a mapped file (ld.so mapping a
+// library, exec) is sent with the credentials of the faulting task, a
+// container process running as uid 65534, or as 100000+ under
+// --userns=auto. Opening the file is the check; reads, flushes, seeks and
+// releases of an open file are never refused. Refusals are EACCES, the
+// errno for "you may not", which no store error ever maps to.
 //
 // # Diff trees
 //
@@ -57,12 +86,16 @@
 //
 // # Errors
 //
-// errnoFor in errno.go is the one mapping from errors to errnos.
-// store.ErrNotFound, store.ErrNotLazy and malformed names become ENOENT,
-// which makes storage pull the layer normally; a registry refusing our
-// credentials (registryauth.ErrUnauthorized) becomes EACCES; an
-// interrupted request becomes EINTR; anything else is EIO. A failed lookup is logged once:
-// Warn when a layer cannot be served, Debug otherwise.
+// errnoFor in errno.go is the one mapping from errors to errnos. At the
+// ALS lookups store.ErrNotFound, store.ErrNotLazy, malformed names and a
+// registry refusing our credentials (registryauth.ErrUnauthorized) become
+// ENOENT, which makes storage pull the layer normally (and report a
+// refusal itself); a failed read of a file is EIO whatever the cause.
+// EINTR is only for a request the kernel interrupted: a cancellation from
+// the store (a layer closed after its release, a deadline) is EIO. EACCES
+// is left for callers the mount refuses (see Who may call). A failed
+// lookup is logged once: Warn when a layer cannot be served, Debug
+// otherwise.
 //
 // # Kernel caching
 //
@@ -100,7 +133,10 @@
 //   - The serving process must not access its own mount outside of
 //     tests that know what they do: a request it makes waits for a
 //     server goroutine that may be waiting for it. In particular, do not
-//     exec or fork from a goroutine holding locks the server needs.
+//     exec or fork from a goroutine holding locks the server needs, and
+//     never exec a program that lives on the mount: the forking thread
+//     keeps its P until the program, read through the mount, starts, and
+//     a garbage collection begun by a server goroutine waits for that P.
 //   - Never hold a lock while calling NotifyEntry, NotifyDelete or
 //     NotifyContent; this package calls none of them.
 //   - Source.Layer may block on the network while the kernel holds the

@@ -4,7 +4,6 @@ package layerfs
 
 import (
 	"context"
-	"errors"
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -54,7 +53,7 @@ func (n *layerNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	}
 	l, err := n.resolve(ctx)
 	if err != nil {
-		return nil, n.failResolve(name, out, err)
+		return nil, n.failResolve(ctx, name, out, err)
 	}
 	switch name {
 	case diffDir:
@@ -74,10 +73,10 @@ func (n *layerNode) resolve(ctx context.Context) (*store.Layer, error) {
 
 // failResolve logs a layer that cannot be served, once, and maps the
 // error. An interrupted lookup is not worth a warning.
-func (n *layerNode) failResolve(name string, out *fuse.EntryOut, err error) syscall.Errno {
-	errno := failLookup(out, err)
+func (n *layerNode) failResolve(ctx context.Context, name string, out *fuse.EntryOut, err error) syscall.Errno {
+	errno := failLookup(ctx, out, err)
 	log := n.fs.log.Warn
-	if errors.Is(err, context.Canceled) {
+	if errno == syscall.EINTR {
 		log = n.fs.log.Debug
 	}
 	log("layer cannot be served", "ref", n.ref.String(), "digest", n.d.String(), "name", name, "errno", errno, "err", err)
@@ -103,7 +102,7 @@ func (n *layerNode) lookupDiff(ctx context.Context, l *store.Layer, out *fuse.En
 func (n *layerNode) lookupInfo(ctx context.Context, l *store.Layer, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	data, err := l.Info(n.d)
 	if err != nil {
-		return nil, n.failResolve(infoFile, out, err)
+		return nil, n.failResolve(ctx, infoFile, out, err)
 	}
 	mk := func() attrNode { return &infoNode{id: l.ID(), data: data} }
 	return n.fs.child(ctx, &n.Inode, infoFile, sameLayer(l), mk, syscall.S_IFREG, out), 0
@@ -128,7 +127,7 @@ func sameLayer(l *store.Layer) func(attrNode) bool {
 // and answers ENOENT on purpose: the file must never exist, and a
 // successful create would make storage think GC is unsupported. Other
 // names are EROFS.
-func (n *layerNode) Create(_ context.Context, name string, _, _ uint32, _ *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
+func (n *layerNode) Create(ctx context.Context, name string, _, _ uint32, _ *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
 	if name != useFile {
 		return nil, nil, 0, syscall.EROFS
 	}
@@ -136,7 +135,7 @@ func (n *layerNode) Create(_ context.Context, name string, _, _ uint32, _ *fuse.
 	if err == nil { // the store logs the new count
 		return nil, nil, 0, syscall.ENOENT
 	}
-	errno := errnoFor(err)
+	errno := errnoFor(ctx, alsLookup, err)
 	n.fs.log.Warn("use failed", "ref", n.ref.String(), "digest", n.d.String(), "errno", errno, "err", err)
 	return nil, nil, 0, errno
 }

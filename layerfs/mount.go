@@ -82,6 +82,9 @@ type Options struct {
 	// noBackingFd opens files on their cache file but never hands it to
 	// the kernel: tests of the daemon fallback.
 	noBackingFd bool
+	// allowOther mounts with allow_other, so that the kernel lets every
+	// user's requests through to callerGate: tests of the gate.
+	allowOther bool
 }
 
 // Server is a mounted file system. Its methods are safe for concurrent
@@ -97,20 +100,23 @@ type Server struct {
 }
 
 // Mount mounts the ALS tree on dir, which must be an existing directory,
-// and serves it until Unmount. The mount has allow_other (container
-// processes and overlayfs read it as other users), no
-// default_permissions (use and release must reach the server whatever the
-// caller), suid (images carry setuid binaries) and is not read-only (the
-// kernel would refuse use and release). As root it calls mount(2)
-// directly, otherwise fusermount3. On error nothing stays mounted. ctx
-// only bounds the mounting itself.
+// and serves it until Unmount. Only root and the user the server runs as
+// may use the mount (see caller.go): it has no allow_other, which
+// overlayfs does not need, since it reaches its lower layers with the
+// credentials of whoever mounted the overlay. It has no
+// default_permissions (use and release must reach the server), suid
+// (images carry setuid binaries) and is not read-only (the kernel would
+// refuse use and release). As root it calls mount(2) directly, otherwise
+// fusermount3. On error nothing stays mounted. ctx only bounds the
+// mounting itself.
 func Mount(ctx context.Context, dir string, src Source, opts Options) (*Server, error) {
 	if err := checkMountDir(ctx, dir); err != nil {
 		return nil, err
 	}
 	f := newFsys(src, opts)
 	fopts := fuseOptions(f, opts)
-	srv, err := fuse.NewServer(fusefs.NewNodeFS(&rootNode{fs: f}, fopts), dir, &fopts.MountOptions)
+	gate := &callerGate{RawFileSystem: fusefs.NewNodeFS(&rootNode{fs: f}, fopts), owner: uint32(os.Geteuid()), log: f.log}
+	srv, err := fuse.NewServer(gate, dir, &fopts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
@@ -182,7 +188,10 @@ func fuseOptions(f *fsys, opts Options) *fusefs.Options {
 	goLog := slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)
 	return &fusefs.Options{
 		MountOptions: fuse.MountOptions{
-			AllowOther: true,
+			// Without allow_other the kernel refuses every process
+			// whose uids and gids are not the server's before a
+			// request is sent (see caller.go for what reaches us).
+			AllowOther: opts.allowOther,
 			// fusermount spells it as an option; for mount(2) go-fuse
 			// turns it into clearing MS_NOSUID.
 			Options:     []string{"suid"},

@@ -347,12 +347,13 @@ func TestMountOptions(t *testing.T) {
 	if line == "" {
 		t.Fatalf("%s not in /proc/self/mountinfo", f.mnt)
 	}
-	for _, bad := range []string{"nosuid", "default_permissions", " ro,", " ro "} {
+	// allow_other would let every local user reach the layers (caller.go).
+	for _, bad := range []string{"nosuid", "nodev", "default_permissions", "allow_other", " ro,", " ro "} {
 		if strings.Contains(line, bad) {
 			t.Errorf("mount has %q: %s", bad, line)
 		}
 	}
-	for _, want := range []string{"allow_other", "stargz-store", "max_read=1048576"} {
+	for _, want := range []string{"stargz-store", "user_id=", "max_read=1048576"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("mount lacks %q: %s", want, line)
 		}

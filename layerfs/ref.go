@@ -40,7 +40,7 @@ func (n *refNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	d, err := refspec.ParseDigest(name)
 	if err != nil {
 		n.fs.log.Debug("lookup: not a digest", "ref", n.ref.String(), "name", name, "err", err)
-		return nil, failLookup(out, err)
+		return nil, failLookup(ctx, out, err)
 	}
 	mk := func() attrNode { return &layerNode{fs: n.fs, ref: n.ref, d: d} }
 	return n.fs.child(ctx, &n.Inode, name, nil, mk, syscall.S_IFDIR, out), 0
@@ -51,7 +51,7 @@ func (n *refNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 // on purpose, as storage expects, whether or not the layer was known: the
 // directory never goes away. Any other failure is reported as its errno,
 // which storage logs as a warning.
-func (n *refNode) Rmdir(_ context.Context, name string) syscall.Errno {
+func (n *refNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	d, err := refspec.ParseDigest(name)
 	if err != nil {
 		return syscall.ENOENT
@@ -60,7 +60,7 @@ func (n *refNode) Rmdir(_ context.Context, name string) syscall.Errno {
 	if err == nil || errors.Is(err, store.ErrNotFound) { // the store logs it
 		return syscall.ENOENT
 	}
-	errno := errnoFor(err)
+	errno := errnoFor(ctx, alsLookup, err)
 	n.fs.log.Warn("release failed", "ref", n.ref.String(), "digest", d.String(), "errno", errno, "err", err)
 	return errno
 }

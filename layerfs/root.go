@@ -47,8 +47,8 @@ func noEntry(out *fuse.EntryOut) syscall.Errno {
 
 // failLookup maps err for a failed lookup of the ALS levels, never
 // cacheable.
-func failLookup(out *fuse.EntryOut, err error) syscall.Errno {
-	if errno := errnoFor(err); errno != syscall.ENOENT {
+func failLookup(ctx context.Context, out *fuse.EntryOut, err error) syscall.Errno {
+	if errno := errnoFor(ctx, alsLookup, err); errno != syscall.ENOENT {
 		return errno
 	}
 	return noEntry(out)
@@ -107,7 +107,7 @@ func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	ref, err := refspec.FromPathElem(name)
 	if err != nil {
 		n.fs.log.Debug("lookup: not a reference", "name", name, "err", err)
-		return nil, failLookup(out, err)
+		return nil, failLookup(ctx, out, err)
 	}
 	mk := func() attrNode { return &refNode{fs: n.fs, ref: ref} }
 	return n.fs.child(ctx, &n.Inode, name, nil, mk, syscall.S_IFDIR, out), 0

@@ -118,7 +118,7 @@ say "3. convert to eStargz: stargz-store convert --plain-http"
 CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf "$BIN" convert --plain-http "$GZ" "$ESGZ" | tail -3
 
 say "4. start the store and run the eStargz image lazily"
-mkdir -p "$MNT" "$WORK/store-root"
+# The store creates its root and mount point 0700 ($WORK, the mount point's parent, is 0700).
 : > "$WORK/config.toml"
 CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf \
   "$BIN" --root "$WORK/store-root" --config "$WORK/config.toml" --log-level debug "$MNT" \

@@ -246,8 +246,7 @@ type store struct {
 // startStore starts stargz-store on mnt (a host path) with a fresh --root
 // and an empty configuration, logging at debug level.
 func (b *bench) startStore(ctx context.Context, mnt string) (*store, error) {
-	b.storeN++
-	s := &store{mnt: mnt, root: filepath.Join(b.work, fmt.Sprintf("store-root-%d", b.storeN)), keepDir: b.opt.logs}
+	s := &store{mnt: mnt, root: filepath.Join(b.work, fmt.Sprintf("store-root-%d", b.storeN+1)), keepDir: b.opt.logs}
 	return s, b.runStore(ctx, s)
 }
 

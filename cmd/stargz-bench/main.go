@@ -227,8 +227,8 @@ func (b *bench) setupPodman5(ctx context.Context) error {
 	})
 	b.p5Root = root
 	b.p5Dir = "/srv/sgzb/" + b.id
-	host := root + b.p5Dir
-	if err := os.MkdirAll(host, 0o755); err != nil {
+	host := root + b.p5Dir // holds the store's mount point: private
+	if err := os.MkdirAll(host, 0o700); err != nil {
 		return fmt.Errorf("podman 5: %w", err)
 	}
 	b.undo.add(func() {

@@ -33,6 +33,11 @@ type Config struct {
 	Store    StoreConfig    `toml:"store"`
 	Cache    CacheConfig    `toml:"cache"`
 	FUSE     FUSEConfig     `toml:"fuse"`
+
+	// AllowSharedDirs lets the store start although other users can enter
+	// --root or the mount point's parent (statedir.go); as
+	// --allow-shared-dirs.
+	AllowSharedDirs bool `toml:"allow_shared_dirs"`
 }
 
 // CacheConfig sizes the cache of verified chunks and TOCs under

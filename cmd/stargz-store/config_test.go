@@ -80,6 +80,7 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad duration", file: "[store]\nresolve_timeout = \"soon\"\n", wantErr: "parse config"},
 		{name: "negative duration", file: "[store]\nidle_timeout = \"-1s\"\n", wantErr: "store.idle_timeout must be positive"},
 		{name: "bad level", file: "log_level = \"loud\"\n", wantErr: "log level"},
+		{name: "shared dirs allowed", file: "allow_shared_dirs = true\n", check: func(c Config) bool { return c.AllowSharedDirs }},
 		{name: "zero toc size", file: "[store]\nmax_toc_size = 0\n", wantErr: "max_toc_size"},
 		{name: "not toml", file: "[store\n", wantErr: "parse config"},
 	}

@@ -27,6 +27,7 @@ var _ layerfs.Source = (*store.Manager)(nil)
 type serveFlags struct {
 	root, config, logLevel string
 	configSet              bool
+	allowSharedDirs        bool
 	mountpoint             string
 }
 
@@ -37,6 +38,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.StringVar(&f.root, "root", "/var/lib/stargz-store", "directory for the store's state")
 	fs.StringVar(&f.config, "config", defaultConfigPath, "TOML configuration file")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides the config file)")
+	fs.BoolVar(&f.allowSharedDirs, "allow-shared-dirs", false,
+		"start even if other users can enter --root or the mount point's parent (as allow_shared_dirs in the config file)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: stargz-store [flags] MOUNTPOINT\n       stargz-store convert [flags] SRC DST\n       stargz-store version")
 		fs.PrintDefaults()
@@ -72,12 +75,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, level)
-	mnt, err := prepareMountpoint(f.mountpoint, log)
-	if err != nil {
+	shared := f.allowSharedDirs || cfg.AllowSharedDirs
+	if err := privateDir(f.root, whatRoot, shared, log); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(f.root, 0o700); err != nil {
-		return fmt.Errorf("create root: %w", err)
+	mnt, err := prepareMountpoint(f.mountpoint, shared, log)
+	if err != nil {
+		return err
 	}
 	return serve(ctx, cfg, f.root, mnt, log)
 }
@@ -131,12 +135,16 @@ func absPath(p string) string {
 	return p
 }
 
-// prepareMountpoint creates the mountpoint and clears a stale mount a
-// crashed instance left behind ("transport endpoint is not connected"),
+// prepareMountpoint checks (or creates) the mountpoint's parent as a
+// private directory, creates the mountpoint 0700 and clears a stale mount
+// a crashed instance left behind ("transport endpoint is not connected"),
 // which would otherwise break every podman command. A live mount is an
 // error: another store serves there.
-func prepareMountpoint(dir string, log *slog.Logger) (string, error) {
+func prepareMountpoint(dir string, allowShared bool, log *slog.Logger) (string, error) {
 	dir = absPath(dir)
+	if err := privateDir(filepath.Dir(dir), whatMntParent, allowShared, log); err != nil {
+		return "", err
+	}
 	var st unix.Stat_t
 	err := unix.Stat(dir, &st)
 	if errors.Is(err, unix.ENOTCONN) {
@@ -147,7 +155,7 @@ func prepareMountpoint(dir string, log *slog.Logger) (string, error) {
 		err = unix.Stat(dir, &st)
 	}
 	if errors.Is(err, unix.ENOENT) {
-		return dir, os.MkdirAll(dir, 0o755)
+		return dir, os.Mkdir(dir, 0o700)
 	}
 	if err != nil {
 		return "", fmt.Errorf("mountpoint %s: %w", dir, err)

@@ -346,7 +346,10 @@ start_store() {
     local name=$1 mnt=$2; shift 2
     local d=$SGZ_WORK/store-$name pid
     require_store_binary
-    mkdir -p "$d/root" "$d/home" "$mnt"
+    # The store creates its --root and the mount point 0700 itself, and refuses a mount point whose
+    # parent other users can enter: a missing parent is made 0700 here (an existing one is left as is).
+    mkdir -p "$d/home"
+    (umask 077 && mkdir -p "$(dirname "$mnt")")
     echo '{"auths":{}}' > "$d/no-auth.json"
     [ -f "$d/config.toml" ] || if [ -n "${SGZ_STORE_CONFIG:-}" ]; then cp "$SGZ_STORE_CONFIG" "$d/config.toml"; else : > "$d/config.toml"; fi
     echo "$mnt" > "$d/mnt"
