@@ -86,6 +86,10 @@ func (d *Dir) verify(key, want digest.Digest, f *os.File) error {
 		it.checking = nil
 		if good {
 			it.verified = want
+		} else {
+			// Removed before the waiters wake, so that none of them
+			// checks the same bad file again.
+			d.removeLocked(key, it)
 		}
 		d.mu.Unlock()
 		close(ch)
@@ -96,21 +100,27 @@ func (d *Dir) verify(key, want digest.Digest, f *os.File) error {
 	}
 }
 
-// reject removes the entry it (if key still names it) after a failed
-// check, logs why and returns the miss to report.
+// removeLocked removes the entry it, if key still names it, after a
+// failed check. d.mu must be held.
+func (d *Dir) removeLocked(key digest.Digest, it *item) {
+	el, ok := d.items[key]
+	if !ok || el.Value.(*item) != it {
+		return
+	}
+	d.dropLocked(el)
+	// Unlinked under mu, like an eviction: no writer of key can have
+	// installed a new file meanwhile (writers start only when the key
+	// is absent).
+	p, _ := d.path(key)
+	if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		d.log.Warn("remove corrupt cache entry", "path", p, "err", rerr)
+	}
+}
+
+// reject logs why the entry it failed its check (verify removed it) and
+// returns the miss to report.
 func (d *Dir) reject(key digest.Digest, it *item, want, got digest.Digest, n int64, err error) error {
 	p, _ := d.path(key)
-	d.mu.Lock()
-	if el, ok := d.items[key]; ok && el.Value.(*item) == it {
-		d.dropLocked(el)
-		// Unlinked under mu, like an eviction: no writer of key can
-		// have installed a new file meanwhile (writers start only
-		// when the key is absent).
-		if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			d.log.Warn("remove corrupt cache entry", "path", p, "err", rerr)
-		}
-	}
-	d.mu.Unlock()
 	if err != nil {
 		d.log.Warn("cache entry unreadable: removed", "path", p, "want", want.String(), "err", err)
 		return fmt.Errorf("get %s: %w: %w (%w)", key, ErrNotFound, ErrCorrupt, err)
