@@ -93,6 +93,9 @@ type StoreConfig struct {
 	// (compressed buffers, decoded chunks not yet cached), at least
 	// minFetchMemory.
 	MaxFetchMemory int64 `toml:"max_fetch_memory"`
+	// MaxIndexMemory bounds the memory the open layers' indexes keep
+	// together, at least minFetchMemory.
+	MaxIndexMemory int64 `toml:"max_index_memory"`
 	// MultiRange sends several ranges in one request.
 	MultiRange bool `toml:"multi_range"`
 	// ReadAhead is how many compressed bytes of a file beyond the chunk
@@ -147,6 +150,7 @@ func defaultConfig() Config {
 			BackgroundDelay:     duration{2 * time.Second},
 			MaxParallelRequests: 8,
 			MaxFetchMemory:      256 << 20,
+			MaxIndexMemory:      512 << 20,
 			MultiRange:          true,
 			ReadAhead:           1 << 20,
 			Speculate:           true,
@@ -211,6 +215,9 @@ func (c Config) validate() error {
 	}
 	if c.Store.MaxFetchMemory < minFetchMemory {
 		return fmt.Errorf("config: store.max_fetch_memory must be at least %d (16 MiB), got %d", minFetchMemory, c.Store.MaxFetchMemory)
+	}
+	if c.Store.MaxIndexMemory < minFetchMemory {
+		return fmt.Errorf("config: store.max_index_memory must be at least %d (16 MiB), got %d", minFetchMemory, c.Store.MaxIndexMemory)
 	}
 	for _, p := range c.Store.StartupFiles {
 		if strings.Trim(p, "/") == "" {

@@ -41,12 +41,13 @@ func TestLoadConfig(t *testing.T) {
 			name: "fetch and cache knobs",
 			file: "[store]\nprefetch = false\nprefetch_timeout = \"3s\"\nbackground_fetch = false\nbackground_share = 0.25\n" +
 				"background_delay = \"500ms\"\n" +
-				"max_parallel_requests = 2\nmulti_range = false\nread_ahead = 0\nmax_fetch_memory = 33554432\n[cache]\nmax_size = 1000\nmemory_size = -1\n",
+				"max_parallel_requests = 2\nmulti_range = false\nread_ahead = 0\nmax_fetch_memory = 33554432\nmax_index_memory = 67108864\n[cache]\nmax_size = 1000\nmemory_size = -1\n",
 			check: func(c Config) bool {
 				s := c.Store
 				return !s.Prefetch && s.PrefetchTimeout.Duration == 3*time.Second && !s.BackgroundFetch &&
 					s.BackgroundShare == 0.25 && s.BackgroundDelay.Duration == 500*time.Millisecond && s.MaxParallelRequests == 2 && !s.MultiRange && s.ReadAhead == 0 &&
 					s.MaxFetchMemory == 32<<20 && storeOptions(c, nil, nil, nil).MaxFetchMemory == 32<<20 &&
+					storeOptions(c, nil, nil, nil).MaxIndexMemory == 64<<20 &&
 					c.Cache.MaxSize == 1000 && c.Cache.MemorySize == -1
 			},
 		},
@@ -74,6 +75,7 @@ func TestLoadConfig(t *testing.T) {
 		{name: "negative background delay", file: "[store]\nbackground_delay = \"-1s\"\n", wantErr: "background_delay"},
 		{name: "negative read-ahead", file: "[store]\nread_ahead = -1\n", wantErr: "read_ahead"},
 		{name: "fetch memory too small", file: "[store]\nmax_fetch_memory = 1048576\n", wantErr: "max_fetch_memory"},
+		{name: "index memory too small", file: "[store]\nmax_index_memory = 1048576\n", wantErr: "max_index_memory"},
 		{name: "negative cache size", file: "[cache]\nmax_size = -1\n", wantErr: "cache.max_size"},
 		{name: "prefetch longer than resolve", file: "[store]\nresolve_timeout = \"5s\"\n", wantErr: "prefetch_timeout"},
 		{name: "zero prefetch timeout", file: "[store]\nprefetch_timeout = \"0s\"\n", wantErr: "prefetch_timeout"},

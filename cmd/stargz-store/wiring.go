@@ -48,6 +48,7 @@ func storeOptions(cfg Config, regs *registryauth.Registries, cache *cachedir.Dir
 		BackgroundDelay:     backgroundDelay,
 		MaxParallelRequests: cfg.Store.MaxParallelRequests,
 		MaxFetchMemory:      cfg.Store.MaxFetchMemory,
+		MaxIndexMemory:      cfg.Store.MaxIndexMemory,
 		SingleRange:         !cfg.Store.MultiRange,
 		ReadAhead:           readAhead,
 		NoSpeculate:         !cfg.Store.Speculate,
