@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -67,6 +68,11 @@ type LayerOptions struct {
 	// lives elsewhere (an external-TOC eStargz blob); nil makes such layers
 	// not lazy.
 	ExternalTOC func(desc LayerDesc) ([]byte, error)
+	// ReadTimeout bounds how long ReadAt and ReadBlobAt wait for the
+	// chunks they fetch (or join) in all; then they return an error
+	// wrapping context.DeadlineExceeded. 0 means no bound of the layer's
+	// own (the Manager passes Options.ReadTimeout).
+	ReadTimeout time.Duration
 	// NoWholeFiles turns off whole-file cache entries: a regular file of
 	// more than one chunk (and at least 1 MiB) is otherwise assembled into
 	// one cache entry once all its chunks are cached, so that CachedFile
@@ -103,6 +109,7 @@ type Layer struct {
 	log       *slog.Logger
 	cache     *cachedir.Dir
 	readAhead int64
+	readLimit time.Duration        // LayerOptions.ReadTimeout
 	noWhole   bool                 // LayerOptions.NoWholeFiles
 	assembly  chan struct{}        // a slot per whole-file assembly running
 	members   map[int64][]chunkRef // gzip members holding more than one chunk
@@ -190,6 +197,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		log:        log,
 		cache:      opts.Cache,
 		readAhead:  opts.ReadAhead,
+		readLimit:  opts.ReadTimeout,
 		noWhole:    opts.NoWholeFiles,
 		assembly:   opts.assembly,
 		members:    sharedMembers(f.index),
@@ -267,6 +275,8 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 	if off < 0 {
 		return 0, fmt.Errorf("read %s at %d: negative offset", e.Name, off)
 	}
+	ctx, cancel := l.readBound(ctx)
+	defer cancel()
 	n := 0
 	for n < len(p) && off < e.Size {
 		c, ok := e.ChunkAt(off)
@@ -285,7 +295,7 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 		}
 		data, err := l.chunk(ctx, e, c)
 		if err != nil {
-			return n, err
+			return n, boundError(ctx, err)
 		}
 		k := copy(p[n:], data[off-c.Offset:])
 		n += k
@@ -337,6 +347,8 @@ func (l *Layer) ReadBlobAt(ctx context.Context, p []byte, off int64) (int, error
 		return 0, io.EOF
 	}
 	want := min(int64(len(p)), l.desc.Size-off)
+	ctx, cancel := l.readBound(ctx)
+	defer cancel()
 	n, err := l.blob.ReadAt(ctx, p[:want], off)
 	if err == nil && int64(n) < int64(len(p)) {
 		err = io.EOF

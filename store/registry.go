@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -24,20 +24,19 @@ import (
 )
 
 // remoteBlob reads ranges of one blob from a registry with HTTP range
-// requests. It tries the endpoints in order (mirrors first, the primary
-// last), starting from the one that answered last. Several ranges go in
-// one multi-range request until the registry refuses one; from then on
-// the blob is read one range per request. Safe for concurrent use.
+// requests, through the endpoint loop of attempt.go (mirrors first, the
+// primary last, starting from the one that answered last). Several ranges
+// go in one multi-range request until the registry refuses one or answers
+// one wrongly; from then on the blob is read one range per request. Safe
+// for concurrent use.
 type remoteBlob struct {
-	ref     refspec.Reference
-	digest  digest.Digest
-	size    int64
-	eps     []blobEndpoint
-	timeout time.Duration // per request, body included
-	retries int
-	backoff time.Duration
-	log     *slog.Logger
-	lim     *limiter // requests in flight to the registry; nil: no bound
+	ref    refspec.Reference
+	digest digest.Digest
+	size   int64
+	eps    []blobEndpoint
+	policy retryPolicy
+	log    *slog.Logger
+	lim    *limiter // requests in flight to the registry; nil: no bound
 
 	good   atomic.Int32 // index of the endpoint that answered last
 	reads  atomic.Int64 // on-demand reads, to tell a layer whose files are read
@@ -53,13 +52,11 @@ type blobEndpoint struct {
 
 func newRemoteBlob(ref refspec.Reference, desc LayerDesc, eps []registryauth.Endpoint, o Options) *remoteBlob {
 	b := &remoteBlob{
-		ref:     ref,
-		digest:  desc.Digest,
-		size:    desc.Size,
-		timeout: o.RequestTimeout,
-		retries: o.Retries,
-		backoff: o.backoff,
-		log:     o.Logger,
+		ref:    ref,
+		digest: desc.Digest,
+		size:   desc.Size,
+		policy: newRetryPolicy(o),
+		log:    o.Logger,
 	}
 	b.single.Store(o.SingleRange)
 	for _, ep := range eps {
@@ -72,18 +69,9 @@ func newRemoteBlob(ref refspec.Reference, desc LayerDesc, eps []registryauth.End
 	return b
 }
 
-// rangeError is a failed range request. retry says whether the same
-// request may succeed when repeated.
-type rangeError struct {
-	err   error
-	retry bool
-}
-
-func (e *rangeError) Error() string { return e.err.Error() }
-func (e *rangeError) Unwrap() error { return e.err }
-
-// errNoMultiRange: the registry refused a multi-range request (400, 416)
-// or answered it with the whole blob.
+// errNoMultiRange: the registry refused a multi-range request (400, 416),
+// answered it with the whole blob or answered it wrongly (a malformed
+// multipart answer, parts outside the ranges, bytes missing).
 var errNoMultiRange = errors.New("multi-range request refused")
 
 // span is the blob byte range [off, end).
@@ -92,9 +80,11 @@ type span struct{ off, end int64 }
 func (s span) len() int64 { return s.end - s.off }
 
 // ReadAt reads len(p) bytes from off, fewer (with io.EOF) at the end of
-// the blob. It counts as an on-demand read.
+// the blob. It counts as an on-demand read, and ends within ReadTimeout.
 func (b *remoteBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	b.reads.Add(1)
+	ctx, cancel := b.policy.bound(ctx, true)
+	defer cancel()
 	return b.readAt(ctx, p, off)
 }
 
@@ -109,8 +99,8 @@ func (b *remoteBlob) readAt(ctx context.Context, p []byte, off int64) (int, erro
 	if len(want) == 0 {
 		return 0, nil
 	}
-	err := b.each(ctx, fmt.Sprintf("bytes %d-%d", off, off+int64(len(want))-1), func(ep blobEndpoint) error {
-		return b.request(ctx, ep, []span{{off, off + int64(len(want))}}, [][]byte{want}, nil)
+	err := b.each(ctx, fmt.Sprintf("bytes %d-%d", off, off+int64(len(want))-1), func(ctx context.Context, w *watchdog, ep blobEndpoint) error {
+		return b.request(ctx, w, ep, []span{{off, off + int64(len(want))}}, [][]byte{want}, nil)
 	})
 	if err != nil {
 		return 0, err
@@ -125,25 +115,28 @@ func (b *remoteBlob) readAt(ctx context.Context, p []byte, off int64) (int, erro
 // spans[i]. The spans are sorted, disjoint and inside the blob. It sends
 // one multi-range request when it may, one request per span otherwise.
 // Background reads wait behind on-demand ones; only fetchRead counts as
-// a read of the layer. fill, if not nil, hears of bytes as they arrive.
+// a read of the layer, and only it ends at ReadTimeout (attempt.go).
+// fill, if not nil, hears of bytes as they arrive.
 func (b *remoteBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error {
 	if kind == fetchRead {
 		b.reads.Add(1)
 	}
 	ctx = withBackground(ctx, kind == fetchBackground)
+	ctx, cancel := b.policy.bound(ctx, kind == fetchRead)
+	defer cancel()
 	for _, s := range spans {
 		if s.off < 0 || s.end > b.size || s.end <= s.off {
 			return fmt.Errorf("read %s bytes %d-%d: outside the blob of %d bytes", b.digest, s.off, s.end-1, b.size)
 		}
 	}
 	if len(spans) == 1 {
-		return b.each(ctx, fmt.Sprintf("bytes %d-%d", spans[0].off, spans[0].end-1), func(ep blobEndpoint) error {
-			return b.request(ctx, ep, spans, bufs, fill)
+		return b.each(ctx, fmt.Sprintf("bytes %d-%d", spans[0].off, spans[0].end-1), func(ctx context.Context, w *watchdog, ep blobEndpoint) error {
+			return b.request(ctx, w, ep, spans, bufs, fill)
 		})
 	}
 	if !b.single.Load() {
-		err := b.each(ctx, fmt.Sprintf("%d ranges", len(spans)), func(ep blobEndpoint) error {
-			return b.request(ctx, ep, spans, bufs, fill)
+		err := b.each(ctx, fmt.Sprintf("%d ranges", len(spans)), func(ctx context.Context, w *watchdog, ep blobEndpoint) error {
+			return b.request(ctx, w, ep, spans, bufs, fill)
 		})
 		if !errors.Is(err, errNoMultiRange) {
 			return err
@@ -165,54 +158,34 @@ func (b *remoteBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte
 	return g.Wait()
 }
 
-// each runs one request function against the endpoints in turn until one
-// succeeds. errNoMultiRange stops the search: the caller changes request.
-func (b *remoteBlob) each(ctx context.Context, what string, fn func(ep blobEndpoint) error) error {
+// each runs one request function through the endpoint loop (attempt.go)
+// until an endpoint serves it. errNoMultiRange stops the loop: the caller
+// changes its request.
+func (b *remoteBlob) each(ctx context.Context, what string, fn func(ctx context.Context, w *watchdog, ep blobEndpoint) error) error {
 	if len(b.eps) == 0 {
 		return fmt.Errorf("read %s: no registry endpoint", b.digest)
 	}
-	start := int(b.good.Load())
-	var errs []error
-	for i := range b.eps {
-		j := (start + i) % len(b.eps)
-		err := b.retry(ctx, func() error { return fn(b.eps[j]) })
-		if err == nil {
-			b.good.Store(int32(j))
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, errNoMultiRange) {
-			return err
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", b.eps[j].host, err))
-		if len(b.eps) > 1 {
-			b.log.DebugContext(ctx, "endpoint failed", "ref", b.ref.String(), "digest", b.digest.String(), "host", b.eps[j].host, "err", err)
+	note := func(i int, err error) {
+		b.log.DebugContext(ctx, "range request failed", "ref", b.ref.String(), "digest", b.digest.String(),
+			"host", b.eps[i].host, "what", what, "err", err)
+	}
+	i, errs, cerr := b.policy.try(ctx, len(b.eps), int(b.good.Load()), note, func(ctx context.Context, w *watchdog, i int) error {
+		return fn(ctx, w, b.eps[i])
+	})
+	switch {
+	case i >= 0:
+		b.good.Store(int32(i))
+		return nil
+	case cerr != nil:
+		return fmt.Errorf("read %s %s: %w", b.digest, what, cerr)
+	}
+	var all []error
+	for j, err := range errs {
+		if err != nil {
+			all = append(all, fmt.Errorf("%s: %w", b.eps[j].host, err))
 		}
 	}
-	return fmt.Errorf("read %s %s: %w", b.digest, what, errors.Join(errs...))
-}
-
-// retry runs fn, retrying transient failures with exponential backoff.
-func (b *remoteBlob) retry(ctx context.Context, fn func() error) error {
-	delay := b.backoff
-	for attempt := 0; ; attempt++ {
-		err := fn()
-		var re *rangeError
-		if err == nil || ctx.Err() != nil || attempt >= b.retries || !errors.As(err, &re) || !re.retry {
-			return err
-		}
-		b.log.DebugContext(ctx, "retry range request", "ref", b.ref.String(), "digest", b.digest.String(), "attempt", attempt+1, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		delay = min(2*delay, maxBackoff)
-	}
+	return fmt.Errorf("read %s %s: %w", b.digest, what, errors.Join(all...))
 }
 
 // fillFunc hears that bufs[i][:n] holds its final bytes. It is called
@@ -229,7 +202,7 @@ func (f fillFunc) done(i int, n int64) {
 
 // request sends one range request for spans and reads its answer into
 // bufs. With more than one span it is a multi-range request.
-func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span, bufs [][]byte, fill fillFunc) error {
+func (b *remoteBlob) request(ctx context.Context, w *watchdog, ep blobEndpoint, spans []span, bufs [][]byte, fill fillFunc) error {
 	if b.lim != nil {
 		release, err := b.lim.acquire(ctx, isBackground(ctx))
 		if err != nil {
@@ -237,50 +210,32 @@ func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span,
 		}
 		defer release()
 	}
-	rctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, ep.url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.url, nil)
 	if err != nil {
 		return err
 	}
-	var hdr strings.Builder
-	hdr.WriteString("bytes=")
-	for i, s := range spans {
-		if i > 0 {
-			hdr.WriteByte(',')
-		}
-		fmt.Fprintf(&hdr, "%d-%d", s.off, s.end-1)
-	}
-	req.Header.Set("Range", hdr.String())
+	req.Header.Set("Range", rangeHeader(spans))
 	// Ask for the bytes as stored: a transparently decompressed answer
 	// would not be the blob.
 	req.Header.Set("Accept-Encoding", "identity")
+	w.start()
 	resp, err := ep.client.Do(req)
 	if err != nil {
-		return &rangeError{err: err, retry: !errors.Is(err, registryauth.ErrUnauthorized)}
+		return &attemptError{err: err, retry: !errors.Is(err, registryauth.ErrUnauthorized)}
 	}
+	w.progress()
+	resp.Body = w.body(resp.Body)
 	defer resp.Body.Close()
-	multi := len(spans) > 1
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
-		if mt, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); multi && mt == "multipart/byteranges" {
-			return readParts(multipart.NewReader(resp.Body, params["boundary"]), spans, bufs, fill)
-		}
-		if multi {
-			// One range for several: the registry merged them, or it
-			// served the first only (then it does not do multi-range).
-			err := readParts(singlePart{resp}, spans, bufs, fill)
-			var re *rangeError
-			if errors.As(err, &re) && !re.retry {
-				return &rangeError{err: fmt.Errorf("%w: %w", errNoMultiRange, err)}
-			}
-			return err
+		if len(spans) > 1 {
+			return readMulti(resp, spans, bufs, fill)
 		}
 		if err := checkContentRange(resp.Header.Get("Content-Range"), spans[0].off, spans[0].end-1); err != nil {
 			return err
 		}
 		if err := readFilling(resp.Body, bufs[0], func(n int64) { fill.done(0, n) }); err != nil {
-			return &rangeError{err: fmt.Errorf("read body: %w", bodyErr(err)), retry: true}
+			return transient(fmt.Errorf("read body: %w", bodyErr(err)))
 		}
 		return nil
 	case http.StatusOK:
@@ -290,11 +245,24 @@ func (b *remoteBlob) request(ctx context.Context, ep blobEndpoint, spans []span,
 		b.single.Store(true)
 		return readWhole(resp.Body, spans, bufs, fill)
 	case http.StatusBadRequest, http.StatusRequestedRangeNotSatisfiable:
-		if multi {
-			return &rangeError{err: fmt.Errorf("%w: status %s", errNoMultiRange, resp.Status)}
+		if len(spans) > 1 {
+			return &attemptError{err: fmt.Errorf("%w: status %s", errNoMultiRange, resp.Status), final: true}
 		}
 	}
 	return statusError(resp)
+}
+
+// rangeHeader is the Range header asking for spans.
+func rangeHeader(spans []span) string {
+	var hdr strings.Builder
+	hdr.WriteString("bytes=")
+	for i, s := range spans {
+		if i > 0 {
+			hdr.WriteByte(',')
+		}
+		fmt.Fprintf(&hdr, "%d-%d", s.off, s.end-1)
+	}
+	return hdr.String()
 }
 
 // fillStep is how many bytes a read of an answer waits for between two
@@ -321,10 +289,10 @@ func readWhole(body io.Reader, spans []span, bufs [][]byte, fill fillFunc) error
 	var pos int64
 	for i, s := range spans {
 		if _, err := io.CopyN(io.Discard, body, s.off-pos); err != nil {
-			return &rangeError{err: fmt.Errorf("skip to %d of a full answer: %w", s.off, bodyErr(err)), retry: true}
+			return transient(fmt.Errorf("skip to %d of a full answer: %w", s.off, bodyErr(err)))
 		}
 		if _, err := io.ReadFull(body, bufs[i]); err != nil {
-			return &rangeError{err: fmt.Errorf("read body: %w", bodyErr(err)), retry: true}
+			return transient(fmt.Errorf("read body: %w", bodyErr(err)))
 		}
 		fill.done(i, s.len())
 		pos = s.end
@@ -332,70 +300,238 @@ func readWhole(body io.Reader, spans []span, bufs [][]byte, fill fillFunc) error
 	return nil
 }
 
-// partReader yields the parts of a multi-range answer.
-type partReader interface {
-	NextPart() (*multipart.Part, error)
+// readMulti reads a 206 answer to a multi-range request: a
+// multipart/byteranges body, or one range (the registry merged ours, or
+// served the first only) with its Content-Range in the header. A body
+// that breaks off is transient; an answer that is wrong (malformed,
+// parts outside the ranges, bytes missing) is final and wraps
+// errNoMultiRange: the blob is read one range per request from then on,
+// which registries get right.
+func readMulti(resp *http.Response, spans []span, bufs [][]byte, fill fillFunc) error {
+	body := &errTracker{r: resp.Body}
+	pf := newPartFill(spans, bufs, fill)
+	var err error
+	if mt, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "multipart/byteranges" {
+		err = pf.parts(multipart.NewReader(body, params["boundary"]))
+	} else {
+		err = pf.part(resp.Header.Get("Content-Range"), body)
+	}
+	if err == nil {
+		err = pf.complete()
+	}
+	switch {
+	case err == nil:
+		return nil
+	case body.err != nil:
+		return transient(fmt.Errorf("read multi-range answer: %w", bodyErr(body.err)))
+	}
+	return &attemptError{err: fmt.Errorf("%w: %w", errNoMultiRange, err), final: true}
 }
 
-// singlePart is a 206 answer to a multi-range request with one range,
-// which the registry made by merging ours; its Content-Range is in the
-// response header.
-type singlePart struct{ resp *http.Response }
+// errTracker remembers the first error other than io.EOF its reader
+// returned: a multipart parser's error is the registry's doing only if
+// the body itself did not fail.
+type errTracker struct {
+	r   io.Reader
+	err error
+}
 
-func (s singlePart) NextPart() (*multipart.Part, error) { return nil, io.EOF }
-
-// readParts copies each part into the spans it overlaps, trusting only the
-// part's own Content-Range (registries may reorder or merge ranges), and
-// checks that every span was covered.
-func readParts(pr partReader, spans []span, bufs [][]byte, report fillFunc) error {
-	covered := make([]int64, len(spans))
-	fill := func(h string, body io.Reader) error {
-		first, last, err := parseContentRange(h)
-		if err != nil {
-			return &rangeError{err: err}
-		}
-		if first < spans[0].off || last >= spans[len(spans)-1].end {
-			return &rangeError{err: fmt.Errorf("part Content-Range %q outside the ranges asked for", h)}
-		}
-		data := make([]byte, last-first+1)
-		if _, err := io.ReadFull(body, data); err != nil {
-			return &rangeError{err: fmt.Errorf("read part: %w", bodyErr(err)), retry: true}
-		}
-		for i, s := range spans {
-			lo, hi := max(s.off, first), min(s.end, last+1)
-			if lo < hi {
-				copy(bufs[i][lo-s.off:], data[lo-first:hi-first])
-				if covered[i] += hi - lo; covered[i] == s.len() {
-					report.done(i, s.len())
-				}
-			}
-		}
-		return nil
+func (t *errTracker) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && t.err == nil {
+		t.err = err
 	}
-	if sp, ok := pr.(singlePart); ok {
-		if err := fill(sp.resp.Header.Get("Content-Range"), sp.resp.Body); err != nil {
+	return n, err
+}
+
+// maxExtraParts bounds the parts of a multi-range answer beyond one per
+// span, and maxPartBytes how many times the extent asked for (first to
+// last byte) the parts may carry in all: duplicates and overlaps are
+// tolerated, a registry sending the same part over and over is not.
+const (
+	maxExtraParts = 2
+	maxPartBytes  = 2
+)
+
+// partFill copies the parts of a multi-range answer into the spans'
+// buffers, trusting only each part's own Content-Range (registries may
+// reorder, merge or overlap ranges). It tracks, per span, the byte
+// intervals already filled: a byte is copied once (first part wins), so
+// duplicate and overlapping parts never count twice, and a span is
+// reported complete exactly when every byte of it has arrived.
+type partFill struct {
+	spans  []span
+	bufs   [][]byte
+	report fillFunc
+	cov    []coverage
+	done   []bool
+	nparts int
+	bytes  int64 // carried by the parts so far
+}
+
+func newPartFill(spans []span, bufs [][]byte, report fillFunc) *partFill {
+	return &partFill{spans: spans, bufs: bufs, report: report,
+		cov: make([]coverage, len(spans)), done: make([]bool, len(spans))}
+}
+
+// parts reads every part of a multipart answer.
+func (f *partFill) parts(mr *multipart.Reader) error {
+	for {
+		p, err := mr.NextRawPart() // raw: no transfer decoding of blob bytes
+		if err == io.EOF {         // exactly: a wrapped EOF is a body without its final boundary
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read multipart answer: %w", err)
+		}
+		if err := f.part(p.Header.Get("Content-Range"), p); err != nil {
 			return err
 		}
-	} else {
-		for {
-			p, err := pr.NextPart()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return &rangeError{err: fmt.Errorf("read multipart answer: %w", err), retry: true}
-			}
-			if err := fill(p.Header.Get("Content-Range"), p); err != nil {
+	}
+}
+
+// part copies one part, whose Content-Range is h, from body.
+func (f *partFill) part(h string, body io.Reader) error {
+	first, last, err := parseContentRange(h)
+	if err != nil {
+		return err
+	}
+	n := len(f.spans)
+	lo, hi := f.spans[0].off, f.spans[n-1].end
+	f.nparts++
+	f.bytes += last - first + 1
+	switch {
+	case first < lo || last >= hi || !f.overlaps(first, last+1):
+		return fmt.Errorf("part Content-Range %q outside the ranges asked for", h)
+	case f.nparts > n+maxExtraParts:
+		return fmt.Errorf("more than %d parts for %d ranges", n+maxExtraParts, n)
+	case f.bytes > maxPartBytes*(hi-lo):
+		return fmt.Errorf("parts carry more than %d times the %d bytes asked for", maxPartBytes, hi-lo)
+	}
+	if err := f.copy(first, last+1, body); err != nil {
+		return fmt.Errorf("part %q: %w", h, bodyErr(err))
+	}
+	if k, _ := io.CopyN(io.Discard, body, 1); k > 0 {
+		return fmt.Errorf("part %q is longer than its Content-Range", h)
+	}
+	return nil
+}
+
+// overlaps reports whether [off, end) meets a span.
+func (f *partFill) overlaps(off, end int64) bool {
+	i := spanOf(f.spans, off)
+	return i < len(f.spans) && f.spans[i].off < end
+}
+
+// copy reads blob bytes [off, end) from body into the spans they fall
+// in, dropping bytes between spans and bytes a span already holds.
+func (f *partFill) copy(off, end int64, body io.Reader) error {
+	pos := off
+	skip := func(to int64) error {
+		_, err := io.CopyN(io.Discard, body, to-pos)
+		pos = to
+		return err
+	}
+	for pos < end {
+		i := spanOf(f.spans, pos)
+		if i == len(f.spans) {
+			return skip(end)
+		}
+		s := f.spans[i]
+		if pos < s.off {
+			if err := skip(min(s.off, end)); err != nil {
 				return err
 			}
+			continue
 		}
-	}
-	for i, s := range spans {
-		if covered[i] < s.len() {
-			return &rangeError{err: fmt.Errorf("multi-range answer lacks bytes %d-%d", s.off, s.end-1)}
+		to := min(s.end, end)
+		for _, g := range f.cov[i].add(pos, to) {
+			if err := skip(g.off); err != nil {
+				return err
+			}
+			if _, err := io.ReadFull(body, f.bufs[i][g.off-s.off:g.end-s.off]); err != nil {
+				return err
+			}
+			pos = g.end
+		}
+		if err := skip(to); err != nil {
+			return err
+		}
+		if !f.done[i] && f.cov[i].total() == s.len() {
+			f.done[i] = true
+			f.report.done(i, s.len())
 		}
 	}
 	return nil
+}
+
+// complete checks that every span was filled.
+func (f *partFill) complete() error {
+	for i, s := range f.spans {
+		if !f.done[i] {
+			return fmt.Errorf("multi-range answer lacks bytes of %d-%d (%d of %d in)", s.off, s.end-1, f.cov[i].total(), s.len())
+		}
+	}
+	return nil
+}
+
+// coverage is the part of a span an answer has filled: sorted, disjoint,
+// non-adjacent intervals.
+type coverage []span
+
+// add marks [lo, hi) covered and returns, in order, the pieces of it that
+// were not covered before.
+func (c *coverage) add(lo, hi int64) []span {
+	var fresh []span
+	pos := lo
+	for _, x := range *c {
+		if x.off >= hi {
+			break
+		}
+		if x.end <= pos {
+			continue
+		}
+		if x.off > pos {
+			fresh = append(fresh, span{pos, x.off})
+		}
+		pos = x.end
+	}
+	if pos < hi {
+		fresh = append(fresh, span{pos, hi})
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	merged := span{lo, hi}
+	out := make(coverage, 0, len(*c)+1)
+	for _, x := range *c {
+		switch {
+		case x.end < lo:
+			out = append(out, x)
+		case x.off > hi:
+			if merged.len() > 0 {
+				out = append(out, merged)
+				merged = span{}
+			}
+			out = append(out, x)
+		default: // overlapping or adjacent
+			merged = span{min(merged.off, x.off), max(merged.end, x.end)}
+		}
+	}
+	if merged.len() > 0 {
+		out = append(out, merged)
+	}
+	*c = out
+	return fresh
+}
+
+// total is how many bytes c covers.
+func (c coverage) total() int64 {
+	var n int64
+	for _, x := range c {
+		n += x.len()
+	}
+	return n
 }
 
 // parseContentRange parses "bytes <first>-<last>/<total or *>".
@@ -407,7 +543,7 @@ func parseContentRange(h string) (first, last int64, err error) {
 		first, err1 := strconv.ParseInt(a, 10, 64)
 		last, err2 := strconv.ParseInt(z, 10, 64)
 		_, err3 := strconv.ParseUint(total, 10, 63)
-		if err1 == nil && err2 == nil && (err3 == nil || total == "*") && first >= 0 && last >= first {
+		if err1 == nil && err2 == nil && (err3 == nil || total == "*") && first >= 0 && last >= first && last < math.MaxInt64 {
 			return first, last, nil
 		}
 	}
@@ -422,18 +558,26 @@ func bodyErr(err error) error {
 	return err
 }
 
+// statusError classifies a registry's error answer: 5xx, 429 and 408 are
+// transient, 401/403 wrap registryauth.ErrUnauthorized.
 func statusError(resp *http.Response) error {
 	err := fmt.Errorf("status %s", resp.Status)
 	switch code := resp.StatusCode; {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return &rangeError{err: fmt.Errorf("%w: %w", err, registryauth.ErrUnauthorized)}
+		return &attemptError{err: fmt.Errorf("%w: %w", err, registryauth.ErrUnauthorized)}
 	case code == http.StatusRequestedRangeNotSatisfiable:
-		return &rangeError{err: fmt.Errorf("%w: range not satisfiable", err)}
-	case code >= 500, code == http.StatusTooManyRequests, code == http.StatusRequestTimeout:
-		return &rangeError{err: err, retry: true}
+		return &attemptError{err: fmt.Errorf("%w: range not satisfiable", err)}
+	case retryable(code):
+		return transient(err)
 	default:
-		return &rangeError{err: err}
+		return &attemptError{err: err}
 	}
+}
+
+// retryable reports whether an answer with this status may be followed by
+// a good one when the request is repeated.
+func retryable(code int) bool {
+	return code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout
 }
 
 // checkContentRange checks that a 206 answer carries exactly the bytes
@@ -445,7 +589,7 @@ func checkContentRange(h string, first, last int64) error {
 		ok = err == nil
 	}
 	if !ok {
-		return &rangeError{err: fmt.Errorf("answer Content-Range %q for bytes %d-%d", h, first, last)}
+		return &attemptError{err: fmt.Errorf("answer Content-Range %q for bytes %d-%d", h, first, last)}
 	}
 	return nil
 }

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// testPolicy is the default policy with small numbers: FetchTimeout 10 s,
+// ReadTimeout 30 s, backoff 100 ms doubling to 2 s.
+var testPolicy = retryPolicy{idle: 10 * time.Second, budget: 30 * time.Second, backoff: 100 * time.Millisecond, maxWait: 2 * time.Second}
+
+// failUntil is an attempt that fails transiently until the fake clock
+// reaches up, then succeeds; it records when it ran.
+func failUntil(up time.Time, at *[]time.Duration, start time.Time) attemptFunc {
+	return func(ctx context.Context, w *watchdog, i int) error {
+		w.start()
+		*at = append(*at, time.Since(start))
+		if time.Now().Before(up) {
+			return transient(errors.New("connection refused"))
+		}
+		return nil
+	}
+}
+
+func TestRetryPolicyResumesAfterACut(t *testing.T) {
+	for _, cut := range []time.Duration{2 * time.Second, 6 * time.Second, 12 * time.Second} {
+		t.Run(cut.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				var at []time.Duration
+				i, _, err := testPolicy.try(t.Context(), 1, 0, nil, failUntil(start.Add(cut), &at, start))
+				took := time.Since(start)
+				if i != 0 || err != nil {
+					t.Fatalf("try = %d, %v; want success after the cut", i, err)
+				}
+				if took < cut || took > cut+testPolicy.maxWait {
+					t.Errorf("success after %s, want within %s of the end of a %s cut (attempts at %v)", took, testPolicy.maxWait, cut, at)
+				}
+			})
+		})
+	}
+}
+
+func TestRetryPolicyGivesUpAtTheBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var at []time.Duration
+		i, errs, cerr := testPolicy.try(t.Context(), 1, 0, nil, failUntil(start.Add(time.Hour), &at, start))
+		took := time.Since(start)
+		if i != -1 || cerr != nil || errs[0] == nil {
+			t.Fatalf("try = %d, %v, %v; want the endpoint's error", i, errs, cerr)
+		}
+		if took > testPolicy.budget {
+			t.Errorf("gave up after %s, want at most the budget %s", took, testPolicy.budget)
+		}
+		// 0, .1, .3, .7, 1.5, 3.1, then every 2 s: no attempt after 30 s.
+		if want := 6 + 13; len(at) != want || at[len(at)-1] > testPolicy.budget {
+			t.Errorf("attempts at %v, want %d, the last before %s", at, want, testPolicy.budget)
+		}
+	})
+}
+
+// stallingAttempt sends headers, then delivers chunk bytes every every,
+// size bytes in all, reading them through the watchdog as a body is.
+func stallingAttempt(chunk int, every time.Duration, size int) attemptFunc {
+	return func(ctx context.Context, w *watchdog, i int) error {
+		w.start()
+		w.progress() // headers
+		body := w.body(io.NopCloser(&slowReader{ctx: ctx, chunk: chunk, every: every, left: size}))
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return transient(err)
+		}
+		return nil
+	}
+}
+
+// slowReader delivers chunk bytes every every (in as many reads as it
+// takes), left bytes in all, or fails with the context's error.
+type slowReader struct {
+	ctx   context.Context
+	chunk int
+	every time.Duration
+	left  int
+	avail int // of the current chunk
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	if r.avail == 0 {
+		t := time.NewTimer(r.every)
+		defer t.Stop()
+		select {
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		case <-t.C:
+		}
+		r.avail = r.chunk
+	}
+	n := min(len(p), r.avail, r.left)
+	r.left -= n
+	r.avail -= n
+	return n, nil
+}
+
+func TestRetryPolicyProgressBound(t *testing.T) {
+	tests := []struct {
+		name      string
+		attempt   attemptFunc
+		hard      bool
+		wantErr   error
+		wantAfter time.Duration
+	}{
+		// 16 MiB at 64 KiB per 9 s: slow, but moving (38 min).
+		{"slow body is not cut", stallingAttempt(progressStep, 9*time.Second, 16<<20), false, nil, 256 * 9 * time.Second},
+		// ... unless a reader waits for it: then the budget ends it.
+		{"slow body a reader waits for", stallingAttempt(progressStep, 9*time.Second, 16<<20), true, context.DeadlineExceeded, 30 * time.Second},
+		// 1 KiB per 9 s keeps a connection open but is no progress.
+		{"trickle is a stall", stallingAttempt(1<<10, 9*time.Second, 16<<20), false, errStalled, 10 * time.Second},
+		{"stalled body", stallingAttempt(1, time.Hour, 100), false, errStalled, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := testPolicy
+				p.retries = -1
+				ctx, cancel := p.bound(t.Context(), tt.hard)
+				defer cancel()
+				start := time.Now()
+				_, errs, cerr := p.try(ctx, 1, 0, nil, tt.attempt)
+				err := errors.Join(append(errs, cerr)...)
+				if took := time.Since(start); took != tt.wantAfter {
+					t.Errorf("try ended after %s, want %s", took, tt.wantAfter)
+				}
+				if (tt.wantErr == nil) != (err == nil) || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
+					t.Errorf("try = %v, want %v", err, tt.wantErr)
+				}
+			})
+		})
+	}
+}
+
+func TestRetryPolicyWaitForASlotIsNotAStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, errs, cerr := testPolicy.try(t.Context(), 1, 0, nil, func(ctx context.Context, w *watchdog, i int) error {
+			time.Sleep(time.Minute) // queued behind other requests (fake time)
+			return stallingAttempt(100, time.Second, 100)(ctx, w, i)
+		})
+		if errs != nil || cerr != nil {
+			t.Errorf("try = %v, %v; want success", errs, cerr)
+		}
+	})
+}
+
+func TestRetryPolicyEndpoints(t *testing.T) {
+	tests := []struct {
+		name     string
+		fail     []error // per endpoint, per round; nil: success
+		start    int
+		wantI    int
+		wantRuns string
+	}{
+		{"transient on the first, the second serves", []error{transient(errors.New("503")), nil}, 0, 1, "0 1"},
+		{"start at the one that answered last", []error{nil, nil}, 1, 1, "1"},
+		{"permanent leaves the rotation", []error{errors.New("404"), transient(errors.New("503"))}, 0, -1, "0 1 1 1"},
+		{"final stops at once", []error{&attemptError{err: errNoMultiRange, final: true}, nil}, 0, -1, "0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := testPolicy
+				p.retries = 2
+				var runs []string
+				i, _, _ := p.try(t.Context(), len(tt.fail), tt.start, nil, func(ctx context.Context, w *watchdog, i int) error {
+					runs = append(runs, fmt.Sprint(i))
+					return tt.fail[i]
+				})
+				if got := strings.Join(runs, " "); i != tt.wantI || got != tt.wantRuns {
+					t.Errorf("try = %d after attempts %q, want %d after %q", i, got, tt.wantI, tt.wantRuns)
+				}
+			})
+		})
+	}
+}
+
+// fakeTransport answers range requests for testBlob: each request gets the
+// next behaviour in turn ("ok", "stall" after 5 bytes, "503"), the last
+// one repeating.
+type fakeTransport struct {
+	mu    sync.Mutex
+	modes []string
+	n     int
+}
+
+func (f *fakeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	mode := f.modes[min(f.n, len(f.modes)-1)]
+	f.n++
+	f.mu.Unlock()
+	var first, last int64
+	if _, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-%d", &first, &last); err != nil {
+		return nil, err
+	}
+	resp := &http.Response{StatusCode: http.StatusPartialContent, Request: req,
+		Header: http.Header{"Content-Range": {fmt.Sprintf("bytes %d-%d/%d", first, last, len(testBlob))}}}
+	data := testBlob[first : last+1]
+	switch mode {
+	case "503":
+		resp.StatusCode, data = http.StatusServiceUnavailable, nil
+	case "stall":
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data[:5]), &slowReader{ctx: req.Context(), left: 1, chunk: 1, every: time.Hour}))
+		return resp, nil
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(data))
+	return resp, nil
+}
+
+func fakeBlob(tr http.RoundTripper, p retryPolicy) *remoteBlob {
+	b := &remoteBlob{digest: "sha256:x", size: int64(len(testBlob)), policy: p, log: slog.New(slog.DiscardHandler),
+		eps: []blobEndpoint{{host: "fake", url: "http://fake/v2/x/blobs/sha256:x", client: &http.Client{Transport: tr}}}}
+	return b
+}
+
+func TestRemoteBlobStalledBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := fakeBlob(&fakeTransport{modes: []string{"stall", "ok"}}, testPolicy)
+		start := time.Now()
+		p := make([]byte, 20)
+		if n, err := b.ReadAt(t.Context(), p, 30); n != 20 || err != nil || !bytes.Equal(p, testBlob[30:50]) {
+			t.Fatalf("ReadAt = %d, %v, %q", n, err, p)
+		}
+		if took, want := time.Since(start), testPolicy.idle+testPolicy.backoff; took != want {
+			t.Errorf("ReadAt took %s, want %s (one stall, then a retry)", took, want)
+		}
+	})
+}
+
+func TestRemoteBlobReadTimeout(t *testing.T) {
+	for _, mode := range []string{"stall", "503"} {
+		t.Run(mode, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := fakeBlob(&fakeTransport{modes: []string{mode}}, testPolicy)
+				start := time.Now()
+				_, err := b.ReadAt(t.Context(), make([]byte, 20), 30)
+				took := time.Since(start)
+				if !errors.Is(err, context.DeadlineExceeded) && mode == "stall" || err == nil {
+					t.Errorf("ReadAt = %v, want a timeout", err)
+				}
+				if took > testPolicy.budget {
+					t.Errorf("ReadAt gave up after %s, want at most ReadTimeout %s", took, testPolicy.budget)
+				}
+			})
+		})
+	}
+}
