@@ -15,6 +15,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/stargz-store/stargz-store/internal/testutil"
 )
 
 // testPolicy is the default policy with small numbers: FetchTimeout 10 s,
@@ -196,13 +198,29 @@ func TestRetryPolicyEndpoints(t *testing.T) {
 	}
 }
 
-// fakeTransport answers range requests for testBlob: each request gets the
-// next behaviour in turn ("ok", "stall" after 5 bytes, "503"), the last
-// one repeating.
+// fakeTransport answers range requests for blob (testBlob if nil): each
+// request gets the next behaviour in turn ("ok", "stall" after 5 bytes,
+// "503"), the last one repeating. It counts the stalled bodies still
+// being read.
 type fakeTransport struct {
-	mu    sync.Mutex
-	modes []string
-	n     int
+	blob []byte
+
+	mu      sync.Mutex
+	modes   []string
+	n       int
+	stalled int
+}
+
+func (f *fakeTransport) setModes(modes ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.modes, f.n = modes, 0
+}
+
+func (f *fakeTransport) stalling() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stalled
 }
 
 func (f *fakeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -210,28 +228,87 @@ func (f *fakeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	mode := f.modes[min(f.n, len(f.modes)-1)]
 	f.n++
 	f.mu.Unlock()
+	blob := f.blob
+	if blob == nil {
+		blob = testBlob
+	}
 	var first, last int64
 	if _, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-%d", &first, &last); err != nil {
 		return nil, err
 	}
 	resp := &http.Response{StatusCode: http.StatusPartialContent, Request: req,
-		Header: http.Header{"Content-Range": {fmt.Sprintf("bytes %d-%d/%d", first, last, len(testBlob))}}}
-	data := testBlob[first : last+1]
+		Header: http.Header{"Content-Range": {fmt.Sprintf("bytes %d-%d/%d", first, last, len(blob))}}}
+	data := blob[first : last+1]
 	switch mode {
 	case "503":
 		resp.StatusCode, data = http.StatusServiceUnavailable, nil
 	case "stall":
-		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data[:5]), &slowReader{ctx: req.Context(), left: 1, chunk: 1, every: time.Hour}))
+		f.mu.Lock()
+		f.stalled++
+		f.mu.Unlock()
+		stall := &slowReader{ctx: req.Context(), left: 1, chunk: 1, every: time.Hour}
+		resp.Body = &countedBody{Reader: io.MultiReader(bytes.NewReader(data[:5]), stall), f: f}
 		return resp, nil
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(data))
 	return resp, nil
 }
 
-func fakeBlob(tr http.RoundTripper, p retryPolicy) *remoteBlob {
-	b := &remoteBlob{digest: "sha256:x", size: int64(len(testBlob)), policy: p, log: slog.New(slog.DiscardHandler),
+// countedBody is a stalled body; closing it ends its count.
+type countedBody struct {
+	io.Reader
+	f    *fakeTransport
+	once sync.Once
+}
+
+func (b *countedBody) Close() error {
+	b.once.Do(func() {
+		b.f.mu.Lock()
+		b.f.stalled--
+		b.f.mu.Unlock()
+	})
+	return nil
+}
+
+func fakeBlob(tr *fakeTransport, p retryPolicy) *remoteBlob {
+	size := int64(len(testBlob))
+	if tr.blob != nil {
+		size = int64(len(tr.blob))
+	}
+	b := &remoteBlob{digest: "sha256:x", size: size, policy: p, log: slog.New(slog.DiscardHandler),
 		eps: []blobEndpoint{{host: "fake", url: "http://fake/v2/x/blobs/sha256:x", client: &http.Client{Transport: tr}}}}
 	return b
+}
+
+// TestLayerReadTimeoutEndsItsFetch: a reader waits at most ReadTimeout,
+// and the fetch it started (detached, other readers may join it) ends
+// then too, without the layer being closed.
+func TestLayerReadTimeoutEndsItsFetch(t *testing.T) {
+	files := []testutil.File{{Name: "a", Data: strings.Repeat("stalled body ", 1000)}}
+	layer := testutil.ESGZLayer(t, testutil.Tar(t, files...), testutil.ESGZOptions{ChunkSize: 4096})
+	synctest.Test(t, func(t *testing.T) {
+		tr := &fakeTransport{blob: layer.Blob, modes: []string{"ok"}}
+		desc := LayerDesc{Digest: layer.Desc.Digest, Size: layer.Desc.Size, TOCDigest: layer.TOCDigest}
+		l, err := OpenLayer(t.Context(), fakeBlob(tr, testPolicy), desc, LayerOptions{ReadTimeout: testPolicy.budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		tr.setModes("stall")
+		ent, _ := l.Index().Lookup("a")
+		start := time.Now()
+		_, err = l.ReadAt(t.Context(), ent, make([]byte, 100), 0)
+		if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took != testPolicy.budget {
+			t.Errorf("ReadAt = %v after %s, want a timeout after ReadTimeout %s", err, took, testPolicy.budget)
+		}
+		if !strings.Contains(fmt.Sprint(err), "read timeout") {
+			t.Errorf("ReadAt = %v, want it to name the read timeout", err)
+		}
+		synctest.Wait()
+		if n := tr.stalling(); n != 0 {
+			t.Errorf("%d requests still running after the reader gave up", n)
+		}
+	})
 }
 
 func TestRemoteBlobStalledBody(t *testing.T) {
