@@ -84,6 +84,39 @@ func newRetryPolicy(o Options) retryPolicy {
 		backoff: o.backoff, maxWait: o.maxBackoff}
 }
 
+// probe is the policy of a fetch from a host in an outage (fetch_limit.go):
+// one attempt per endpoint, without progress for at most probeTimeout.
+func (p retryPolicy) probe() retryPolicy {
+	p.retries = -1
+	if p.idle <= 0 || p.idle > probeTimeout {
+		p.idle = probeTimeout
+	}
+	return p
+}
+
+// outage reports whether a fetch that failed with errs (or, when its
+// context ended, cerr) failed because the registry could not be reached
+// for its whole budget: every attempt failed transiently, or its budget
+// ran out.
+func outage(errs []error, cerr error) bool {
+	if cerr != nil {
+		var te *timeoutError
+		return errors.As(cerr, &te)
+	}
+	n := 0
+	for _, err := range errs {
+		var ae *attemptError
+		if err == nil {
+			continue
+		}
+		if !errors.As(err, &ae) || !ae.retry {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
 // bound gives a fetch its deadline: the budget for a fetch a reader
 // waits for (hard), none of its own otherwise. The cause of a deadline
 // it sets is a *timeoutError.

@@ -343,3 +343,43 @@ func TestRemoteBlobReadTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestOutageProbes: once a fetch gave up on an unreachable host, reads
+// (the kernel's immediate re-reads of the same pages among them) make one
+// short attempt instead of waiting ReadTimeout again, until the host
+// answers or outageMemo passes.
+func TestOutageProbes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &fakeTransport{modes: []string{"stall"}}
+		b := fakeBlob(tr, testPolicy)
+		b.lim = newLimiter(8, 2)
+		read := func() (time.Duration, error) {
+			start := time.Now()
+			_, err := b.ReadAt(t.Context(), make([]byte, 20), 30)
+			return time.Since(start), err
+		}
+		if took, err := read(); err == nil || took != testPolicy.budget {
+			t.Fatalf("first read during a blackhole = %v after %s, want a failure after ReadTimeout", err, took)
+		}
+		for range 3 {
+			if took, err := read(); err == nil || took != probeTimeout {
+				t.Errorf("read during the outage = %v after %s, want a failure after %s", err, took, probeTimeout)
+			}
+		}
+		tr.setModes("ok")
+		if took, err := read(); err != nil || took != 0 {
+			t.Errorf("read once the host answers = %v after %s, want at once", err, took)
+		}
+		if b.lim.down() {
+			t.Error("outage still noted after an answer")
+		}
+		tr.setModes("stall")
+		if took, _ := read(); took != testPolicy.budget {
+			t.Errorf("first read of a new outage took %s, want ReadTimeout", took)
+		}
+		time.Sleep(outageMemo)
+		if took, _ := read(); took != testPolicy.budget {
+			t.Errorf("read after outageMemo without reads took %s, want ReadTimeout again", took)
+		}
+	})
+}

@@ -5,6 +5,7 @@ package store
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // backgroundKey marks a context whose requests are background work
@@ -28,6 +29,17 @@ func isBackground(ctx context.Context) bool {
 // ones; background requests use at most bgMax slots and start only when
 // no on-demand request waits. So a file read never queues behind more than
 // the background requests already running.
+//
+// It also remembers the host's outage: a fetch gave up after ReadTimeout
+// of transient failures. For outageMemo after that, fetches from the host
+// make a single attempt bounded by probeTimeout (a probe) instead of
+// retrying for ReadTimeout: the kernel answers a failed read by reading
+// the same pages again at once (a failed readahead is followed by a
+// synchronous read, and some programs fall back from sendfile to read),
+// which would otherwise make an application wait two or three times
+// ReadTimeout for its EIO, and every read would wait ReadTimeout while
+// the registry is down. A failed probe renews the memo, an answer ends
+// it.
 type limiter struct {
 	max, bgMax int
 
@@ -36,12 +48,56 @@ type limiter struct {
 	busy   int // slots in use
 	bgBusy int // of which background
 	fg, bg []*waiter
+	downAt time.Time // when an outage was last noted; zero after an answer
 }
 
 type waiter struct {
 	ch      chan struct{} // closed when granted
 	bg      bool
 	granted bool // guarded by limiter.mu
+}
+
+// outageMemo is how long a noted outage turns fetches into probes, and
+// probeTimeout the bound on a probe's progress (FetchTimeout if less).
+const (
+	outageMemo   = 10 * time.Second
+	probeTimeout = 2 * time.Second
+)
+
+// noteOutage records that a fetch gave up on the host, and reports
+// whether the host was up until now.
+func (l *limiter) noteOutage() bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	was := l.downAt.IsZero() || time.Since(l.downAt) >= outageMemo
+	l.downAt = time.Now()
+	return was
+}
+
+// noteUp records that the host answered, and reports whether an outage
+// ended.
+func (l *limiter) noteUp() bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	was := !l.downAt.IsZero()
+	l.downAt = time.Time{}
+	return was
+}
+
+// down reports whether an outage was noted less than outageMemo ago.
+func (l *limiter) down() bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.downAt.IsZero() && time.Since(l.downAt) < outageMemo
 }
 
 func newLimiter(n, bgN int) *limiter {

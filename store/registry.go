@@ -169,23 +169,36 @@ func (b *remoteBlob) each(ctx context.Context, what string, fn func(ctx context.
 		b.log.DebugContext(ctx, "range request failed", "ref", b.ref.String(), "digest", b.digest.String(),
 			"host", b.eps[i].host, "what", what, "err", err)
 	}
-	i, errs, cerr := b.policy.try(ctx, len(b.eps), int(b.good.Load()), note, func(ctx context.Context, w *watchdog, i int) error {
+	p := b.policy
+	if b.lim.down() {
+		p = p.probe()
+	}
+	i, errs, cerr := p.try(ctx, len(b.eps), int(b.good.Load()), note, func(ctx context.Context, w *watchdog, i int) error {
 		return fn(ctx, w, b.eps[i])
 	})
-	switch {
-	case i >= 0:
+	if i >= 0 {
 		b.good.Store(int32(i))
-		return nil
-	case cerr != nil:
-		return fmt.Errorf("read %s %s: %w", b.digest, what, cerr)
-	}
-	var all []error
-	for j, err := range errs {
-		if err != nil {
-			all = append(all, fmt.Errorf("%s: %w", b.eps[j].host, err))
+		if b.lim.noteUp() {
+			b.log.InfoContext(ctx, "registry answers again", "ref", b.ref.String())
 		}
+		return nil
 	}
-	return fmt.Errorf("read %s %s: %w", b.digest, what, errors.Join(all...))
+	err := cerr
+	if err == nil {
+		var all []error
+		for j, err := range errs {
+			if err != nil {
+				all = append(all, fmt.Errorf("%s: %w", b.eps[j].host, err))
+			}
+		}
+		err = errors.Join(all...)
+	}
+	err = fmt.Errorf("read %s %s: %w", b.digest, what, err)
+	if outage(errs, cerr) && b.lim.noteOutage() {
+		b.log.WarnContext(ctx, "registry unreachable: reads make one short attempt until it answers",
+			"ref", b.ref.String(), "probe_timeout", p.probe().idle, "err", err)
+	}
+	return err
 }
 
 // fillFunc hears that bufs[i][:n] holds its final bytes. It is called
