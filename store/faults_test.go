@@ -58,7 +58,9 @@ func newFaultEnv(t *testing.T) *faultEnv {
 	e.px = px
 	e.files = append(sampleFiles(t, "f"), testutil.File{Name: "etc/motd", Data: strings.Repeat("fault tolerance\n", 4000)})
 	layer := testutil.ESGZLayer(t, testutil.Tar(t, e.files...), testutil.ESGZOptions{ChunkSize: 8192})
-	e.reg.Push(t, "app", "v1", testutil.NewImage(t, hostPlatform(), layer))
+	img := testutil.NewImage(t, hostPlatform(), layer)
+	e.reg.Push(t, "app", "v1", img)
+	e.reg.Push(t, "app", "v2", img) // for tests that resolve through faults
 	e.blob = layer.Blob
 	conf := filepath.Join(t.TempDir(), "registries.conf")
 	if err := os.WriteFile(conf, fmt.Appendf(nil, "[[registry]]\nlocation = %q\ninsecure = true\n", px.Addr()), 0o600); err != nil {
@@ -276,6 +278,32 @@ func TestFaultsBadMultiRange(t *testing.T) {
 			}
 			if single := blob.single.Load(); single != (m != faultproxy.MultiOverlap) {
 				t.Errorf("one range per request = %v after a %s answer", single, m)
+			}
+		})
+	}
+}
+
+// TestFaultsResolve: a stalled or failing manifest GET is caught within
+// FetchTimeout and retried within the resolve timeout.
+func TestFaultsResolve(t *testing.T) {
+	for _, f := range []faultproxy.Fault{
+		{Mode: faultproxy.ModeStall, Match: faultproxy.MatchManifest, Times: 1},
+		{Mode: faultproxy.ModeStall, After: 10, Match: faultproxy.MatchManifest, Times: 1},
+		{Mode: faultproxy.ModeStatus, Match: faultproxy.MatchManifest, Times: 2},
+		{Mode: faultproxy.ModeReset, Match: faultproxy.MatchAll, Every: 2},
+	} {
+		t.Run(fmt.Sprintf("%s after=%d times=%d every=%d", f.Mode, f.After, f.Times, f.Every), func(t *testing.T) {
+			e := newFaultEnv(t)
+			e.px.Set(f)
+			ref, err := refspec.Parse(e.px.Addr() + "/app:v2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.m.Layer(t.Context(), ref, e.l.Desc().Digest); err != nil {
+				t.Fatalf("Layer through a %s fault = %v", f.Mode, err)
+			}
+			if s := e.px.Stats(); s.Injected == 0 {
+				t.Errorf("no fault injected: %+v", s)
 			}
 		})
 	}
