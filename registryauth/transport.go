@@ -194,7 +194,6 @@ func (t *authTransport) roundTripRegistry(orig *http.Request, plainOK bool) (*ht
 	ctx := orig.Context()
 	req := orig.Clone(ctx)
 	req.Header.Del("Authorization") // ours to set
-	req.Header.Del("Cookie")
 	if t.h.httpOnly() && req.URL.Scheme == "https" {
 		req.URL.Scheme = "http"
 	}
