@@ -33,11 +33,21 @@
 // fails, over plain http; the host then stays on http (c/image does the
 // same when it pings a registry).
 //
+// Credentials (Authorization, and the Cookie header of the caller) never
+// follow a redirect to another host, nor any hop after a redirect from
+// https to http, even on the registry's own host. They go over plain
+// http only to a registry registries.conf marks insecure, or when the
+// caller itself asked for an http URL. A bearer realm over plain http is
+// refused on the same terms, since the token request carries the
+// credentials. Loopback hosts get no exception: a remote registry must
+// not be able to send the user's credentials to a local port that any
+// local user may listen on.
+//
 // Secrets never appear in errors or logs: URLs are redacted (user info and
 // every query value except a small allow list), Authorization headers are
 // never logged, and Credentials print as "user … (secret REDACTED)".
 //
 // A registry that still answers 401 or 403 after the credentials were
-// tried yields an error wrapping [ErrUnauthorized] (layerfs maps it to
-// EACCES). A blocked registry yields [ErrBlocked].
+// tried yields an error wrapping [ErrUnauthorized] (layerfs/errno.go
+// maps it). A blocked registry yields [ErrBlocked].
 package registryauth

@@ -10,8 +10,8 @@ import (
 var (
 	// ErrUnauthorized is wrapped by the error a Transport returns when a
 	// registry still answers 401 or 403 after the credentials (or an
-	// anonymous token) were tried, and by token-server refusals. layerfs maps
-	// it to EACCES.
+	// anonymous token) were tried, and by token-server refusals. layerfs/errno.go
+	// maps it.
 	ErrUnauthorized = errors.New("unauthorized")
 
 	// ErrBlocked is wrapped by Endpoints when registries.conf blocks the

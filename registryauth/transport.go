@@ -124,9 +124,14 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// follow sends req to the registry and follows redirects.
+// follow sends req to the registry and follows redirects. Credentials
+// never follow a redirect to another host (redirectRequest drops them),
+// and go over plain http only as plainOK allows, decided from the
+// caller's request; once a redirect has gone from https to http, no
+// later hop carries them.
 func (t *authTransport) follow(req *http.Request) (*http.Response, error) {
-	resp, err := t.roundTripRegistry(req)
+	plainOK := t.plainOK(req)
+	resp, err := t.roundTripRegistry(req, plainOK)
 	for hops := 0; err == nil && isRedirect(resp) && (req.Method == http.MethodGet || req.Method == http.MethodHead); hops++ {
 		if hops == maxRedirects {
 			resp.Body.Close()
@@ -137,9 +142,12 @@ func (t *authTransport) follow(req *http.Request) (*http.Response, error) {
 		if lerr != nil {
 			return nil, fmt.Errorf("%s %s: redirect: %w", req.Method, redactURL(req.URL), lerr)
 		}
+		if resp.Request != nil && resp.Request.URL.Scheme == "https" && loc.Scheme != "https" {
+			plainOK = false // a downgrade: the registry's word is not the user's
+		}
 		req = redirectRequest(req, loc)
 		if loc.Host == t.h.host {
-			resp, err = t.roundTripRegistry(req)
+			resp, err = t.roundTripRegistry(req, plainOK)
 		} else {
 			resp, err = t.r.send(t.r.plain, req)
 		}
@@ -170,14 +178,29 @@ func redirectRequest(req *http.Request, loc *url.URL) *http.Request {
 	return next
 }
 
+// plainOK reports whether credentials may be sent over plain http for
+// the caller's request req: only to a registry registries.conf marks
+// insecure, or when the caller itself asked for http. Loopback hosts get
+// no exception: a remote registry must not be able to send the user's
+// credentials to a local port another user may listen on.
+func (t *authTransport) plainOK(req *http.Request) bool {
+	return t.h.insecure || req.URL.Scheme == "http"
+}
+
 // roundTripRegistry sends req to the registry host with authentication and
-// one retry after a 401.
-func (t *authTransport) roundTripRegistry(orig *http.Request) (*http.Response, error) {
+// one retry after a 401. Over plain http, unless plainOK, it sends no
+// credentials at all (a 401 then stays a 401).
+func (t *authTransport) roundTripRegistry(orig *http.Request, plainOK bool) (*http.Response, error) {
 	ctx := orig.Context()
 	req := orig.Clone(ctx)
 	req.Header.Del("Authorization") // ours to set
 	if t.h.httpOnly() && req.URL.Scheme == "https" {
 		req.URL.Scheme = "http"
+	}
+	if req.URL.Scheme != "https" && !plainOK {
+		t.r.log.Debug("plain http after a redirect: no credentials", "url", redactURL(req.URL))
+		resp, err := t.sendRegistry(req)
+		return t.finish(req, resp, err)
 	}
 	var tok string
 	if cs := t.h.getChallenges(); len(cs) > 0 {
@@ -185,7 +208,7 @@ func (t *authTransport) roundTripRegistry(orig *http.Request) (*http.Response, e
 		if err != nil {
 			return nil, err
 		}
-		if tok, err = t.authorize(req, cs, cred, ""); err != nil {
+		if tok, err = t.authorize(req, cs, cred, "", plainOK); err != nil {
 			return nil, err
 		}
 	}
@@ -214,7 +237,7 @@ func (t *authTransport) roundTripRegistry(orig *http.Request) (*http.Response, e
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.authorize(retry, cs, cred, tok); err != nil {
+	if _, err := t.authorize(retry, cs, cred, tok, plainOK); err != nil {
 		return nil, err
 	}
 	resp, err = t.sendRegistry(retry)
@@ -276,8 +299,10 @@ func (t *authTransport) credentials(ctx context.Context, fresh bool) (Credential
 
 // authorize sets req's Authorization header for the first supported
 // challenge and returns the bearer token used, if any. stale is a token
-// the registry refused; a cached token equal to it is not reused.
-func (t *authTransport) authorize(req *http.Request, cs []challenge, cred Credentials, stale string) (string, error) {
+// the registry refused; a cached token equal to it is not reused. A
+// bearer realm over plain http is refused unless plainOK: the token
+// request would carry the credentials, and the token itself, in clear.
+func (t *authTransport) authorize(req *http.Request, cs []challenge, cred Credentials, stale string, plainOK bool) (string, error) {
 	for _, c := range cs {
 		switch c.scheme {
 		case "basic":
@@ -286,6 +311,9 @@ func (t *authTransport) authorize(req *http.Request, cs []challenge, cred Creden
 			}
 			return "", nil
 		case "bearer":
+			if err := checkRealm(c.params["realm"], plainOK); err != nil {
+				return "", fmt.Errorf("%s %s: %w", req.Method, redactURL(req.URL), err)
+			}
 			scopes := []string{t.scope}
 			if s := c.params["scope"]; s != "" && s != t.scope {
 				scopes = append(scopes, strings.Fields(s)...)
@@ -299,6 +327,20 @@ func (t *authTransport) authorize(req *http.Request, cs []challenge, cred Creden
 		}
 	}
 	return "", nil
+}
+
+// checkRealm refuses a bearer realm that is not https, unless plain http
+// is allowed for the registry (plainOK).
+func checkRealm(realm string, plainOK bool) error {
+	u, err := url.Parse(realm)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("bearer realm %q is not an http(s) URL", redactString(realm))
+	}
+	if u.Scheme == "http" && !plainOK {
+		return fmt.Errorf("bearer realm %s is plain http, refused for a registry reached over https "+
+			"(mark the registry insecure in registries.conf to allow it)", redactURL(u))
+	}
+	return nil
 }
 
 // sendRegistry sends req to the registry host; for an insecure registry a

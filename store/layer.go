@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -67,6 +68,11 @@ type LayerOptions struct {
 	// lives elsewhere (an external-TOC eStargz blob); nil makes such layers
 	// not lazy.
 	ExternalTOC func(desc LayerDesc) ([]byte, error)
+	// ReadTimeout bounds how long ReadAt and ReadBlobAt wait for the
+	// chunks they fetch (or join) in all; then they return an error
+	// wrapping context.DeadlineExceeded. 0 means no bound of the layer's
+	// own (the Manager passes Options.ReadTimeout).
+	ReadTimeout time.Duration
 	// NoWholeFiles turns off whole-file cache entries: a regular file of
 	// more than one chunk (and at least 1 MiB) is otherwise assembled into
 	// one cache entry once all its chunks are cached, so that CachedFile
@@ -112,6 +118,7 @@ type Layer struct {
 	log       *slog.Logger
 	cache     *cachedir.Dir
 	readAhead int64
+	readLimit time.Duration        // LayerOptions.ReadTimeout
 	noWhole   bool                 // LayerOptions.NoWholeFiles
 	assembly  chan struct{}        // a slot per whole-file assembly running
 	mem       *fetchBudget         // memory fetches may hold (fetchmem.go)
@@ -214,6 +221,7 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		log:        log,
 		cache:      opts.Cache,
 		readAhead:  opts.ReadAhead,
+		readLimit:  opts.ReadTimeout,
 		noWhole:    opts.NoWholeFiles,
 		assembly:   opts.assembly,
 		mem:        opts.mem,
@@ -295,6 +303,8 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 	if off < 0 {
 		return 0, fmt.Errorf("read %s at %d: negative offset", e.Name, off)
 	}
+	ctx, cancel := l.readBound(ctx)
+	defer cancel()
 	n := 0
 	for n < len(p) && off < e.Size {
 		c, ok := e.ChunkAt(off)
@@ -305,7 +315,7 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 		n += k
 		off += int64(k)
 		if err != nil {
-			return n, err
+			return n, boundError(ctx, err)
 		}
 	}
 	if n < len(p) {

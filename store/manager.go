@@ -66,7 +66,7 @@ type Manager struct {
 	// mu guards the fields below.
 	mu      sync.Mutex
 	closed  bool
-	limits  map[string]*limiter // range requests in flight, by registry host
+	hosts   map[string]*registryHost // by registry host
 	images  map[refspec.Reference]*imageState
 	layers  map[layerKey]*layerState // both names of one layer share a state
 	pending int                      // states in statePending (see maxPending)
@@ -104,7 +104,7 @@ func New(opts Options) (*Manager, error) {
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
 		warned:   map[layerKey]time.Time{},
-		limits:   map[string]*limiter{},
+		hosts:    map[string]*registryHost{},
 	}, nil
 }
 
@@ -308,13 +308,13 @@ func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Lay
 		}
 		start := time.Now()
 		blob := newRemoteBlob(ref, e.desc, eps, m.opts)
-		blob.lim = m.limiter(ref.Domain())
+		blob.onHost(m.host(ref.Domain()))
 		if tail != nil {
 			blob = tail.blob
 		}
 		var l *Layer
 		l, err = OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
-			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate,
+			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate, ReadTimeout: m.opts.ReadTimeout,
 			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly, tail: tail,
 			mem: m.mem, pins: m.pins, onClose: func() { m.unadmit(l) },
 			ExternalTOC: func(d LayerDesc) ([]byte, error) { return fetchExternalTOC(ctx, m.newSource, d) }})
@@ -340,16 +340,16 @@ func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Lay
 	})
 }
 
-// limiter returns the request limiter of a registry host.
-func (m *Manager) limiter(host string) *limiter {
+// host returns what the reads from a registry host share.
+func (m *Manager) host(name string) *registryHost {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	lim := m.limits[host]
-	if lim == nil {
-		lim = newLimiter(int64(m.opts.MaxParallelRequests), int64(m.opts.MaxParallelRequests/4))
-		m.limits[host] = lim
+	h := m.hosts[name]
+	if h == nil {
+		h = &registryHost{requests: newLimiter(int64(m.opts.MaxParallelRequests), int64(m.opts.MaxParallelRequests/4))}
+		m.hosts[name] = h
 	}
-	return lim
+	return h
 }
 
 // prefetch starts the layer's prefetch and background fetch and waits

@@ -392,7 +392,7 @@ func TestManagerNotFound(t *testing.T) {
 }
 
 func TestManagerResolveErrorNotCached(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{opts: func(o *Options) { o.Retries = -1 }}) // the 500s are for good
 	ref, img := e.esgzImage(t, "app", "v1", 1)
 	e.reg.Inject(testutil.Fault{Match: isManifest, Status: 500})
 	_, err := e.m.Layer(t.Context(), ref, img.Layers[0].Desc.Digest)
@@ -443,7 +443,7 @@ func TestManagerRetriesTransientErrors(t *testing.T) {
 }
 
 func TestManagerRequestTimeout(t *testing.T) {
-	e := newEnv(t, envOptions{opts: func(o *Options) { o.RequestTimeout = 50 * time.Millisecond }})
+	e := newEnv(t, envOptions{opts: func(o *Options) { o.FetchTimeout = 50 * time.Millisecond }})
 	ref, img := e.esgzImage(t, "app", "v1", 1)
 	stall := make(chan struct{})
 	defer close(stall)

@@ -36,12 +36,22 @@ type Options struct {
 	// ResolveTimeout bounds resolving one image (manifest, index, config)
 	// and opening one layer (footer and TOC). 0 means 30 s.
 	ResolveTimeout time.Duration
-	// RequestTimeout bounds one HTTP range request, body included. 0 means
-	// 60 s.
-	RequestTimeout time.Duration
-	// Retries is how many times a range request is retried after a 5xx
-	// answer, a connection reset or a truncated body, with exponential
-	// backoff. 0 means 3; negative means none.
+	// FetchTimeout bounds how long one attempt of a registry request (a
+	// range, a manifest, a config) may go without progress: until the
+	// answer's headers, then between two 64 KiB of its body (see
+	// attempt.go). A stalled attempt is abandoned and retried. 0 means
+	// 10 s.
+	FetchTimeout time.Duration
+	// ReadTimeout bounds how long a file read (Layer.ReadAt, ReadBlobAt)
+	// waits for the registry in all: retries included, then the reader
+	// gets an error wrapping context.DeadlineExceeded, and the fetch it
+	// started ends too. No retry of any fetch starts after it. 0 means
+	// 30 s.
+	ReadTimeout time.Duration
+	// Retries caps how many times a fetch retries a transient failure (a
+	// 5xx, 429 or 408 answer, a reset, refused or stalled connection, a
+	// truncated body), with backoff from 100 ms doubling up to 2 s. 0
+	// means no cap but ReadTimeout; negative means none.
 	Retries int
 	// IdleTimeout is how long a layer that was resolved but never used
 	// (see Manager.Use) stays open, and how long a resolved image stays
@@ -116,14 +126,15 @@ type Options struct {
 
 	// clock replaces the real clock in tests; nil means real time.
 	clock clock
-	// backoff is the first retry delay; 0 means 100 ms. Set by tests.
-	backoff time.Duration
+	// backoff is the first retry delay, maxBackoff the longest; 0 means
+	// 100 ms and 2 s. Set by tests.
+	backoff, maxBackoff time.Duration
 }
 
 const (
 	defaultResolveTimeout  = 30 * time.Second
-	defaultRequestTimeout  = 60 * time.Second
-	defaultRetries         = 3
+	defaultFetchTimeout    = 10 * time.Second
+	defaultReadTimeout     = 30 * time.Second
 	defaultIdleTimeout     = 2 * time.Minute
 	defaultNotLazyTTL      = time.Minute
 	defaultBackoff         = 100 * time.Millisecond
@@ -132,8 +143,7 @@ const (
 	defaultBackgroundDelay = 2 * time.Second
 	defaultMaxParallel     = 8
 	defaultReadAhead       = 1 << 20
-
-	maxBackoff = 5 * time.Second
+	defaultMaxBackoff      = 2 * time.Second
 )
 
 // DefaultStartupFiles are read at nearly every container start before
@@ -146,7 +156,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Registries == nil {
 		return o, errors.New("store options: Registries is required")
 	}
-	if o.ResolveTimeout < 0 || o.RequestTimeout < 0 || o.IdleTimeout < 0 || o.NotLazyTTL < 0 || o.MaxTOCSize < 0 ||
+	if o.ResolveTimeout < 0 || o.FetchTimeout < 0 || o.ReadTimeout < 0 || o.IdleTimeout < 0 || o.NotLazyTTL < 0 || o.MaxTOCSize < 0 ||
 		o.PrefetchTimeout < 0 || o.MaxParallelRequests < 0 || o.MaxFetchMemory < 0 || o.MaxIndexMemory < 0 {
 		return o, errors.New("store options: negative timeout or size")
 	}
@@ -183,17 +193,13 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	def(&o.ResolveTimeout, defaultResolveTimeout)
-	def(&o.RequestTimeout, defaultRequestTimeout)
+	def(&o.FetchTimeout, defaultFetchTimeout)
+	def(&o.ReadTimeout, defaultReadTimeout)
 	def(&o.IdleTimeout, defaultIdleTimeout)
 	def(&o.NotLazyTTL, defaultNotLazyTTL)
 	def(&o.backoff, defaultBackoff)
+	def(&o.maxBackoff, defaultMaxBackoff)
 	def(&o.PrefetchTimeout, defaultPrefetchTimeout)
-	switch {
-	case o.Retries == 0:
-		o.Retries = defaultRetries
-	case o.Retries < 0:
-		o.Retries = 0
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -25,15 +25,14 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.ResolveTimeout != 30*time.Second || o.RequestTimeout != 60*time.Second || o.IdleTimeout != 2*time.Minute ||
-		o.NotLazyTTL != time.Minute || o.Retries != 3 || o.Logger == nil || o.clock == nil || o.backoff != 100*time.Millisecond ||
+	if o.ResolveTimeout != 30*time.Second || o.FetchTimeout != 10*time.Second || o.ReadTimeout != 30*time.Second ||
+		o.IdleTimeout != 2*time.Minute || o.NotLazyTTL != time.Minute || o.Retries != 0 || o.Logger == nil ||
+		o.clock == nil || o.backoff != 100*time.Millisecond || o.maxBackoff != 2*time.Second ||
 		o.MaxFetchMemory != 256<<20 || o.MaxIndexMemory != 512<<20 {
 		t.Errorf("defaults = %+v", o)
 	}
-	if o, _ := (Options{Registries: noRegistries{}, Retries: -1}).withDefaults(); o.Retries != 0 {
-		t.Errorf("Retries -1 gives %d retries, want 0", o.Retries)
-	}
 	for _, bad := range []Options{{}, {Registries: noRegistries{}, IdleTimeout: -time.Second}, {Registries: noRegistries{}, MaxTOCSize: -1},
+		{Registries: noRegistries{}, FetchTimeout: -1}, {Registries: noRegistries{}, ReadTimeout: -1},
 		{Registries: noRegistries{}, MaxFetchMemory: -1}, {Registries: noRegistries{}, MaxIndexMemory: -1}} {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v) succeeded", bad)

@@ -40,10 +40,14 @@ type manifestSource interface {
 // http fallback of insecure registries. Sharing it with the range
 // requests means a layer's first range request finds the connection open,
 // the scheme known and the token fetched; containers/image's docker
-// client would ping the registry (https first) on every resolution.
+// client would ping the registry (https first) on every resolution. Its
+// requests go through the endpoint loop of attempt.go, as range requests
+// do: a stall is caught within FetchTimeout, transient failures are
+// retried within the caller's deadline (the resolve timeout).
 type registrySource struct {
-	ref refspec.Reference
-	eps []registryauth.Endpoint
+	ref    refspec.Reference
+	eps    []registryauth.Endpoint
+	policy retryPolicy // the zero value: one attempt per endpoint
 }
 
 // sourceOpener returns the manifestSource of a reference.
@@ -58,30 +62,94 @@ func (m *Manager) newSource(ctx context.Context, ref refspec.Reference) (manifes
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("%s: no registry endpoint", ref)
 	}
-	var src manifestSource = &registrySource{ref: ref, eps: eps}
+	var src manifestSource = &registrySource{ref: ref, eps: eps, policy: newRetryPolicy(m.opts)}
 	if m.opts.Cache != nil {
 		src = &cachedSource{src: src, ref: ref, cache: m.opts.Cache}
 	}
 	return src, nil
 }
 
-// manifest tries the endpoints in order and returns the first manifest
-// one serves. When every endpoint fails, the primary's error decides:
-// a mirror that lacks the image does not make it missing.
+// manifest returns the first manifest an endpoint serves. When every
+// endpoint fails, the primary's error decides: a mirror that lacks the
+// image does not make it missing.
 func (s *registrySource) manifest(ctx context.Context, tagOrDigest string) ([]byte, string, error) {
-	var errs []error
-	for _, ep := range s.eps {
-		raw, mt, err := getManifest(ctx, ep, tagOrDigest)
-		if err == nil {
-			return raw, mt, nil
+	var raw []byte
+	var mt string
+	err := s.get(ctx, fmt.Sprintf("fetch manifest of %s", s.ref), func(ctx context.Context, w *watchdog, ep registryauth.Endpoint) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.ManifestURL(tagOrDigest), nil)
+		if err != nil {
+			return err
 		}
-		err = explain(err)
-		if ctx.Err() != nil {
-			return nil, "", ctx.Err()
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", ep.Host, err))
+		req.Header.Set("Accept", strings.Join(manifest.DefaultRequestedManifestMIMETypes, ", "))
+		return send(w, ep, req, func(resp *http.Response) (err error) {
+			raw, mt, err = readManifest(resp)
+			return err
+		})
+	})
+	return raw, mt, err
+}
+
+// blob reads blob d from the first endpoint that serves it.
+func (s *registrySource) blob(ctx context.Context, d digest.Digest, max int64) ([]byte, error) {
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("blob %q: %w", d, err)
 	}
-	return nil, "", primaryError(fmt.Sprintf("fetch manifest of %s", s.ref), errs)
+	var b []byte
+	err := s.get(ctx, fmt.Sprintf("fetch blob %s of %s", d, s.ref), func(ctx context.Context, w *watchdog, ep registryauth.Endpoint) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.BlobURL(d), nil)
+		if err != nil {
+			return err
+		}
+		return send(w, ep, req, func(resp *http.Response) (err error) {
+			b, err = readBlob(resp.Body, d, max)
+			return err
+		})
+	})
+	return b, err
+}
+
+// get runs fn through the endpoint loop, mirrors first.
+func (s *registrySource) get(ctx context.Context, what string, fn func(ctx context.Context, w *watchdog, ep registryauth.Endpoint) error) error {
+	i, errs, cerr := s.policy.try(ctx, len(s.eps), 0, nil, func(ctx context.Context, w *watchdog, i int) error {
+		return fn(ctx, w, s.eps[i])
+	})
+	switch {
+	case i >= 0:
+		return nil
+	case cerr != nil:
+		return fmt.Errorf("%s: %w", what, cerr)
+	}
+	var all []error
+	for j, err := range errs {
+		if err != nil {
+			all = append(all, fmt.Errorf("%s: %w", s.eps[j].Host, explain(err)))
+		}
+	}
+	return primaryError(what, all)
+}
+
+// send sends req to ep and hands a 200 answer to read. Errors are
+// classified for the endpoint loop: a failed exchange or body, and 5xx,
+// 429 and 408 answers, are transient; the rest (401, 404, a body that is
+// too big or does not match its digest) are not.
+func send(w *watchdog, ep registryauth.Endpoint, req *http.Request, read func(*http.Response) error) error {
+	w.start()
+	resp, err := (&http.Client{Transport: ep.Transport}).Do(req)
+	if err != nil {
+		return &attemptError{err: err, retry: !errors.Is(err, registryauth.ErrUnauthorized)}
+	}
+	w.progress()
+	resp.Body = w.body(resp.Body)
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return &attemptError{err: registryStatus(resp), retry: retryable(resp.StatusCode)}
+	}
+	body := &errTracker{r: resp.Body}
+	resp.Body = io.NopCloser(body)
+	if err := read(resp); err != nil {
+		return &attemptError{err: err, retry: body.err != nil}
+	}
+	return nil
 }
 
 // primaryError reports the failures of every endpoint; only the
@@ -96,20 +164,9 @@ func primaryError(what string, errs []error) error {
 	return fmt.Errorf("%s: %w (mirrors: %v)", what, last, errors.Join(errs[:len(errs)-1]...))
 }
 
-func getManifest(ctx context.Context, ep registryauth.Endpoint, tagOrDigest string) ([]byte, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.ManifestURL(tagOrDigest), nil)
-	if err != nil {
-		return nil, "", err
-	}
-	req.Header.Set("Accept", strings.Join(manifest.DefaultRequestedManifestMIMETypes, ", "))
-	resp, err := (&http.Client{Transport: ep.Transport}).Do(req)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, "", registryStatus(resp)
-	}
+// readManifest reads a manifest answer, at most maxManifestSize bytes,
+// and its media type.
+func readManifest(resp *http.Response) ([]byte, string, error) {
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
 	if err != nil {
 		return nil, "", fmt.Errorf("read manifest: %w", err)
@@ -122,35 +179,6 @@ func getManifest(ctx context.Context, ep registryauth.Endpoint, tagOrDigest stri
 		mt = manifest.GuessMIMEType(raw)
 	}
 	return raw, manifest.NormalizedMIMEType(mt), nil
-}
-
-// blob reads blob d from the first endpoint that serves it.
-func (s *registrySource) blob(ctx context.Context, d digest.Digest, max int64) ([]byte, error) {
-	if err := d.Validate(); err != nil {
-		return nil, fmt.Errorf("blob %q: %w", d, err)
-	}
-	var errs []error
-	for _, ep := range s.eps {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.BlobURL(d), nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := (&http.Client{Transport: ep.Transport}).Do(req)
-		if err == nil && resp.StatusCode == http.StatusOK {
-			defer resp.Body.Close()
-			return readBlob(resp.Body, d, max)
-		}
-		if err == nil {
-			err = registryStatus(resp)
-			resp.Body.Close()
-		}
-		err = explain(err)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", ep.Host, err))
-	}
-	return nil, primaryError(fmt.Sprintf("fetch blob %s of %s", d, s.ref), errs)
 }
 
 // readBlob reads blob d from r, at most max bytes, and checks it

@@ -66,7 +66,7 @@ func (m *Manager) fetchTails(ref refspec.Reference, infos []types.BlobInfo) map[
 			continue // the open reads the TOC from the cache
 		}
 		t := &tailFetch{blob: newRemoteBlob(ref, e.desc, eps, m.opts), done: make(chan struct{})}
-		t.blob.lim = m.limiter(ref.Domain())
+		t.blob.onHost(m.host(ref.Domain()))
 		if !m.goFetchTail(e.desc, t) {
 			break
 		}

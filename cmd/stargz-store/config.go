@@ -68,8 +68,12 @@ type RegistryConfig struct {
 type StoreConfig struct {
 	// ResolveTimeout bounds resolving an image and opening a layer.
 	ResolveTimeout duration `toml:"resolve_timeout"`
-	// FetchTimeout bounds one range request.
+	// FetchTimeout bounds how long one attempt of a registry request may
+	// go without progress (no answer, or no 64 KiB more of its body).
 	FetchTimeout duration `toml:"fetch_timeout"`
+	// ReadTimeout bounds how long a file read waits for the registry in
+	// all, retries included; then it fails with EIO.
+	ReadTimeout duration `toml:"read_timeout"`
 	// IdleTimeout frees a layer that was resolved but never used.
 	IdleTimeout duration `toml:"idle_timeout"`
 	// MaxTOCSize bounds a layer's decompressed table of contents, in bytes.
@@ -139,7 +143,8 @@ func defaultConfig() Config {
 		LogLevel: "info",
 		Store: StoreConfig{
 			ResolveTimeout: duration{30 * time.Second},
-			FetchTimeout:   duration{60 * time.Second},
+			FetchTimeout:   duration{10 * time.Second},
+			ReadTimeout:    duration{30 * time.Second},
 			IdleTimeout:    duration{2 * time.Minute},
 			MaxTOCSize:     64 << 20,
 
@@ -188,12 +193,19 @@ func (c Config) validate() error {
 	for name, d := range map[string]duration{
 		"store.resolve_timeout":  c.Store.ResolveTimeout,
 		"store.fetch_timeout":    c.Store.FetchTimeout,
+		"store.read_timeout":     c.Store.ReadTimeout,
 		"store.idle_timeout":     c.Store.IdleTimeout,
 		"store.prefetch_timeout": c.Store.PrefetchTimeout,
 	} {
 		if d.Duration <= 0 {
 			return fmt.Errorf("config: %s must be positive, got %s", name, d.Duration)
 		}
+	}
+	if c.Store.ReadTimeout.Duration < c.Store.FetchTimeout.Duration {
+		// A read would give up before a stalled attempt is caught and
+		// retried.
+		return fmt.Errorf("config: store.read_timeout (%s) must not be less than store.fetch_timeout (%s)",
+			c.Store.ReadTimeout.Duration, c.Store.FetchTimeout.Duration)
 	}
 	if c.Store.MaxTOCSize <= 0 {
 		return fmt.Errorf("config: store.max_toc_size must be positive, got %d", c.Store.MaxTOCSize)

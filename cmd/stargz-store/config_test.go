@@ -81,6 +81,16 @@ func TestLoadConfig(t *testing.T) {
 		{name: "zero prefetch timeout", file: "[store]\nprefetch_timeout = \"0s\"\n", wantErr: "prefetch_timeout"},
 		{name: "bad duration", file: "[store]\nresolve_timeout = \"soon\"\n", wantErr: "parse config"},
 		{name: "negative duration", file: "[store]\nidle_timeout = \"-1s\"\n", wantErr: "store.idle_timeout must be positive"},
+		{
+			name: "registry timeouts",
+			file: "[store]\nfetch_timeout = \"2s\"\nread_timeout = \"5s\"\n",
+			check: func(c Config) bool {
+				o := storeOptions(c, nil, nil, nil)
+				return o.FetchTimeout == 2*time.Second && o.ReadTimeout == 5*time.Second
+			},
+		},
+		{name: "read timeout below fetch timeout", file: "[store]\nread_timeout = \"5s\"\n", wantErr: "read_timeout"},
+		{name: "zero read timeout", file: "[store]\nread_timeout = \"0s\"\n", wantErr: "store.read_timeout must be positive"},
 		{name: "bad level", file: "log_level = \"loud\"\n", wantErr: "log level"},
 		{name: "shared dirs allowed", file: "allow_shared_dirs = true\n", check: func(c Config) bool { return c.AllowSharedDirs }},
 		{name: "zero toc size", file: "[store]\nmax_toc_size = 0\n", wantErr: "max_toc_size"},
@@ -120,7 +130,7 @@ func TestStoreOptionsFromConfig(t *testing.T) {
 	o := storeOptions(defaultConfig(), nil, nil, nil)
 	if o.NoPrefetch || o.NoBackgroundFetch || o.SingleRange || o.ReadAhead != 1<<20 ||
 		o.PrefetchTimeout != 10*time.Second || o.BackgroundShare != 0.5 || o.MaxParallelRequests != 8 ||
-		o.BackgroundDelay != 2*time.Second {
+		o.BackgroundDelay != 2*time.Second || o.FetchTimeout != 10*time.Second || o.ReadTimeout != 30*time.Second {
 		t.Errorf("storeOptions(defaults) = %+v", o)
 	}
 	cfg := defaultConfig()

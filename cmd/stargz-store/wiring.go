@@ -36,7 +36,8 @@ func storeOptions(cfg Config, regs *registryauth.Registries, cache *cachedir.Dir
 	return store.Options{
 		Registries:          regs,
 		ResolveTimeout:      cfg.Store.ResolveTimeout.Duration,
-		RequestTimeout:      cfg.Store.FetchTimeout.Duration,
+		FetchTimeout:        cfg.Store.FetchTimeout.Duration,
+		ReadTimeout:         cfg.Store.ReadTimeout.Duration,
 		IdleTimeout:         cfg.Store.IdleTimeout.Duration,
 		MaxTOCSize:          cfg.Store.MaxTOCSize,
 		Logger:              log,

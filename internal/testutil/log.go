@@ -20,6 +20,7 @@ type LogRecord struct {
 type Logs struct {
 	mu      sync.Mutex
 	records []LogRecord
+	changed chan struct{} // closed and replaced when a line is added; nil until Wait
 }
 
 // NewLogger returns a logger that records every line at Debug and above.
@@ -33,6 +34,28 @@ func (l *Logs) Records() []LogRecord {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]LogRecord(nil), l.records...)
+}
+
+// Wait blocks until cond holds for the lines recorded so far, or ctx
+// ends.
+func (l *Logs) Wait(ctx context.Context, cond func([]LogRecord) bool) error {
+	for {
+		l.mu.Lock()
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		ch := l.changed
+		recs := append([]LogRecord(nil), l.records...)
+		l.mu.Unlock()
+		if cond(recs) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Find returns the lines with this level and message.
@@ -70,6 +93,10 @@ func (h logHandler) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(add)
 	h.logs.mu.Lock()
 	h.logs.records = append(h.logs.records, rec)
+	if h.logs.changed != nil {
+		close(h.logs.changed)
+		h.logs.changed = nil
+	}
 	h.logs.mu.Unlock()
 	return nil
 }
