@@ -68,10 +68,11 @@ type LayerOptions struct {
 	// lives elsewhere (an external-TOC eStargz blob); nil makes such layers
 	// not lazy.
 	ExternalTOC func(desc LayerDesc) ([]byte, error)
-	// ReadTimeout bounds how long ReadAt and ReadBlobAt wait for the
-	// chunks they fetch (or join) in all; then they return an error
-	// wrapping context.DeadlineExceeded. 0 means no bound of the layer's
-	// own (the Manager passes Options.ReadTimeout).
+	// ReadTimeout bounds how long ReadAt waits for the chunks it fetches
+	// (or joins) in all; then it returns an error wrapping
+	// context.DeadlineExceeded. 0 means no bound of the layer's own (the
+	// Manager passes Options.ReadTimeout). ReadBlobAt waits for a whole
+	// download instead, bounded by its progress (blob.go).
 	ReadTimeout time.Duration
 	// NoWholeFiles turns off whole-file cache entries: a regular file of
 	// more than one chunk (and at least 1 MiB) is otherwise assembled into
