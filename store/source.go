@@ -240,9 +240,9 @@ func (m *Manager) fetchImage(ctx context.Context, ref refspec.Reference) (*image
 // cachedSource keeps what src serves by digest in the disk cache:
 // configs, TOC blobs, and manifests (named by digest, or fetched by tag
 // and then stored under their digest). A manifest asked for by tag always
-// goes to the registry: tags move. What comes from the cache is verified
-// against its digest again, so a damaged entry costs a fetch, never a
-// wrong answer.
+// goes to the registry: tags move. The cache checks each entry against
+// its digest before its first read in the process, so a damaged entry
+// costs a fetch, never a wrong answer.
 type cachedSource struct {
 	src   manifestSource
 	ref   refspec.Reference
@@ -279,16 +279,14 @@ func (s *cachedSource) blob(ctx context.Context, d digest.Digest, max int64) ([]
 	return b, nil
 }
 
-// cached returns the entry for d if it is there and matches d.
+// cached returns the entry for d if it is there: the cache has checked
+// that it matches d.
 func (s *cachedSource) cached(d digest.Digest) ([]byte, bool) {
 	if d.Validate() != nil {
 		return nil, false
 	}
 	b, err := s.cache.ReadAll(d)
-	if err != nil || d.Algorithm().FromBytes(b) != d {
-		return nil, false
-	}
-	return b, true
+	return b, err == nil
 }
 
 // keep stores b under d; a failure only loses the cache entry.
