@@ -43,7 +43,7 @@ func FuzzBuild(f *testing.F) {
 		if raw := btGunzipAll(t, blob); digest.FromBytes(raw) != res.DiffID {
 			t.Fatalf("DiffID %s, but the blob gunzips to %s", res.DiffID, digest.FromBytes(raw))
 		}
-		b, err := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: res.TOCDigest})
+		b, err := Open(context.Background(), bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: res.TOCDigest})
 		if err != nil {
 			t.Fatalf("Open of a built blob: %v", err)
 		}

@@ -4,6 +4,7 @@ package estargz
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 
@@ -29,10 +30,10 @@ func FuzzOpenExternal(f *testing.F) {
 	f.Add(res.TOC[:len(res.TOC)/2])
 	f.Fuzz(func(t *testing.T, toc []byte) {
 		d := res.TOCDigest
-		if json, _, err := tocJSONFrom(toc, DefaultMaxTOCSize, digest.SHA256); err == nil {
+		if json, _, err := tocJSONFrom(context.Background(), toc, DefaultMaxTOCSize, digest.SHA256); err == nil {
 			d = digest.FromString(json)
 		}
-		b, err := OpenExternal(bytes.NewReader(blob), int64(len(blob)), toc, OpenOptions{TOCDigest: d})
+		b, err := OpenExternal(context.Background(), bytes.NewReader(blob), int64(len(blob)), toc, OpenOptions{TOCDigest: d})
 		if err != nil {
 			if !errors.Is(err, ErrNotEStargz) && !errors.Is(err, ErrVerify) && !errors.Is(err, ErrTooLarge) && !errors.Is(err, index.ErrInvalid) {
 				t.Fatalf("OpenExternal: unclassified error %v", err)

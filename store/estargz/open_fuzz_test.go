@@ -4,6 +4,7 @@ package estargz
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 
@@ -82,7 +83,7 @@ func FuzzOpen(f *testing.F) {
 		} else {
 			d = rdFuzzTOCDigest(data)
 		}
-		b, err := Open(bytes.NewReader(data), int64(len(data)), OpenOptions{TOCDigest: d, MaxTOCSize: 1 << 20})
+		b, err := Open(context.Background(), bytes.NewReader(data), int64(len(data)), OpenOptions{TOCDigest: d, MaxTOCSize: 1 << 20})
 		if err != nil {
 			return
 		}
@@ -98,7 +99,7 @@ func rdFuzzTOCDigest(blob []byte) digest.Digest {
 	if err != nil || f.TOCOffset >= int64(len(blob))-f.Size {
 		return d
 	}
-	if _, got, err := tocJSONFrom(blob[f.TOCOffset:int64(len(blob))-f.Size], 1<<20, digest.SHA256); err == nil {
+	if _, got, err := tocJSONFrom(context.Background(), blob[f.TOCOffset:int64(len(blob))-f.Size], 1<<20, digest.SHA256); err == nil {
 		d = got
 	}
 	return d

@@ -5,6 +5,7 @@ package estargz
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -119,7 +120,7 @@ func rdTOCCases() []rdTOCCase {
 		{name: "dotdot escape", entries: []map[string]any{rdE("name", "../etc/passwd", "type", "fifo")}, wantErr: index.ErrInvalid},
 		{name: "nested dotdot escape", entries: []map[string]any{rdE("name", "a/../../x", "type", "fifo")}, wantErr: index.ErrInvalid},
 		{name: "NUL in name", entries: []map[string]any{rdE("name", "a\x00b", "type", "fifo")}, wantErr: index.ErrInvalid},
-		{name: "name too long", entries: []map[string]any{rdE("name", strings.Repeat("n", maxNameLen+1), "type", "fifo")}, wantErr: index.ErrInvalid},
+		{name: "name too long", entries: []map[string]any{rdE("name", strings.Repeat("n", index.MaxNameLen+1), "type", "fifo")}, wantErr: index.ErrInvalid},
 		{name: "duplicate file", entries: []map[string]any{rdE("name", "a", "type", "fifo"), rdE("name", "./a", "type", "fifo")}, wantErr: index.ErrInvalid},
 		{name: "duplicate dir", entries: []map[string]any{rdE("name", "a/", "type", "dir"), rdE("name", "a", "type", "dir")}, wantErr: index.ErrInvalid},
 		{name: "parent is a file", entries: []map[string]any{rdE("name", "a", "type", "fifo"), rdE("name", "a/b", "type", "fifo")}, wantErr: index.ErrInvalid},
@@ -299,7 +300,7 @@ func TestOpenBlob(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Open(tt.r, tt.size, tt.opts)
+			_, err := Open(context.Background(), tt.r, tt.size, tt.opts)
 			if tt.wantErr == nil && tt.name != "good" {
 				if err == nil {
 					t.Fatal("Open() succeeded, want an error")
@@ -325,8 +326,8 @@ func TestOpenBoundedAllocation(t *testing.T) {
 	huge := rdSparse{1 << 50, appendFooter(nil, 0)}
 	claim := appendFooter(append(rdGzip(t, nil), rdGzip(t, rdTarHeaderOnly(t, TOCTarName, tar.TypeReg, 60<<20))...), 20)
 	for name, open := range map[string]func(){
-		"huge region": func() { _, _ = Open(huge, huge.size, opts) },
-		"huge claim":  func() { _, _ = Open(bytes.NewReader(claim), int64(len(claim)), opts) },
+		"huge region": func() { _, _ = Open(context.Background(), huge, huge.size, opts) },
+		"huge claim":  func() { _, _ = Open(context.Background(), bytes.NewReader(claim), int64(len(claim)), opts) },
 	} {
 		allocs := testing.AllocsPerRun(5, open)
 		if allocs > 100 {
@@ -348,7 +349,7 @@ func TestOpenGzipBombStopsEarly(t *testing.T) {
 	_ = zw.Close()
 	blob := appendFooter(append(rdGzip(t, nil), b.Bytes()...), 20)
 	r := &rdCountingReaderAt{r: bytes.NewReader(blob)}
-	_, err := Open(r, int64(len(blob)), OpenOptions{TOCDigest: digest.FromString("x"), MaxTOCSize: 1 << 20})
+	_, err := Open(context.Background(), r, int64(len(blob)), OpenOptions{TOCDigest: digest.FromString("x"), MaxTOCSize: 1 << 20})
 	if !errors.Is(err, ErrVerify) {
 		t.Fatalf("Open() error = %v, want %v", err, ErrVerify)
 	}

@@ -57,7 +57,7 @@ func FuzzChunkAt(f *testing.F) {
 			}
 			at += s
 		}
-		ix, err := b.Build()
+		ix, err := b.Build(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
