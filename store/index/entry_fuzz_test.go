@@ -40,7 +40,7 @@ func FuzzChunkAt(f *testing.F) {
 		sizes := chunkSizes(data)
 		var total int64
 		for _, s := range sizes {
-			if s <= 0 || total > math.MaxInt64-s {
+			if s <= 0 || s > MaxChunkSize || total > math.MaxInt64-s {
 				return // not a file a builder accepts; covered below
 			}
 			total += s

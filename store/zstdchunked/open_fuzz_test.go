@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -71,6 +72,9 @@ func FuzzOpen(f *testing.F) {
 		`{"type":"symlink","name":"s","linkName":"../../x"}`, `{"type":"char","name":"c","devMajor":1,"devMinor":3}`))
 	f.Add([]byte(`{"version":1,"entries":[],"tarSplitDigest":"sha256:00"}`))
 	f.Add([]byte(`{"version":1,"entries":[{"type":"reg","name":"a","size":1e3}]}`))
+	for _, seed := range capSeeds(d) {
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, tocJSON []byte) {
 		var w handBlob
 		w.frame([]byte("tar header"))
@@ -97,6 +101,9 @@ func FuzzOpen(f *testing.F) {
 					}
 					continue
 				}
+				if c.Size > index.MaxChunkSize || c.CompressedEnd-c.CompressedOffset > index.MaxCompressedChunk {
+					t.Fatalf("%s: chunk %+v over the caps", e.Name, c)
+				}
 				if c.CompressedOffset < 0 || c.CompressedEnd <= c.CompressedOffset || c.CompressedEnd > tocStart {
 					t.Fatalf("%s: chunk range [%d, %d) outside [0, %d)", e.Name, c.CompressedOffset, c.CompressedEnd, tocStart)
 				}
@@ -113,6 +120,30 @@ func FuzzOpen(f *testing.F) {
 			}
 		}
 	})
+}
+
+// capSeeds are TOC documents at and past the hard caps of package index,
+// for a blob whose data frame (of digest d) is at [10, 31).
+func capSeeds(d string) [][]byte {
+	chain := []string{`{"type":"fifo","name":"f"}`}
+	for i := range 50 {
+		target := fmt.Sprintf("l%d", i+1) // the next link, later in the TOC
+		if i == 49 {
+			target = "f"
+		}
+		chain = append(chain, fmt.Sprintf(`{"type":"hardlink","name":"l%d","linkName":%q}`, i, target))
+	}
+	return [][]byte{
+		tocDoc(`{"type":"fifo","name":"u","uid":4294967296}`),
+		tocDoc(`{"type":"fifo","name":"u","uid":4294967294,"gid":4294967295}`),
+		tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":1099511627776,"digest":%q,"offset":10,"endOffset":31}`, d)),
+		tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":12,"digest":%q,"offset":10,"endOffset":1125899906842624}`, d)),
+		tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":12,"digest":%q,"offset":31,"endOffset":10}`, d)),
+		tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":67108865,"offset":10,"endOffset":31,"chunkSize":67108865,"chunkDigest":%q}`, d)),
+		tocDoc(`{"type":"reg","name":"z","size":68719476736,"offset":10,"endOffset":31,"chunkType":"zeros"}`),
+		tocDoc(fmt.Sprintf(`{"type":"symlink","name":"s","linkName":%q}`, strings.Repeat("t", index.MaxLinkNameLen+1))),
+		tocDoc(chain...),
+	}
 }
 
 // FuzzOpenBlob feeds arbitrary blobs, annotations and footers, with the
