@@ -412,7 +412,7 @@ func (b *buildWriter) finish() (BuildResult, error) {
 	if err := gz.Close(); err != nil {
 		return BuildResult{}, err
 	}
-	if _, err := b.cw.Write(appendFooter(nil, tocOff)); err != nil {
+	if _, err := b.cw.Write(AppendFooter(nil, tocOff)); err != nil {
 		return BuildResult{}, err
 	}
 	if err := b.bw.Flush(); err != nil {

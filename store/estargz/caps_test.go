@@ -24,7 +24,7 @@ func rdBigBlob(t testing.TB, dataSize int64, entries ...map[string]any) (rdSpars
 	var w rdBlobWriter
 	json := rdMustJSON(t, map[string]any{"version": 1, "entries": entries})
 	w.member(t, rdTocTar(t, TOCTarName, json))
-	tail := appendFooter(w.buf.Bytes(), dataSize)
+	tail := AppendFooter(w.buf.Bytes(), dataSize)
 	return rdSparse{size: dataSize + int64(len(tail)), tail: tail}, digest.FromBytes(json)
 }
 

@@ -50,7 +50,7 @@ func (w *rdBlobWriter) finish(t testing.TB, tocJSON []byte) ([]byte, digest.Dige
 	t.Helper()
 	off := int64(w.buf.Len())
 	w.member(t, rdTocTar(t, TOCTarName, tocJSON))
-	return appendFooter(w.buf.Bytes(), off), digest.FromBytes(tocJSON)
+	return AppendFooter(w.buf.Bytes(), off), digest.FromBytes(tocJSON)
 }
 
 // rdTocTar returns a tar holding one regular file.

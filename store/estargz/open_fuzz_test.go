@@ -34,8 +34,8 @@ func FuzzParseFooter(f *testing.F) {
 			t.Fatalf("ParseFooter(%x) = %+v", tail, got)
 		case got.Size == FooterSize:
 			// What parses re-encodes to an equivalent footer.
-			if again, err := ParseFooter(appendFooter(nil, got.TOCOffset)); err != nil || again != got {
-				t.Fatalf("ParseFooter(appendFooter(%d)) = %+v, %v; want %+v", got.TOCOffset, again, err, got)
+			if again, err := ParseFooter(AppendFooter(nil, got.TOCOffset)); err != nil || again != got {
+				t.Fatalf("ParseFooter(AppendFooter(%d)) = %+v, %v; want %+v", got.TOCOffset, again, err, got)
 			}
 		}
 	})
@@ -76,7 +76,7 @@ func FuzzOpen(f *testing.F) {
 	}}), true)
 	blob, _ := rdTocBlob(f, rdE("name", "a", "type", "fifo"))
 	f.Add(blob, false)
-	f.Add(appendFooter(nil, 0), false)
+	f.Add(AppendFooter(nil, 0), false)
 	f.Add(append(rdGzip(f, []byte("x")), rdLegacyFooter(0)...), false)
 	prefix := rdFuzzPrefix(f)
 	f.Fuzz(func(t *testing.T, data []byte, wrap bool) {
