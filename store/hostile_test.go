@@ -27,7 +27,7 @@ func hostileFiles(t *testing.T) []byte {
 func openHostileESGZ(t *testing.T, log *slog.Logger, edit func(*testutil.TOC) error) (*Layer, error) {
 	t.Helper()
 	tl := testutil.ESGZLayer(t, hostileFiles(t), testutil.ESGZOptions{ChunkSize: 8192, Prioritized: []string{"a"}})
-	blob, toc, _, err := testutil.RewriteESGZ(tl.Blob, edit)
+	blob, toc, err := testutil.RewriteESGZ(tl.Blob, edit)
 	if err != nil {
 		t.Fatal(err)
 	}

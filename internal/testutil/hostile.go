@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strconv"
+	"strings"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -58,54 +60,50 @@ func (t *TOC) encode() ([]byte, error) {
 	return json.Marshal(t.Doc)
 }
 
-// Find returns the first entry with the given name and type ("" for any).
+// Find returns the first entry with the given name, however the TOC
+// spells it ("a/b", "./a/b", "/a/b"), and type ("" for any).
 func (t *TOC) Find(name, typ string) map[string]any {
 	for _, e := range t.Entries {
-		if e["name"] == name && (typ == "" || e["type"] == typ) {
+		n, _ := e["name"].(string)
+		if cleanName(n) == cleanName(name) && (typ == "" || e["type"] == typ) {
 			return e
 		}
 	}
 	return nil
 }
 
+func cleanName(n string) string { return strings.TrimPrefix(path.Clean("/"+n), "/") }
+
 // RewriteESGZ replaces the TOC of an eStargz blob (with an embedded TOC)
 // by what edit makes of it: a new TOC member and footer follow the
-// payload members, which are kept byte for byte. It returns the new blob,
-// its TOC digest and its DiffID (the sha256 of the tar it gunzips to).
-func RewriteESGZ(blob []byte, edit func(*TOC) error) (out []byte, tocDigest, diffID digest.Digest, err error) {
+// payload members, which are kept byte for byte. It returns the new blob
+// and its TOC digest. The blob's DiffID changes with the TOC, which is a
+// file of its tar.
+func RewriteESGZ(blob []byte, edit func(*TOC) error) ([]byte, digest.Digest, error) {
 	f, err := estargz.ParseFooter(blob[max(0, len(blob)-estargz.FooterSize):])
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	data, err := esgzTOCJSON(blob[f.TOCOffset : int64(len(blob))-f.Size])
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	toc, err := decodeTOC(data)
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	if err := edit(toc); err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	if data, err = toc.encode(); err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	member, err := esgzTOCMember(data)
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
-	out = append(bytes.Clone(blob[:f.TOCOffset]), member...)
-	out = estargz.AppendFooter(out, f.TOCOffset)
-	zr, err := gzip.NewReader(bytes.NewReader(out))
-	if err != nil {
-		return nil, "", "", err
-	}
-	h := digest.SHA256.Digester()
-	if _, err := io.Copy(h.Hash(), zr); err != nil {
-		return nil, "", "", fmt.Errorf("gunzip the rewritten blob: %w", err)
-	}
-	return out, digest.FromBytes(data), h.Digest(), nil
+	out := append(blob[:f.TOCOffset:f.TOCOffset], member...)
+	return estargz.AppendFooter(out, f.TOCOffset), digest.FromBytes(data), nil
 }
 
 // esgzTOCJSON returns the stargz.index.json of a TOC member.

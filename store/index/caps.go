@@ -19,7 +19,7 @@ const (
 	// decode fills. eStargz writers cut files into 4 MiB chunks;
 	// zstd:chunked cuts where a rolling checksum says (64 KiB on average),
 	// and only long runs of repeated data make chunks of a few MiB (the
-	// largest in 6 GB of /usr: 4.3 MiB).
+	// largest in 5 GB of /usr: 4.3 MiB).
 	MaxChunkSize = 64 << 20
 
 	// MaxCompressedChunk bounds a chunk's compressed range, CompressedEnd
