@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -294,13 +293,12 @@ func (b *buildWriter) finishExternal() (ExternalBuildResult, error) {
 }
 
 // tocBlob returns the gzip member of a tar holding tocJSON as
-// stargz.index.json, as the external TOC image stores it.
+// stargz.index.json, as the external TOC image stores it. level must be
+// one newBuildWriter accepts.
 func tocBlob(tocJSON []byte, level int) ([]byte, error) {
 	var buf bytes.Buffer
-	gz, err := gzip.NewWriterLevel(&buf, level)
-	if err != nil {
-		return nil, err
-	}
+	gz := getGzip(&buf, level)
+	defer putGzip(gz, level)
 	tw := tar.NewWriter(gz)
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: int64(len(tocJSON))}); err != nil {
 		return nil, err
