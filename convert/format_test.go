@@ -94,9 +94,9 @@ func checkZstdLayer(t *testing.T, reg *testRegistry, repo string, l ocispec.Desc
 		t.Fatalf("blob %s missing", l.Digest)
 	}
 	toc := digest.Digest(l.Annotations[zstdchunked.ManifestChecksumAnnotation])
-	b, err := zstdchunked.Open(bytes.NewReader(blob), int64(len(blob)), zstdchunked.OpenOptions{TOCDigest: toc, Annotations: l.Annotations})
+	b, err := zstdchunked.Open(t.Context(), bytes.NewReader(blob), int64(len(blob)), zstdchunked.OpenOptions{TOCDigest: toc, Annotations: l.Annotations})
 	if err != nil {
-		t.Fatalf("zstdchunked.Open(%s): %v", l.Digest, err)
+		t.Fatalf("zstdchunked.Open(t.Context(), %s): %v", l.Digest, err)
 	}
 	zr, err := zstd.NewReader(bytes.NewReader(blob))
 	if err != nil {

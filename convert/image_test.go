@@ -155,7 +155,7 @@ func checkLayer(t *testing.T, reg *testRegistry, repo string, l ocispec.Descript
 	if _, err := r.VerifyTOC(toc); err != nil {
 		t.Errorf("layer %s: VerifyTOC: %v", l.Digest, err)
 	}
-	b, err := estargz.Open(bytes.NewReader(blob), int64(len(blob)), estargz.OpenOptions{TOCDigest: toc})
+	b, err := estargz.Open(t.Context(), bytes.NewReader(blob), int64(len(blob)), estargz.OpenOptions{TOCDigest: toc})
 	if err != nil {
 		t.Fatalf("layer %s: estargz.Open: %v", l.Digest, err)
 	}

@@ -201,7 +201,7 @@ func (c *converter) passThrough(ctx context.Context, info types.BlobInfo, srcDif
 		return layerResult{}, err
 	}
 	toc := digest.Digest(info.Annotations[tocDigestAnnotation])
-	if _, err := estargz.Open(blobFile, desc.Size, estargz.OpenOptions{TOCDigest: toc}); err != nil {
+	if _, err := estargz.Open(ctx, blobFile, desc.Size, estargz.OpenOptions{TOCDigest: toc}); err != nil {
 		if errors.Is(err, estargz.ErrExternalTOC) {
 			// Its TOC is in another image; converting again gives the same entries.
 			c.log.Info("layer has an external TOC; converting it again", layerAttrs(info))

@@ -214,9 +214,9 @@ func TestImageRoundTrip(t *testing.T) {
 			var err error
 			if tt.external {
 				tocBlob = fetchTOCBlob(t, reg, l.Digest)
-				b, err = estargz.OpenExternal(bytes.NewReader(blob), int64(len(blob)), tocBlob, estargz.OpenOptions{TOCDigest: toc})
+				b, err = estargz.OpenExternal(t.Context(), bytes.NewReader(blob), int64(len(blob)), tocBlob, estargz.OpenOptions{TOCDigest: toc})
 			} else {
-				b, err = estargz.Open(bytes.NewReader(blob), int64(len(blob)), estargz.OpenOptions{TOCDigest: toc})
+				b, err = estargz.Open(t.Context(), bytes.NewReader(blob), int64(len(blob)), estargz.OpenOptions{TOCDigest: toc})
 			}
 			if err != nil {
 				t.Fatalf("open converted layer: %v", err)

@@ -31,7 +31,7 @@ func buildIndex(t *testing.T, names ...string) *index.Index {
 			t.Fatalf("add %q: %v", n, err)
 		}
 	}
-	ix, err := b.Build()
+	ix, err := b.Build(t.Context())
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
@@ -131,7 +131,7 @@ func TestXattrs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ix, err := b.Build()
+	ix, err := b.Build(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -186,7 +186,7 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 		if err := r.readTail(desc, opts.tail); err != nil {
 			return nil, nil, err
 		}
-		f, err := open(r, desc, opts)
+		f, err := open(ctx, r, desc, opts)
 		return r, f, err
 	}
 	if opts.Cache == nil {
@@ -204,7 +204,7 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 	var f *opened
 	var err error
 	if cached {
-		f, err = open(r, desc, opts)
+		f, err = open(ctx, r, desc, opts)
 		if err != nil && ctx.Err() == nil {
 			// A damaged record (or a reader that wants other ranges
 			// now): forget it and read from the registry.

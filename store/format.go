@@ -3,6 +3,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -47,8 +48,10 @@ type opened struct {
 
 // openFunc reads a layer's table of contents through r and verifies it
 // against desc.TOCDigest. Errors wrap ErrNotLazy for a layer that can be
-// read but not served lazily, ErrVerify for a TOC that does not match.
-type openFunc func(r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error)
+// read but not served lazily, ErrVerify for a TOC that does not match. It
+// stops with ctx's error when ctx (the resolve timeout) is done, parsing
+// included.
+type openFunc func(ctx context.Context, r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error)
 
 // openers maps each format to its reader.
 var openers = map[Format]openFunc{
@@ -56,26 +59,30 @@ var openers = map[Format]openFunc{
 	FormatZstdChunked: openZstdChunked,
 }
 
-func openEStargz(r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error) {
+func openEStargz(ctx context.Context, r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error) {
 	oo := estargz.OpenOptions{TOCDigest: desc.TOCDigest, MaxTOCSize: opts.MaxTOCSize}
-	b, err := estargz.Open(r, desc.Size, oo)
+	b, err := estargz.Open(ctx, r, desc.Size, oo)
 	if errors.Is(err, estargz.ErrExternalTOC) && opts.ExternalTOC != nil {
-		b, err = openExternal(r, desc, opts, oo)
+		b, err = openExternal(ctx, r, desc, opts, oo)
 	}
 	if err != nil {
 		return nil, classifyEStargz(err)
+	}
+	if b.BadLandmark != nil && opts.Logger != nil {
+		// Kinder than refusing the layer: it is served, without prefetch.
+		opts.Logger.Warn("prefetch landmark ignored", "digest", desc.Digest.String(), "err", b.BadLandmark)
 	}
 	return &opened{index: b.Index, decode: decodeEStargz, prefetchEnd: b.PrefetchEnd, compression: compressionGzip}, nil
 }
 
 // openExternal opens a blob whose footer says its TOC lives in the image's
 // TOC image. Not finding the TOC makes the layer not lazy: storage pulls it.
-func openExternal(r io.ReaderAt, desc LayerDesc, opts LayerOptions, oo estargz.OpenOptions) (*estargz.Blob, error) {
+func openExternal(ctx context.Context, r io.ReaderAt, desc LayerDesc, opts LayerOptions, oo estargz.OpenOptions) (*estargz.Blob, error) {
 	toc, err := opts.ExternalTOC(desc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: external TOC: %w", ErrNotLazy, err)
 	}
-	return estargz.OpenExternal(r, desc.Size, toc, oo)
+	return estargz.OpenExternal(ctx, r, desc.Size, toc, oo)
 }
 
 func decodeEStargz(dst, compressed []byte, c index.Chunk) error {

@@ -3,6 +3,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +18,8 @@ import (
 // gives the uncompressed size, which Podman 4 needs in `info` (without it
 // the pulled image has no size and cannot run), so the tar-split, which
 // follows the TOC, is read in the same request to compute it.
-func openZstdChunked(r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error) {
-	b, err := zstdchunked.Open(r, desc.Size, zstdchunked.OpenOptions{
+func openZstdChunked(ctx context.Context, r io.ReaderAt, desc LayerDesc, opts LayerOptions) (*opened, error) {
+	b, err := zstdchunked.Open(ctx, r, desc.Size, zstdchunked.OpenOptions{
 		TOCDigest:        desc.TOCDigest,
 		Annotations:      desc.Annotations,
 		MaxTOCSize:       opts.MaxTOCSize,

@@ -166,7 +166,7 @@ func TestResolvePath(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ix, err := b.Build()
+	ix, err := b.Build(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,8 +62,8 @@ func listPackages(t *testing.T) []pkg {
 func TestDependencyDirection(t *testing.T) {
 	for _, p := range listPackages(t) {
 		name := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
-		if strings.HasPrefix(name, "internal/testutil") {
-			continue // test helpers, imported by tests only
+		if strings.HasPrefix(name, "internal/testutil") || strings.HasPrefix(name, "tests/") {
+			continue // test helpers and test programs, never shipped
 		}
 		r, ok := rank[name]
 		if !ok {

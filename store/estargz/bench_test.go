@@ -4,6 +4,7 @@ package estargz
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 
@@ -59,7 +60,7 @@ func BenchmarkOpenTOC100k(b *testing.B) {
 	r := bytes.NewReader(blob)
 	b.ReportAllocs()
 	for b.Loop() {
-		bl, err := Open(r, int64(len(blob)), opts)
+		bl, err := Open(context.Background(), r, int64(len(blob)), opts)
 		if err != nil {
 			b.Fatal(err)
 		}

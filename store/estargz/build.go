@@ -358,6 +358,32 @@ func orderEntries(entries []*buildEntry, prioritized []string) ([]*buildEntry, e
 	return out, nil
 }
 
+// checkAncestors refuses an entry below a name that is not a directory:
+// its nearest ancestor in the tar must be one (the directories between
+// are implicit ones, which a reader creates). Directories found good are
+// added to final as implicit, so each is walked once.
+func checkAncestors(e *buildEntry, final map[string]byte) error {
+	dir := e.name
+	for dir != "" {
+		if dir = path.Dir(dir); dir == "." {
+			dir = ""
+		}
+		t, ok := final[dir]
+		if ok && t != tar.TypeDir && t != implicitDir {
+			return fmt.Errorf("estargz: build: %w: an ancestor of %q, %q, is not a directory", errBadTar, e.hdr.Name, dir)
+		}
+		if ok {
+			break
+		}
+		final[dir] = implicitDir
+	}
+	return nil
+}
+
+// implicitDir marks, in checkTree's map of final types, a directory no
+// entry names.
+const implicitDir = 0xff
+
 // checkTree refuses an output order whose tar would not unpack into the
 // tree the TOC describes.
 func checkTree(ordered []*buildEntry) error {
@@ -367,14 +393,8 @@ func checkTree(ordered []*buildEntry) error {
 	}
 	written := make(map[string]byte, len(ordered))
 	for _, e := range ordered {
-		if e.name != "" {
-			dir := path.Dir(e.name)
-			if dir == "." {
-				dir = ""
-			}
-			if t, ok := final[dir]; ok && t != tar.TypeDir {
-				return fmt.Errorf("estargz: build: %w: parent of %q is not a directory", errBadTar, e.hdr.Name)
-			}
+		if err := checkAncestors(e, final); err != nil {
+			return err
 		}
 		if e.hdr.Typeflag == tar.TypeLink {
 			t, ok := written[e.link]

@@ -5,6 +5,7 @@ package estargz
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"reflect"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ func TestBuildRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			blob, res := btBuildBytes(t, btMakeTar(t, tt.in), tt.opts)
-			b, err := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: res.TOCDigest})
+			b, err := Open(context.Background(), bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: res.TOCDigest})
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}

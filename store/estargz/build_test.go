@@ -601,6 +601,7 @@ func TestBuildErrors(t *testing.T) {
 		{name: "link to dir", in: btRawTar(t, btRawHeader("d/", tar.TypeDir, 0, ""), btRawHeader("l", tar.TypeLink, 0, "d")), wantErr: errBadTar, wantMsg: "directory"},
 		{name: "link to root", in: btRawTar(t, btRawHeader("l", tar.TypeLink, 0, "./")), wantErr: errBadTar, wantMsg: "root"},
 		{name: "parent is a file", in: btRawTar(t, btRawHeader("f", tar.TypeReg, 0, ""), btRawHeader("f/x", tar.TypeReg, 0, "")), wantErr: errBadTar, wantMsg: "not a directory"},
+		{name: "grandparent becomes a file", in: btRawTar(t, btRawHeader("a/", tar.TypeDir, 0, ""), btRawHeader("a/b/c", tar.TypeReg, 0, ""), btRawHeader("a", tar.TypeReg, 0, "")), wantErr: errBadTar, wantMsg: "not a directory"},
 		{name: "parent is a symlink", in: btRawTar(t, btRawHeader("s", tar.TypeSymlink, 0, "/etc"), btRawHeader("s/passwd", tar.TypeReg, 0, "")), wantErr: errBadTar, wantMsg: "not a directory"},
 		{name: "root is a file", in: btRawTar(t, btRawHeader("./", tar.TypeReg, 0, "")), wantErr: errBadTar, wantMsg: "root"},
 		{name: "truncated payload", in: good, size: int64(len(good)) - 2048, wantErr: errBadTar},

@@ -107,8 +107,8 @@ func newBuildWriter(ctx context.Context, w io.Writer, src io.ReaderAt, opts Buil
 	if level == 0 {
 		level = gzip.DefaultCompression
 	}
-	if _, err := gzip.NewWriterLevel(io.Discard, level); err != nil {
-		return nil, fmt.Errorf("estargz: build: compression level %d: %w", opts.CompressionLevel, err)
+	if level < gzip.StatelessCompression || level > gzip.BestCompression {
+		return nil, fmt.Errorf("estargz: build: compression level %d: gzip: invalid compression level: %d", opts.CompressionLevel, level)
 	}
 	opts.CompressionLevel = level
 	bw := bufio.NewWriterSize(w, 256<<10)
@@ -146,7 +146,8 @@ func newBuildWriter(ctx context.Context, w io.Writer, src io.ReaderAt, opts Buil
 // compressMembers is a worker: it gzips each member it receives.
 func (b *buildWriter) compressMembers(level int) {
 	defer b.done.Done()
-	gz, _ := gzip.NewWriterLevel(io.Discard, level) // level checked by newBuildWriter
+	gz := getGzip(io.Discard, level)
+	defer putGzip(gz, level)
 	for m := range b.work {
 		gz.Reset(&m.out)
 		if _, err := gz.Write(m.raw); err != nil {
@@ -200,6 +201,29 @@ func (b *buildWriter) stop() error {
 		}
 	}
 	return b.werr
+}
+
+// buildGzips keeps gzip writers across Builds, one pool per level
+// (gzip.StatelessCompression to gzip.BestCompression): a new writer
+// allocates its compressor's tables and history, about 2 MiB per Build of
+// a small layer, which cost more than compressing it.
+var buildGzips [gzip.BestCompression - gzip.StatelessCompression + 1]sync.Pool
+
+// getGzip returns a gzip writer of the level, which newBuildWriter has
+// checked, writing to w.
+func getGzip(w io.Writer, level int) *gzip.Writer {
+	if gz, ok := buildGzips[level-gzip.StatelessCompression].Get().(*gzip.Writer); ok {
+		gz.Reset(w)
+		return gz
+	}
+	gz, _ := gzip.NewWriterLevel(w, level)
+	return gz
+}
+
+// putGzip returns gz, of the level, to its pool.
+func putGzip(gz *gzip.Writer, level int) {
+	gz.Reset(io.Discard)
+	buildGzips[level-gzip.StatelessCompression].Put(gz)
 }
 
 // buildMembers keeps member buffers across Builds: they grow to about a
@@ -405,14 +429,15 @@ func (b *buildWriter) finish() (BuildResult, error) {
 	}
 	b.diff.Write(tocTar.Bytes())
 	b.un += int64(tocTar.Len())
-	gz, _ := gzip.NewWriterLevel(b.cw, b.opts.CompressionLevel) // level checked by newBuildWriter
+	gz := getGzip(b.cw, b.opts.CompressionLevel)
+	defer putGzip(gz, b.opts.CompressionLevel)
 	if _, err := gz.Write(tocTar.Bytes()); err != nil {
 		return BuildResult{}, err
 	}
 	if err := gz.Close(); err != nil {
 		return BuildResult{}, err
 	}
-	if _, err := b.cw.Write(appendFooter(nil, tocOff)); err != nil {
+	if _, err := b.cw.Write(AppendFooter(nil, tocOff)); err != nil {
 		return BuildResult{}, err
 	}
 	if err := b.bw.Flush(); err != nil {

@@ -42,8 +42,12 @@
 //
 // Every size and offset in the footer and TOC is checked before it is
 // used: the TOC member must lie inside the blob and inflate to at most
-// OpenOptions.MaxTOCSize, chunks must lie before the TOC, and names must
-// not escape the layer root. Memory stays proportional to the TOC size.
+// OpenOptions.MaxTOCSize, chunks must lie before the TOC and within the
+// hard caps of package index (index.MaxChunkSize, index.MaxCompressedChunk,
+// ...), and names must not escape the layer root. Memory stays
+// proportional to the TOC size, and the parse stops when Open's context is
+// done. A .prefetch.landmark outside the data region is ignored
+// (Blob.BadLandmark): the layer is served without prefetch.
 //
 // # Using it
 //

@@ -30,7 +30,7 @@ func ExampleOpen() {
 	}
 
 	// The TOC digest comes from the layer descriptor's annotation.
-	b, err := estargz.Open(bytes.NewReader(blob.Bytes()), int64(blob.Len()), estargz.OpenOptions{TOCDigest: res.TOCDigest})
+	b, err := estargz.Open(context.Background(), bytes.NewReader(blob.Bytes()), int64(blob.Len()), estargz.OpenOptions{TOCDigest: res.TOCDigest})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -294,13 +293,12 @@ func (b *buildWriter) finishExternal() (ExternalBuildResult, error) {
 }
 
 // tocBlob returns the gzip member of a tar holding tocJSON as
-// stargz.index.json, as the external TOC image stores it.
+// stargz.index.json, as the external TOC image stores it. level must be
+// one newBuildWriter accepts.
 func tocBlob(tocJSON []byte, level int) ([]byte, error) {
 	var buf bytes.Buffer
-	gz, err := gzip.NewWriterLevel(&buf, level)
-	if err != nil {
-		return nil, err
-	}
+	gz := getGzip(&buf, level)
+	defer putGzip(gz, level)
 	tw := tar.NewWriter(gz)
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: int64(len(tocJSON))}); err != nil {
 		return nil, err
@@ -333,11 +331,12 @@ func appendExternalFooter(dst []byte) []byte {
 // the blob of the given size, which must end in the external footer, and
 // toc is the TOC blob from the TOC image (a gzip member of a tar holding
 // stargz.index.json). The TOC JSON is verified against opts.TOCDigest as
-// Open does. It makes one ReadAt call, for the footer.
+// Open does. It makes one ReadAt call, for the footer, and stops with
+// ctx's error as Open does.
 //
 // Errors wrap ErrNotEStargz (no external footer, or toc is no TOC blob),
 // ErrTooLarge, ErrVerify or index.ErrInvalid, as Open's do.
-func OpenExternal(r io.ReaderAt, size int64, toc []byte, opts OpenOptions) (*Blob, error) {
+func OpenExternal(ctx context.Context, r io.ReaderAt, size int64, toc []byte, opts OpenOptions) (*Blob, error) {
 	maxTOC, err := opts.check()
 	if err != nil {
 		return nil, err
@@ -353,24 +352,13 @@ func OpenExternal(r io.ReaderAt, size int64, toc []byte, opts OpenOptions) (*Blo
 	if int64(len(toc)) > maxCompressedTOC(maxTOC) {
 		return nil, fmt.Errorf("%w: compressed TOC of %d bytes, limit %d", ErrTooLarge, len(toc), maxCompressedTOC(maxTOC))
 	}
-	tocJSON, got, err := tocJSONFrom(toc, maxTOC, opts.TOCDigest.Algorithm())
+	tocJSON, got, err := tocJSONFrom(ctx, toc, maxTOC, opts.TOCDigest.Algorithm())
 	if err != nil {
 		return nil, fmt.Errorf("external TOC: %w", err)
 	}
 	if got != opts.TOCDigest {
 		return nil, fmt.Errorf("%w: external TOC JSON has digest %s, want %s", ErrVerify, got, opts.TOCDigest)
 	}
-	end := size - f.Size // chunks end before the footer
-	res, err := parseTOC(tocJSON, end)
-	if err != nil {
-		return nil, fmt.Errorf("TOC %s: %w", opts.TOCDigest, err)
-	}
-	return &Blob{
-		Index:       res.index,
-		TOCDigest:   opts.TOCDigest,
-		TOCOffset:   end,
-		FooterSize:  f.Size,
-		PrefetchEnd: res.prefetchEnd,
-		NoPrefetch:  res.noPrefetch,
-	}, nil
+	// Chunks end before the footer.
+	return newBlob(ctx, tocJSON, size-f.Size, f.Size, opts.TOCDigest)
 }

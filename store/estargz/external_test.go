@@ -4,6 +4,7 @@ package estargz
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"testing"
@@ -57,7 +58,7 @@ func TestBuildExternal(t *testing.T) {
 				if _, err := ParseFooter(blob[len(blob)-FooterSize:]); !errors.Is(err, ErrExternalTOC) {
 					t.Errorf("ParseFooter = %v, want ErrExternalTOC", err)
 				}
-				b, err := OpenExternal(bytes.NewReader(blob), int64(len(blob)), res.TOC, OpenOptions{TOCDigest: res.TOCDigest})
+				b, err := OpenExternal(context.Background(), bytes.NewReader(blob), int64(len(blob)), res.TOC, OpenOptions{TOCDigest: res.TOCDigest})
 				if err != nil {
 					t.Fatalf("OpenExternal: %v", err)
 				}
@@ -125,7 +126,7 @@ func TestOpenExternalRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := OpenExternal(bytes.NewReader(tt.blob), int64(len(tt.blob)), tt.toc, OpenOptions{TOCDigest: tt.d})
+			_, err := OpenExternal(context.Background(), bytes.NewReader(tt.blob), int64(len(tt.blob)), tt.toc, OpenOptions{TOCDigest: tt.d})
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("OpenExternal = %v, want %v", err, tt.wantErr)
 			}

@@ -125,9 +125,11 @@ func parseHex16(b []byte) (int64, bool) {
 	return int64(v), true
 }
 
-// appendFooter appends the 51-byte eStargz footer pointing at tocOffset:
-// an empty gzip member whose extra field is "SG", LEN=22, "%016xSTARGZ".
-func appendFooter(dst []byte, tocOffset int64) []byte {
+// AppendFooter appends to dst the 51-byte eStargz footer pointing at a
+// TOC member at tocOffset: an empty gzip member whose extra field is "SG",
+// LEN=22, "%016xSTARGZ". Build writes it; tools that rewrite a blob's TOC
+// (tests crafting hostile layers) append it after their TOC member.
+func AppendFooter(dst []byte, tocOffset int64) []byte {
 	dst = append(dst, 0x1f, 0x8b, 8, 0x04, 0, 0, 0, 0, 0, 0xff) // header, FEXTRA
 	dst = binary.LittleEndian.AppendUint16(dst, 4+22)           // XLEN
 	dst = append(dst, 'S', 'G')

@@ -42,7 +42,7 @@ func rdFooterCases() []struct {
 	wantErr error
 } {
 	pad := bytes.Repeat([]byte{0xaa}, 40)
-	f := appendFooter(nil, 0xb53)
+	f := AppendFooter(nil, 0xb53)
 	return []struct {
 		name    string
 		tail    []byte
@@ -51,7 +51,7 @@ func rdFooterCases() []struct {
 	}{
 		{"estargz", f, Footer{TOCOffset: 0xb53, Size: FooterSize}, nil},
 		{"estargz after other bytes", append(bytes.Clone(pad), f...), Footer{TOCOffset: 0xb53, Size: FooterSize}, nil},
-		{"estargz max offset", appendFooter(nil, 1<<63-1), Footer{TOCOffset: 1<<63 - 1, Size: FooterSize}, nil},
+		{"estargz max offset", AppendFooter(nil, 1<<63-1), Footer{TOCOffset: 1<<63 - 1, Size: FooterSize}, nil},
 		{"estargz uppercase hex", rdReplaceAt(f, 16, "0000000000000B53"), Footer{TOCOffset: 0xb53, Size: FooterSize}, nil},
 		{"legacy", append(bytes.Clone(pad[:4]), rdLegacyFooter(0x1234)...), Footer{TOCOffset: 0x1234, Size: LegacyFooterSize}, nil},
 		{"legacy exact", rdLegacyFooter(7), Footer{TOCOffset: 7, Size: LegacyFooterSize}, nil},
@@ -90,7 +90,7 @@ func TestParseFooter(t *testing.T) {
 
 func TestAppendFooterLayout(t *testing.T) {
 	// The dump from the format notes: ...1a 00 53 47 16 00 "0000000000000b53STARGZ" 01 00 00 ff ff 00...
-	f := appendFooter(nil, 0xb53)
+	f := AppendFooter(nil, 0xb53)
 	if len(f) != FooterSize {
 		t.Fatalf("len = %d, want %d", len(f), FooterSize)
 	}

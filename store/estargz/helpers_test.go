@@ -5,6 +5,7 @@ package estargz
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"sync"
@@ -49,7 +50,7 @@ func (w *rdBlobWriter) finish(t testing.TB, tocJSON []byte) ([]byte, digest.Dige
 	t.Helper()
 	off := int64(w.buf.Len())
 	w.member(t, rdTocTar(t, TOCTarName, tocJSON))
-	return appendFooter(w.buf.Bytes(), off), digest.FromBytes(tocJSON)
+	return AppendFooter(w.buf.Bytes(), off), digest.FromBytes(tocJSON)
 }
 
 // rdTocTar returns a tar holding one regular file.
@@ -89,7 +90,7 @@ func rdMustJSON(t testing.TB, v any) []byte {
 
 // rdOpenBytes opens an in-memory blob.
 func rdOpenBytes(blob []byte, d digest.Digest) (*Blob, error) {
-	return Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: d})
+	return Open(context.Background(), bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: d})
 }
 
 // rdCountingReaderAt counts ReadAt calls.

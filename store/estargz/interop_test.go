@@ -235,7 +235,7 @@ func TestOpenReferenceBlobs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			blob, tocDigest := rdRefBuild(t, tarb, tt.opts...)
 			r := &rdCountingReaderAt{r: bytes.NewReader(blob)}
-			b, err := Open(r, int64(len(blob)), OpenOptions{TOCDigest: tocDigest})
+			b, err := Open(context.Background(), r, int64(len(blob)), OpenOptions{TOCDigest: tocDigest})
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}

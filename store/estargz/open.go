@@ -5,6 +5,7 @@ package estargz
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -54,18 +55,24 @@ type Blob struct {
 	// NoPrefetch reports a .no.prefetch.landmark: the layer asks not to be
 	// prefetched.
 	NoPrefetch bool
+	// BadLandmark, when not nil, says why a .prefetch.landmark was
+	// ignored: its offset lies outside the data region [0, TOCOffset].
+	// PrefetchEnd is then 0; the layer is still served, without prefetch.
+	BadLandmark error
 }
 
 // Open reads the footer and the TOC of the eStargz blob of the given size
 // in r, verifies the TOC against opts.TOCDigest and indexes it. It makes
-// exactly two ReadAt calls: the footer, then the TOC member.
+// exactly two ReadAt calls: the footer, then the TOC member. It stops with
+// ctx's error when ctx is done while it decompresses or parses the TOC;
+// the ReadAt calls are r's to bound.
 //
 // Errors wrap ErrNotEStargz (no footer, or no TOC where it points),
 // ErrExternalTOC, ErrTooLarge, ErrVerify (the TOC is not the one the
 // descriptor names), or index.ErrInvalid (a verified TOC that describes an
 // impossible tree). Open allocates no more than the TOC region and a
 // bounded multiple of MaxTOCSize, whatever the blob says.
-func Open(r io.ReaderAt, size int64, opts OpenOptions) (*Blob, error) {
+func Open(ctx context.Context, r io.ReaderAt, size int64, opts OpenOptions) (*Blob, error) {
 	maxTOC, err := opts.check()
 	if err != nil {
 		return nil, err
@@ -85,24 +92,31 @@ func Open(r io.ReaderAt, size int64, opts OpenOptions) (*Blob, error) {
 	if err := readFull(r, region, f.TOCOffset); err != nil {
 		return nil, fmt.Errorf("read TOC at %d: %w", f.TOCOffset, err)
 	}
-	tocJSON, got, err := tocJSONFrom(region, maxTOC, opts.TOCDigest.Algorithm())
+	tocJSON, got, err := tocJSONFrom(ctx, region, maxTOC, opts.TOCDigest.Algorithm())
 	if err != nil {
 		return nil, fmt.Errorf("TOC at %d: %w", f.TOCOffset, err)
 	}
 	if got != opts.TOCDigest {
 		return nil, fmt.Errorf("%w: TOC JSON has digest %s, want %s", ErrVerify, got, opts.TOCDigest)
 	}
-	res, err := parseTOC(tocJSON, f.TOCOffset)
+	return newBlob(ctx, tocJSON, f.TOCOffset, f.Size, opts.TOCDigest)
+}
+
+// newBlob parses verified TOC JSON whose chunks must end at or before
+// tocOffset.
+func newBlob(ctx context.Context, tocJSON string, tocOffset, footerSize int64, tocDigest digest.Digest) (*Blob, error) {
+	res, err := parseTOC(ctx, tocJSON, tocOffset)
 	if err != nil {
-		return nil, fmt.Errorf("TOC %s: %w", opts.TOCDigest, err)
+		return nil, fmt.Errorf("TOC %s: %w", tocDigest, err)
 	}
 	return &Blob{
 		Index:       res.index,
-		TOCDigest:   opts.TOCDigest,
-		TOCOffset:   f.TOCOffset,
-		FooterSize:  f.Size,
+		TOCDigest:   tocDigest,
+		TOCOffset:   tocOffset,
+		FooterSize:  footerSize,
 		PrefetchEnd: res.prefetchEnd,
 		NoPrefetch:  res.noPrefetch,
+		BadLandmark: res.badLandmark,
 	}, nil
 }
 
@@ -157,7 +171,7 @@ func readFull(r io.ReaderAt, p []byte, off int64) error {
 //
 // The payload is read straight into a string (strings.Builder), which the
 // TOC decoder slices without copying; the digest is computed on the way.
-func tocJSONFrom(region []byte, maxTOC int64, alg digest.Algorithm) (string, digest.Digest, error) {
+func tocJSONFrom(ctx context.Context, region []byte, maxTOC int64, alg digest.Algorithm) (string, digest.Digest, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(region))
 	if err != nil {
 		return "", "", fmt.Errorf("%w: TOC member is not gzip: %v", ErrNotEStargz, err)
@@ -165,9 +179,12 @@ func tocJSONFrom(region []byte, maxTOC int64, alg digest.Algorithm) (string, dig
 	zr.Multistream(false)
 	// The limit covers the JSON, its tar header and any PAX records; it
 	// stops a gzip bomb whatever the headers claim.
-	tr := tar.NewReader(io.LimitReader(zr, maxTOC+1<<20))
+	tr := tar.NewReader(io.LimitReader(ctxReader{ctx, zr}, maxTOC+1<<20))
 	h, err := tr.Next()
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", "", ctx.Err()
+		}
 		return "", "", fmt.Errorf("%w: TOC member holds no tar entry: %v", ErrNotEStargz, err)
 	}
 	if h.Name != TOCTarName {
@@ -188,12 +205,29 @@ func tocJSONFrom(region []byte, maxTOC int64, alg digest.Algorithm) (string, dig
 	sb.Grow(int(h.Size))
 	hash := alg.Hash()
 	if n, err := io.CopyN(io.MultiWriter(&sb, hash), tr, h.Size); err != nil {
+		if ctx.Err() != nil {
+			return "", "", ctx.Err()
+		}
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return "", "", fmt.Errorf("%w: read TOC JSON (%d of %d bytes): %v", ErrNotEStargz, n, h.Size, err)
 	}
 	return sb.String(), digest.NewDigest(alg, hash), nil
+}
+
+// ctxReader is a reader that fails with its context's error once the
+// context is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 // verify reports whether b has digest d, without allocating for sha256.

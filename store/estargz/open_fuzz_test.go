@@ -4,7 +4,10 @@ package estargz
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -31,8 +34,8 @@ func FuzzParseFooter(f *testing.F) {
 			t.Fatalf("ParseFooter(%x) = %+v", tail, got)
 		case got.Size == FooterSize:
 			// What parses re-encodes to an equivalent footer.
-			if again, err := ParseFooter(appendFooter(nil, got.TOCOffset)); err != nil || again != got {
-				t.Fatalf("ParseFooter(appendFooter(%d)) = %+v, %v; want %+v", got.TOCOffset, again, err, got)
+			if again, err := ParseFooter(AppendFooter(nil, got.TOCOffset)); err != nil || again != got {
+				t.Fatalf("ParseFooter(AppendFooter(%d)) = %+v, %v; want %+v", got.TOCOffset, again, err, got)
 			}
 		}
 	})
@@ -63,6 +66,9 @@ func FuzzOpen(f *testing.F) {
 	for _, tt := range rdRawTOCCases() {
 		f.Add([]byte(tt.json), true)
 	}
+	for _, seed := range rdCapSeeds(f) {
+		f.Add(seed, true)
+	}
 	f.Add(rdMustJSON(f, map[string]any{"version": 1, "entries": []map[string]any{
 		rdRegE("a", 13, "offset", 0), rdRegE("b", 100, "offset", 33, "chunkSize", 40),
 		rdE("type", "chunk", "offset", 33, "innerOffset", 40, "chunkOffset", 40, "chunkSize", 60, "chunkDigest", rdDigest),
@@ -70,7 +76,7 @@ func FuzzOpen(f *testing.F) {
 	}}), true)
 	blob, _ := rdTocBlob(f, rdE("name", "a", "type", "fifo"))
 	f.Add(blob, false)
-	f.Add(appendFooter(nil, 0), false)
+	f.Add(AppendFooter(nil, 0), false)
 	f.Add(append(rdGzip(f, []byte("x")), rdLegacyFooter(0)...), false)
 	prefix := rdFuzzPrefix(f)
 	f.Fuzz(func(t *testing.T, data []byte, wrap bool) {
@@ -82,12 +88,47 @@ func FuzzOpen(f *testing.F) {
 		} else {
 			d = rdFuzzTOCDigest(data)
 		}
-		b, err := Open(bytes.NewReader(data), int64(len(data)), OpenOptions{TOCDigest: d, MaxTOCSize: 1 << 20})
+		b, err := Open(context.Background(), bytes.NewReader(data), int64(len(data)), OpenOptions{TOCDigest: d, MaxTOCSize: 1 << 20})
 		if err != nil {
 			return
 		}
 		rdCheckChunks(t, data, b)
 	})
+}
+
+// rdCapSeeds are TOC JSON documents at and past the hard caps of package
+// index and at the edges of what a landmark may point at.
+func rdCapSeeds(t testing.TB) [][]byte {
+	doc := func(entries ...map[string]any) []byte {
+		return rdMustJSON(t, map[string]any{"version": 1, "entries": entries})
+	}
+	chain := []map[string]any{rdE("name", "f", "type", "fifo")}
+	for i := range 50 {
+		// Each link names the next, which comes later in the TOC.
+		target := fmt.Sprintf("l%d", i+1)
+		if i == 49 {
+			target = "f"
+		}
+		chain = append(chain, rdE("name", fmt.Sprintf("l%d", i), "type", "hardlink", "linkName", target))
+	}
+	many := make([]map[string]any, 300)
+	for i := range many {
+		many[i] = rdE("name", fmt.Sprintf("d%d/f%d", i%7, i), "type", "fifo")
+	}
+	return [][]byte{
+		doc(rdE("name", "u", "type", "fifo", "uid", int64(1)<<32)),
+		doc(rdE("name", "u", "type", "fifo", "gid", int64(1)<<32-1, "uid", index.MaxID)),
+		doc(rdRegE("big", int64(1)<<40)),
+		doc(rdRegE("big", index.MaxChunkSize+1, "chunkSize", 0)),
+		doc(rdRegE("a", 10, "innerOffset", index.MaxInnerOffset+1)),
+		doc(rdRegE("a", 10), rdE("name", PrefetchLandmark, "type", "reg", "offset", int64(1)<<50)),
+		doc(rdRegE("a", 10), rdE("name", PrefetchLandmark, "type", "reg", "size", 1, "offset", int64(1)<<62, "chunkDigest", rdDigest)),
+		doc(rdE("name", "a", "type", "symlink", "linkName", strings.Repeat("t", index.MaxLinkNameLen+1))),
+		doc(rdE("name", "x", "type", "fifo", "xattrs", map[string]any{strings.Repeat("k", index.MaxXattrNameLen+1): "eQ=="})),
+		doc(chain...),
+		doc(append(chain[1:], rdE("name", "l50", "type", "hardlink", "linkName", "l0"))...),
+		doc(many...),
+	}
 }
 
 // rdFuzzTOCDigest returns the digest of the TOC JSON in blob, if it has
@@ -98,20 +139,25 @@ func rdFuzzTOCDigest(blob []byte) digest.Digest {
 	if err != nil || f.TOCOffset >= int64(len(blob))-f.Size {
 		return d
 	}
-	if _, got, err := tocJSONFrom(blob[f.TOCOffset:int64(len(blob))-f.Size], 1<<20, digest.SHA256); err == nil {
+	if _, got, err := tocJSONFrom(context.Background(), blob[f.TOCOffset:int64(len(blob))-f.Size], 1<<20, digest.SHA256); err == nil {
 		d = got
 	}
 	return d
 }
 
-// rdCheckChunks checks the invariants of an opened blob and decodes its
-// chunks, which must fail cleanly or succeed.
+// rdCheckChunks checks the invariants of an opened blob (package index's
+// caps among them) and decodes its chunks, which must fail cleanly or
+// succeed.
 func rdCheckChunks(t *testing.T, blob []byte, b *Blob) {
 	for _, e := range b.Index.Entries() {
+		if e.UID < 0 || e.UID > index.MaxID || e.GID < 0 || e.GID > index.MaxID || len(e.LinkName) > index.MaxLinkNameLen {
+			t.Fatalf("%q: owner %d:%d, link target of %d bytes", e.Name, e.UID, e.GID, len(e.LinkName))
+		}
 		var next int64
 		for _, c := range e.Chunks {
-			if c.Offset != next || c.Size <= 0 || c.CompressedOffset < 0 ||
-				c.CompressedEnd <= c.CompressedOffset || c.CompressedEnd > b.TOCOffset || c.InnerOffset < 0 {
+			if c.Offset != next || c.Size <= 0 || c.Size > index.MaxChunkSize || c.CompressedOffset < 0 ||
+				c.CompressedEnd <= c.CompressedOffset || c.CompressedEnd > b.TOCOffset ||
+				c.CompressedEnd-c.CompressedOffset > index.MaxCompressedChunk || c.InnerOffset < 0 || c.InnerOffset > index.MaxInnerOffset {
 				t.Fatalf("%q: bad chunk %+v (TOC at %d)", e.Name, c, b.TOCOffset)
 			}
 			next = c.End()
@@ -124,5 +170,8 @@ func rdCheckChunks(t *testing.T, blob []byte, b *Blob) {
 		if e.Type == index.TypeReg && next != e.Size {
 			t.Fatalf("%q: chunks cover %d of %d bytes", e.Name, next, e.Size)
 		}
+	}
+	if b.PrefetchEnd < 0 || b.PrefetchEnd > b.TOCOffset {
+		t.Fatalf("PrefetchEnd %d outside [0, %d]", b.PrefetchEnd, b.TOCOffset)
 	}
 }

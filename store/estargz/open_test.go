@@ -5,6 +5,7 @@ package estargz
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -119,7 +120,7 @@ func rdTOCCases() []rdTOCCase {
 		{name: "dotdot escape", entries: []map[string]any{rdE("name", "../etc/passwd", "type", "fifo")}, wantErr: index.ErrInvalid},
 		{name: "nested dotdot escape", entries: []map[string]any{rdE("name", "a/../../x", "type", "fifo")}, wantErr: index.ErrInvalid},
 		{name: "NUL in name", entries: []map[string]any{rdE("name", "a\x00b", "type", "fifo")}, wantErr: index.ErrInvalid},
-		{name: "name too long", entries: []map[string]any{rdE("name", strings.Repeat("n", maxNameLen+1), "type", "fifo")}, wantErr: index.ErrInvalid},
+		{name: "name too long", entries: []map[string]any{rdE("name", strings.Repeat("n", index.MaxNameLen+1), "type", "fifo")}, wantErr: index.ErrInvalid},
 		{name: "duplicate file", entries: []map[string]any{rdE("name", "a", "type", "fifo"), rdE("name", "./a", "type", "fifo")}, wantErr: index.ErrInvalid},
 		{name: "duplicate dir", entries: []map[string]any{rdE("name", "a/", "type", "dir"), rdE("name", "a", "type", "dir")}, wantErr: index.ErrInvalid},
 		{name: "parent is a file", entries: []map[string]any{rdE("name", "a", "type", "fifo"), rdE("name", "a/b", "type", "fifo")}, wantErr: index.ErrInvalid},
@@ -262,7 +263,7 @@ func TestOpenBlob(t *testing.T) {
 	good, goodDigest := rdTocBlob(t, rdE("name", "a", "type", "fifo"))
 	json := []byte(`{"version":1,"entries":[]}`)
 	withTOCMember := func(member []byte) []byte {
-		return appendFooter(append(rdGzip(t, nil), member...), 20)
+		return AppendFooter(append(rdGzip(t, nil), member...), 20)
 	}
 	errIO := errors.New("I/O error")
 	bomb := rdGzip(t, append(rdTarHeaderOnly(t, TOCTarName, tar.TypeReg, 8<<20), make([]byte, 8<<20)...))
@@ -285,10 +286,10 @@ func TestOpenBlob(t *testing.T) {
 		{"size larger than the data", bytes.NewReader(good), int64(len(good)) + 10, OpenOptions{TOCDigest: goodDigest}, io.ErrUnexpectedEOF},
 		{"read error", rdErrReader{errIO}, 1000, OpenOptions{TOCDigest: goodDigest}, errIO},
 		{"external TOC", bytes.NewReader(append(make([]byte, 100), rdExternalFooter()...)), 146, OpenOptions{TOCDigest: goodDigest}, ErrExternalTOC},
-		{"TOC offset past the blob", bytes.NewReader(appendFooter(nil, 1000)), FooterSize, OpenOptions{TOCDigest: goodDigest}, ErrNotEStargz},
-		{"TOC offset at the footer", bytes.NewReader(appendFooter(make([]byte, 10), 10)), 10 + FooterSize, OpenOptions{TOCDigest: goodDigest}, ErrNotEStargz},
-		{"TOC offset max", bytes.NewReader(appendFooter(nil, 1<<63-1)), FooterSize, OpenOptions{TOCDigest: goodDigest}, ErrNotEStargz},
-		{"huge compressed TOC", rdSparse{1 << 50, appendFooter(nil, 0)}, 1 << 50, OpenOptions{TOCDigest: goodDigest}, ErrTooLarge},
+		{"TOC offset past the blob", bytes.NewReader(AppendFooter(nil, 1000)), FooterSize, OpenOptions{TOCDigest: goodDigest}, ErrNotEStargz},
+		{"TOC offset at the footer", bytes.NewReader(AppendFooter(make([]byte, 10), 10)), 10 + FooterSize, OpenOptions{TOCDigest: goodDigest}, ErrNotEStargz},
+		{"TOC offset max", bytes.NewReader(AppendFooter(nil, 1<<63-1)), FooterSize, OpenOptions{TOCDigest: goodDigest}, ErrNotEStargz},
+		{"huge compressed TOC", rdSparse{1 << 50, AppendFooter(nil, 0)}, 1 << 50, OpenOptions{TOCDigest: goodDigest}, ErrTooLarge},
 		{"TOC member not gzip", rdBytes(withTOCMember(make([]byte, 100))), int64(len(withTOCMember(make([]byte, 100)))), OpenOptions{TOCDigest: goodDigest}, ErrNotEStargz},
 		{"TOC member empty tar", rdBytes(withTOCMember(rdGzip(t, make([]byte, 1024)))), int64(len(withTOCMember(rdGzip(t, make([]byte, 1024))))), OpenOptions{TOCDigest: goodDigest}, ErrNotEStargz},
 		{"TOC entry misnamed", rdBytes(withTOCMember(rdGzip(t, rdTocTar(t, "index.json", json)))), int64(len(withTOCMember(rdGzip(t, rdTocTar(t, "index.json", json))))), OpenOptions{TOCDigest: digest.FromBytes(json)}, ErrNotEStargz},
@@ -299,7 +300,7 @@ func TestOpenBlob(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Open(tt.r, tt.size, tt.opts)
+			_, err := Open(context.Background(), tt.r, tt.size, tt.opts)
 			if tt.wantErr == nil && tt.name != "good" {
 				if err == nil {
 					t.Fatal("Open() succeeded, want an error")
@@ -322,11 +323,11 @@ func TestOpenBoundedAllocation(t *testing.T) {
 		t.Skip("allocation counts need a non-race build")
 	}
 	opts := OpenOptions{TOCDigest: digest.FromString("x")}
-	huge := rdSparse{1 << 50, appendFooter(nil, 0)}
-	claim := appendFooter(append(rdGzip(t, nil), rdGzip(t, rdTarHeaderOnly(t, TOCTarName, tar.TypeReg, 60<<20))...), 20)
+	huge := rdSparse{1 << 50, AppendFooter(nil, 0)}
+	claim := AppendFooter(append(rdGzip(t, nil), rdGzip(t, rdTarHeaderOnly(t, TOCTarName, tar.TypeReg, 60<<20))...), 20)
 	for name, open := range map[string]func(){
-		"huge region": func() { _, _ = Open(huge, huge.size, opts) },
-		"huge claim":  func() { _, _ = Open(bytes.NewReader(claim), int64(len(claim)), opts) },
+		"huge region": func() { _, _ = Open(context.Background(), huge, huge.size, opts) },
+		"huge claim":  func() { _, _ = Open(context.Background(), bytes.NewReader(claim), int64(len(claim)), opts) },
 	} {
 		allocs := testing.AllocsPerRun(5, open)
 		if allocs > 100 {
@@ -346,9 +347,9 @@ func TestOpenGzipBombStopsEarly(t *testing.T) {
 	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: TOCTarName, Size: 512 << 10})
 	_, _ = zw.Write(make([]byte, 16<<20))
 	_ = zw.Close()
-	blob := appendFooter(append(rdGzip(t, nil), b.Bytes()...), 20)
+	blob := AppendFooter(append(rdGzip(t, nil), b.Bytes()...), 20)
 	r := &rdCountingReaderAt{r: bytes.NewReader(blob)}
-	_, err := Open(r, int64(len(blob)), OpenOptions{TOCDigest: digest.FromString("x"), MaxTOCSize: 1 << 20})
+	_, err := Open(context.Background(), r, int64(len(blob)), OpenOptions{TOCDigest: digest.FromString("x"), MaxTOCSize: 1 << 20})
 	if !errors.Is(err, ErrVerify) {
 		t.Fatalf("Open() error = %v, want %v", err, ErrVerify)
 	}

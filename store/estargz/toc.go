@@ -3,8 +3,8 @@
 package estargz
 
 import (
+	"context"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -26,10 +26,6 @@ const (
 )
 
 const (
-	// maxNameLen bounds a TOC name. Longer names cannot be created through
-	// path syscalls (PATH_MAX), and a bound keeps the implicit parents one
-	// name can create, and the work to create them, small.
-	maxNameLen = 4096
 	// maxDeflateRatio bounds how many bytes a deflate stream can inflate
 	// to per compressed byte (the format's limit is about 1032). A chunk
 	// claiming more than this from its compressed range cannot be real.
@@ -77,6 +73,7 @@ type pendingChunk struct {
 
 // tocParser turns TOC entries, in order, into an index.
 type tocParser struct {
+	ctx        context.Context // of the parse, which it bounds
 	b          *index.Builder
 	tocOffset  int64
 	maxEntries int
@@ -101,13 +98,20 @@ type tocResult struct {
 	index       *index.Index
 	prefetchEnd int64
 	noPrefetch  bool
+	badLandmark error
 }
+
+// ctxEvery is how many TOC entries are parsed between looks at the
+// context.
+const ctxEvery = 1024
 
 // parseTOC parses the TOC JSON of a blob whose TOC member starts at
 // tocOffset. Entries are decoded one at a time, so a hostile TOC is refused
 // at its first bad entry and memory stays proportional to the valid ones.
-func parseTOC(data string, tocOffset int64) (tocResult, error) {
+// It stops with ctx's error when ctx is done.
+func parseTOC(ctx context.Context, data string, tocOffset int64) (tocResult, error) {
 	p := &tocParser{
+		ctx:        ctx,
 		tocOffset:  tocOffset,
 		maxEntries: len(data)/minEntryJSON + entrySlack,
 		userNames:  map[int]string{},
@@ -122,7 +126,7 @@ func parseTOC(data string, tocOffset int64) (tocResult, error) {
 	// bytes (the digest alone is 71), so a document full of bare keys
 	// cannot make this allocation large.
 	p.chunks = make([]pendingChunk, 0, min(strings.Count(d.s, `"chunkDigest"`), len(data)/96))
-	p.b = index.NewBuilder(index.Limits{BlobEnd: tocOffset, MaxEntries: p.maxEntries})
+	p.b = index.NewBuilder(index.Limits{BlobEnd: tocOffset, MaxEntries: p.maxEntries, MaxInflateRatio: maxDeflateRatio})
 	version, sawEntries, err := decodeTOC(d, p.addNth)
 	if err != nil {
 		return tocResult{}, err
@@ -136,11 +140,19 @@ func parseTOC(data string, tocOffset int64) (tocResult, error) {
 	if err := p.addChunks(); err != nil {
 		return tocResult{}, err
 	}
-	ix, err := p.b.Build()
+	ix, err := p.b.Build(ctx)
 	if err != nil {
 		return tocResult{}, err
 	}
-	return tocResult{index: ix, prefetchEnd: p.prefetchEnd, noPrefetch: p.noPrefetch}, nil
+	res := tocResult{index: ix, prefetchEnd: p.prefetchEnd, noPrefetch: p.noPrefetch}
+	if res.prefetchEnd < 0 || res.prefetchEnd > tocOffset {
+		// The prioritized files lie in the data region, before the TOC. A
+		// landmark elsewhere is a broken or hostile hint: the layer is
+		// still served, without prefetch.
+		res.badLandmark = fmt.Errorf("%s at offset %d, outside the data region [0, %d]", PrefetchLandmark, res.prefetchEnd, tocOffset)
+		res.prefetchEnd = 0
+	}
+	return res, nil
 }
 
 // decodeTOC walks {"version": N, "entries": [...]}, calls each for every
@@ -209,6 +221,9 @@ func decodeEntries(d *tocDecoder, each func(*tocEntry) error) error {
 
 // addNth is add with the entry's position in errors.
 func (p *tocParser) addNth(e *tocEntry) error {
+	if p.n%ctxEvery == 0 && p.ctx.Err() != nil {
+		return p.ctx.Err()
+	}
 	if err := p.add(e); err != nil {
 		return fmt.Errorf("TOC entry %d: %w", p.n, err)
 	}
@@ -218,8 +233,9 @@ func (p *tocParser) addNth(e *tocEntry) error {
 
 // add feeds one TOC entry to the builder.
 func (p *tocParser) add(e *tocEntry) error {
-	if len(e.Name) > maxNameLen || len(e.LinkName) > maxNameLen {
-		return fmt.Errorf("%w: name longer than %d bytes", index.ErrInvalid, maxNameLen)
+	// First, so that no error below quotes a huge name.
+	if err := index.CheckNames(e.Name, e.LinkName); err != nil {
+		return err
 	}
 	if e.Type == "chunk" {
 		return p.addChunkEntry(e)
@@ -271,8 +287,6 @@ func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
 	switch {
 	case e.Mode < 0 || e.Mode > 1<<32-1:
 		return index.Entry{}, fmt.Errorf("%w: %q has mode %#o", index.ErrInvalid, e.Name, e.Mode)
-	case e.UID < 0 || e.GID < 0:
-		return index.Entry{}, fmt.Errorf("%w: %q has owner %d:%d", index.ErrInvalid, e.Name, e.UID, e.GID)
 	case e.DevMajor < 0 || e.DevMajor > 1<<32-1 || e.DevMinor < 0 || e.DevMinor > 1<<32-1:
 		return index.Entry{}, fmt.Errorf("%w: %q has device %d,%d", index.ErrInvalid, e.Name, e.DevMajor, e.DevMinor)
 	}
@@ -396,27 +410,13 @@ func (p *tocParser) addChunks() error {
 		c.CompressedEnd = end
 	}
 	for i := range p.chunks {
-		pc := &p.chunks[i]
-		if err := checkRatio(pc.chunk); err != nil {
-			return fmt.Errorf("%w: %q: %v", index.ErrInvalid, pc.file, err)
+		if i%ctxEvery == 0 && p.ctx.Err() != nil {
+			return p.ctx.Err()
 		}
+		pc := &p.chunks[i]
 		if err := p.b.AddChunk(pc.file, pc.chunk); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// checkRatio refuses a chunk that claims more bytes than its compressed
-// range could inflate to, which bounds the work DecodeChunk does for it.
-func checkRatio(c index.Chunk) error {
-	span := c.CompressedEnd - c.CompressedOffset
-	limit := int64(math.MaxInt64)
-	if span < math.MaxInt64/maxDeflateRatio {
-		limit = span * maxDeflateRatio
-	}
-	if c.Size > limit || c.InnerOffset > limit-c.Size {
-		return fmt.Errorf("chunk at %d: %d+%d bytes cannot come from %d compressed bytes", c.Offset, c.InnerOffset, c.Size, span)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@
 package index
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -15,13 +16,23 @@ import (
 // ErrInvalid is wrapped by every error about a malformed table of contents.
 var ErrInvalid = errors.New("invalid table of contents")
 
-// Limits bounds what a Builder accepts. The zero value means no limit.
+// Limits are what a format reader knows about one layer, on top of the
+// hard caps (caps.go) that every Builder applies. The zero value adds
+// nothing to the caps.
 type Limits struct {
-	// BlobEnd is the blob offset that no chunk's compressed range may pass
-	// (for eStargz, the TOC offset).
+	// BlobEnd is the blob offset that no chunk's compressed range may pass:
+	// where the TOC (or footer) region starts, at most the blob size.
+	// 0 means no limit, for tests; format readers always set it.
 	BlobEnd int64
-	// MaxEntries bounds the number of entries and hard links.
+	// MaxEntries bounds the number of entries and hard links, below
+	// MaxEntries; format readers tie it to the TOC size. 0 means
+	// MaxEntries.
 	MaxEntries int
+	// MaxInflateRatio, when > 0, bounds how many decompressed bytes a
+	// chunk may claim per compressed byte: InnerOffset+Size <= ratio *
+	// (CompressedEnd-CompressedOffset). Deflate cannot exceed about 1032;
+	// zstd has no such bound, so its reader leaves this 0.
+	MaxInflateRatio int64
 }
 
 // Builder collects entries in TOC order and builds an Index. The zero value
@@ -38,6 +49,9 @@ type link struct{ name, target string }
 
 // NewBuilder returns a Builder holding only the root directory.
 func NewBuilder(lim Limits) *Builder {
+	if lim.MaxEntries <= 0 || lim.MaxEntries > MaxEntries {
+		lim.MaxEntries = MaxEntries
+	}
 	root := &Entry{ID: 1, Type: TypeDir, Mode: 0o755}
 	return &Builder{
 		lim:      lim,
@@ -68,6 +82,9 @@ func Clean(name string) (string, error) {
 // implicit one made for an earlier child; any other repeated name is an
 // error.
 func (b *Builder) Add(e Entry) error {
+	if err := CheckNames(e.Name, e.LinkName); err != nil {
+		return err
+	}
 	name, err := Clean(e.Name)
 	if err != nil {
 		return err
@@ -99,9 +116,11 @@ func (b *Builder) checkEntry(name string, e *Entry) error {
 		return fmt.Errorf("%w: %q has size %d", ErrInvalid, name, e.Size)
 	case name == "" && e.Type != TypeDir:
 		return fmt.Errorf("%w: the root is a %s", ErrInvalid, e.Type)
-	case e.Mode&^0o7777 != 0:
-		e.Mode &= 0o7777 // tar modes may carry type bits; keep permissions only
 	}
+	if err := checkEntryCaps(e); err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInvalid, name, err)
+	}
+	e.Mode &= 0o7777 // tar modes may carry type bits; keep permissions only
 	return nil
 }
 
@@ -156,7 +175,7 @@ func parentDir(name string) string {
 // entries come, not only in Build, bounds memory while a hostile TOC is
 // still being read (one long name can imply thousands of directories).
 func (b *Builder) checkFull() error {
-	if n := len(b.entries) + len(b.links); b.lim.MaxEntries > 0 && n >= b.lim.MaxEntries {
+	if n := len(b.entries) + len(b.links); n >= b.lim.MaxEntries {
 		return fmt.Errorf("%w: more than %d entries", ErrInvalid, b.lim.MaxEntries)
 	}
 	return nil
@@ -172,6 +191,9 @@ func (b *Builder) newEntry(e Entry) *Entry {
 // AddHardlink records that name is another name of target. Targets are
 // resolved by Build, so a link may name a target that is itself a link.
 func (b *Builder) AddHardlink(name, target string) error {
+	if err := CheckNames(name, target); err != nil {
+		return err
+	}
 	n, err := Clean(name)
 	if err != nil {
 		return err
@@ -200,6 +222,9 @@ func (b *Builder) AddHardlink(name, target string) error {
 // AddChunk appends a chunk to the content of regular file name. Chunks must
 // be added in file order.
 func (b *Builder) AddChunk(name string, c Chunk) error {
+	if err := CheckNames(name, ""); err != nil {
+		return err
+	}
 	n, err := Clean(name)
 	if err != nil {
 		return err
@@ -215,6 +240,8 @@ func (b *Builder) AddChunk(name string, c Chunk) error {
 	return nil
 }
 
+// checkChunk checks that c continues file e and obeys the caps and the
+// limits. It is the one check of a chunk's sizes and offsets.
 func (b *Builder) checkChunk(name string, e *Entry, c Chunk) error {
 	want := int64(0)
 	if k := len(e.Chunks); k > 0 {
@@ -223,17 +250,16 @@ func (b *Builder) checkChunk(name string, e *Entry, c Chunk) error {
 	switch {
 	case c.Offset != want:
 		return fmt.Errorf("%w: %q: chunk at %d, want %d", ErrInvalid, name, c.Offset, want)
-	case c.Size <= 0 || c.Size > e.Size-c.Offset:
+	case c.Size > e.Size-c.Offset:
 		return fmt.Errorf("%w: %q: chunk at %d has size %d (file size %d)", ErrInvalid, name, c.Offset, c.Size, e.Size)
-	case c.Zero:
+	}
+	if err := checkChunkCaps(b.lim, c); err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInvalid, name, err)
+	}
+	if c.Zero {
 		return nil
-	case c.CompressedOffset < 0 || c.CompressedEnd <= c.CompressedOffset:
-		return fmt.Errorf("%w: %q: chunk at %d has compressed range [%d, %d)", ErrInvalid, name, c.Offset, c.CompressedOffset, c.CompressedEnd)
-	case b.lim.BlobEnd > 0 && c.CompressedEnd > b.lim.BlobEnd:
-		return fmt.Errorf("%w: %q: chunk at %d ends at %d, past %d", ErrInvalid, name, c.Offset, c.CompressedEnd, b.lim.BlobEnd)
-	case c.InnerOffset < 0:
-		return fmt.Errorf("%w: %q: chunk at %d has inner offset %d", ErrInvalid, name, c.Offset, c.InnerOffset)
-	case c.Digest == "":
+	}
+	if c.Digest == "" {
 		return fmt.Errorf("%w: %q: chunk at %d has no digest", ErrInvalid, name, c.Offset)
 	}
 	if err := validateDigest(c.Digest); err != nil {
@@ -259,21 +285,34 @@ func validateDigest(d digest.Digest) error {
 	return d.Validate()
 }
 
+// checkEvery is how many items the long loops of Build handle between
+// looks at their context.
+const checkEvery = 4096
+
 // Build resolves hard links, checks that every file's chunks cover it, and
-// returns the Index. The Builder must not be used afterwards.
-func (b *Builder) Build() (*Index, error) {
-	if b.lim.MaxEntries > 0 && len(b.entries)+len(b.links) > b.lim.MaxEntries {
+// returns the Index. It stops with ctx's error when ctx is done; its time
+// is linear in the entries and links, plus sorting each directory. The
+// Builder must not be used afterwards.
+func (b *Builder) Build(ctx context.Context) (*Index, error) {
+	if len(b.entries)+len(b.links) > b.lim.MaxEntries {
 		return nil, fmt.Errorf("%w: %d entries, more than %d", ErrInvalid, len(b.entries)+len(b.links), b.lim.MaxEntries)
 	}
-	if err := b.resolveLinks(); err != nil {
+	if err := b.resolveLinks(ctx); err != nil {
 		return nil, err
 	}
-	for _, e := range b.entries {
+	for i, e := range b.entries {
+		if i%checkEvery == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if e.Type == TypeReg && chunkedSize(e) != e.Size {
 			return nil, fmt.Errorf("%w: %q: chunks cover %d of %d bytes", ErrInvalid, e.Name, chunkedSize(e), e.Size)
 		}
 	}
-	return &Index{byName: b.byName, children: b.childLists(), entries: b.entries}, nil
+	kids, err := b.childLists(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Index{byName: b.byName, children: kids, entries: b.entries}, nil
 }
 
 func chunkedSize(e *Entry) int64 {
@@ -283,57 +322,74 @@ func chunkedSize(e *Entry) int64 {
 	return e.Chunks[len(e.Chunks)-1].End()
 }
 
-// resolveLinks points every link name at its final target. A chain longer
-// than the number of links is a loop.
-func (b *Builder) resolveLinks() error {
+// resolveLinks points every link name at its final target. Each link is
+// walked once: following a chain of links to a file resolves every link
+// on it, so a later link into the chain stops at the first resolved one.
+// A chain that comes back to a link on it is a loop.
+func (b *Builder) resolveLinks(ctx context.Context) error {
 	target := make(map[string]string, len(b.links))
 	for _, l := range b.links {
 		target[l.name] = l.target
 	}
-	for _, l := range b.links {
-		t := l.target
-		for hops := 0; b.byName[t] == nil; hops++ {
-			next, isLink := target[t]
-			if _, known := b.byName[t]; !known || !isLink {
-				return fmt.Errorf("%w: hard link %q to missing %q", ErrInvalid, l.name, l.target)
-			}
-			if hops > len(b.links) {
-				return fmt.Errorf("%w: hard link loop at %q", ErrInvalid, l.name)
-			}
-			t = next
+	onChain := make(map[string]bool)
+	var chain []string
+	for i, l := range b.links {
+		if i%checkEvery == 0 && ctx.Err() != nil {
+			return ctx.Err()
 		}
-		e := b.byName[t]
+		chain = chain[:0]
+		n := l.name
+		for b.byName[n] == nil {
+			next, isLink := target[n]
+			if _, known := b.byName[n]; !known || !isLink {
+				return fmt.Errorf("%w: hard link %q to missing %q", ErrInvalid, l.name, n)
+			}
+			if onChain[n] {
+				return fmt.Errorf("%w: hard link loop at %q", ErrInvalid, n)
+			}
+			onChain[n] = true
+			chain = append(chain, n)
+			n = next
+		}
+		e := b.byName[n]
 		if e.Type == TypeDir {
-			return fmt.Errorf("%w: hard link %q to directory %q", ErrInvalid, l.name, t)
+			return fmt.Errorf("%w: hard link %q to directory %q", ErrInvalid, l.name, n)
 		}
-		b.byName[l.name] = e
+		for _, c := range chain {
+			b.byName[c] = e
+			delete(onChain, c)
+		}
 	}
 	return nil
 }
 
 // childLists builds the sorted directory listings and the link counts.
-func (b *Builder) childLists() map[*Entry][]Dirent {
+func (b *Builder) childLists(ctx context.Context) (map[*Entry][]Dirent, error) {
 	kids := make(map[*Entry][]Dirent)
+	i := 0
 	for name, e := range b.byName {
+		if i++; i%checkEvery == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		e.NumLink++
 		if name == "" {
 			continue
 		}
-		dir := path.Dir(name)
-		if dir == "." {
-			dir = ""
-		}
+		dir := parentDir(name)
 		p := b.byName[dir]
-		kids[p] = append(kids[p], Dirent{Name: path.Base(name), Entry: e})
+		kids[p] = append(kids[p], Dirent{Name: name[len(dir)+min(len(dir), 1):], Entry: e})
 		if e.Type == TypeDir {
 			p.NumLink++
 		}
 	}
-	for _, e := range b.entries {
+	for i, e := range b.entries {
+		if i%checkEvery == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if e.Type == TypeDir {
 			e.NumLink++ // "." and the name in the parent
 		}
 		sort.Slice(kids[e], func(i, j int) bool { return kids[e][i].Name < kids[e][j].Name })
 	}
-	return kids
+	return kids, nil
 }

@@ -18,9 +18,28 @@
 //   - hard links are resolved: a link name maps to its target's *Entry,
 //     which counts all its names in NumLink;
 //   - every regular file's chunks cover [0, Size) in order without gaps or
-//     overlap, each chunk has a non-empty compressed range and a digest
-//     (unless it is a run of zeros that needs no fetch), and no range lies
-//     past the limit the format reader gave.
+//     overlap, and each non-zero chunk has a digest;
+//   - the hard caps of caps.go hold, whatever the TOC says.
+//
+// The invariant the rest of the store relies on: every chunk c of an
+// Index satisfies
+//
+//	0 < c.Size <= MaxChunkSize
+//
+// and, unless c.Zero,
+//
+//	0 <= c.CompressedOffset < c.CompressedEnd <= Limits.BlobEnd (<= the blob size)
+//	c.CompressedEnd - c.CompressedOffset <= MaxCompressedChunk
+//	0 <= c.InnerOffset <= MaxInnerOffset
+//
+// so a reader may size a chunk's buffers from these fields once it bounds
+// how many chunks it holds at a time. Names are at most MaxNameLen bytes,
+// symlink targets MaxLinkNameLen, owners at most MaxID, xattrs within the
+// kernel's limits, and an Index has at most MaxEntries entries.
+//
+// Building is linear in the entries and hard links (plus sorting each
+// directory) and honours a context, so that a hostile TOC costs no more
+// than its size.
 //
 // An Index is immutable once built and safe for concurrent use.
 package index

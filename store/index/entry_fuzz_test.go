@@ -40,7 +40,7 @@ func FuzzChunkAt(f *testing.F) {
 		sizes := chunkSizes(data)
 		var total int64
 		for _, s := range sizes {
-			if s <= 0 || total > math.MaxInt64-s {
+			if s <= 0 || s > MaxChunkSize || total > math.MaxInt64-s {
 				return // not a file a builder accepts; covered below
 			}
 			total += s
@@ -57,7 +57,7 @@ func FuzzChunkAt(f *testing.F) {
 			}
 			at += s
 		}
-		ix, err := b.Build()
+		ix, err := b.Build(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,7 @@ func sample(t *testing.T) *Index {
 			t.Fatalf("step %d: %v", i, err)
 		}
 	}
-	ix, err := b.Build()
+	ix, err := b.Build(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

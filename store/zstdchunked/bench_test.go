@@ -4,6 +4,7 @@ package zstdchunked
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func BenchmarkOpenLargeTOC(b *testing.B) {
 	b.SetBytes(int64(len(toc)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: td, Annotations: ann}); err != nil {
+		if _, err := Open(context.Background(), bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: td, Annotations: ann}); err != nil {
 			b.Fatal(err)
 		}
 	}

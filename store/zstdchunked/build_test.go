@@ -87,7 +87,7 @@ func TestBuildLevel(t *testing.T) {
 	if rf.DiffID != rb.DiffID {
 		t.Errorf("DiffID depends on the level: %s, %s", rf.DiffID, rb.DiffID)
 	}
-	if _, err := Open(bytes.NewReader(best.Bytes()), rb.Size, OpenOptions{TOCDigest: rb.TOCDigest, Annotations: rb.Annotations}); err != nil {
+	if _, err := Open(context.Background(), bytes.NewReader(best.Bytes()), rb.Size, OpenOptions{TOCDigest: rb.TOCDigest, Annotations: rb.Annotations}); err != nil {
 		t.Errorf("Open of a level-19 blob: %v", err)
 	}
 }
@@ -97,7 +97,7 @@ func TestBuildLevel(t *testing.T) {
 func TestDecodeChunkConcurrent(t *testing.T) {
 	tarball := makeTar(t, sampleFiles()...)
 	blob, res := buildBlob(t, tarball)
-	b, err := Open(bytes.NewReader(blob), res.Size, OpenOptions{TOCDigest: res.TOCDigest, Annotations: res.Annotations})
+	b, err := Open(context.Background(), bytes.NewReader(blob), res.Size, OpenOptions{TOCDigest: res.TOCDigest, Annotations: res.Annotations})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,8 +53,10 @@
 //
 // Every size and offset in the annotations, footer and TOC is checked
 // before it is used: the TOC must lie inside the blob and inflate to at
-// most OpenOptions.MaxTOCSize, chunks must lie before the TOC, a chunk may
-// not claim more than MaxChunkSize bytes, and names must not escape the
+// most OpenOptions.MaxTOCSize, chunks must lie before the TOC and within
+// the caps of package index (index.MaxChunkSize, index.MaxCompressedChunk,
+// ...), each chunk's end offset (the next chunk's offset, or the file's
+// endOffset) included, and names must not escape the
 // layer root. zstd frames are decoded with a shared decoder whose output
 // is capped at the size the caller expects, so a decompression bomb costs
 // no more memory than an honest chunk.

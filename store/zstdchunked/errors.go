@@ -22,7 +22,8 @@ var (
 	ErrVerify = errors.New("digest mismatch")
 
 	// ErrTooLarge means the TOC (compressed or decompressed) is larger
-	// than OpenOptions.MaxTOCSize allows, or a chunk larger than
-	// OpenOptions.MaxChunkSize.
+	// than OpenOptions.MaxTOCSize allows, or the tar-split larger than
+	// OpenOptions.MaxTarSplitSize. A chunk over the caps of package index
+	// is index.ErrInvalid.
 	ErrTooLarge = errors.New("too large")
 )

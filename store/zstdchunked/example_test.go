@@ -29,7 +29,7 @@ func ExampleOpen() {
 		log.Fatal(err)
 	}
 	// A store gets the TOC digest and position from the layer descriptor.
-	b, err := zstdchunked.Open(bytes.NewReader(blob.Bytes()), res.Size, zstdchunked.OpenOptions{
+	b, err := zstdchunked.Open(context.Background(), bytes.NewReader(blob.Bytes()), res.Size, zstdchunked.OpenOptions{
 		TOCDigest:   res.TOCDigest,
 		Annotations: res.Annotations,
 	})

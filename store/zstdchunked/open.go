@@ -3,6 +3,7 @@
 package zstdchunked
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,11 +18,6 @@ const (
 	// DefaultMaxTOCSize is the decompressed TOC size Open accepts when
 	// OpenOptions.MaxTOCSize is 0.
 	DefaultMaxTOCSize = 64 << 20
-	// DefaultMaxChunkSize is the largest data chunk Open accepts when
-	// OpenOptions.MaxChunkSize is 0. The rolling checksum cuts files
-	// every 64 KiB or so; only long runs of repetitive data make larger
-	// chunks, and a reader holds a whole chunk in memory.
-	DefaultMaxChunkSize = 512 << 20
 )
 
 // OpenOptions configures Open. The zero value is not usable: TOCDigest is
@@ -38,9 +34,6 @@ type OpenOptions struct {
 	// MaxTOCSize bounds the decompressed TOC, and with it the memory Open
 	// uses; 0 means DefaultMaxTOCSize.
 	MaxTOCSize int64
-	// MaxChunkSize bounds a data chunk's uncompressed size; 0 means
-	// DefaultMaxChunkSize.
-	MaxChunkSize int64
 	// UncompressedSize asks Open to also read the tar-split (one more
 	// range, or none when it follows the TOC, as writers put it) to learn
 	// the uncompressed size of the layer, which zstd:chunked annotations
@@ -73,14 +66,17 @@ type Blob struct {
 
 // Open locates the TOC of the zstd:chunked blob of the given size in r
 // (from opts.Annotations, else from the footer), verifies the compressed
-// TOC against opts.TOCDigest, decompresses and indexes it.
+// TOC against opts.TOCDigest, decompresses and indexes it. It stops with
+// ctx's error when ctx is done while it parses the TOC or scans the
+// tar-split; the ReadAt calls are r's to bound, and decompressing the TOC
+// (at most MaxTOCSize) is one uninterrupted call.
 //
 // Errors wrap ErrNotZstdChunked (no position, or no TOC where it points),
 // ErrTooLarge, ErrVerify (the TOC is not the one the descriptor names), or
 // index.ErrInvalid (a verified TOC that describes an impossible tree).
 // Open allocates no more than the compressed TOC and a bounded multiple of
 // MaxTOCSize, whatever the blob says.
-func Open(r io.ReaderAt, size int64, opts OpenOptions) (*Blob, error) {
+func Open(ctx context.Context, r io.ReaderAt, size int64, opts OpenOptions) (*Blob, error) {
 	lim, err := opts.limits()
 	if err != nil {
 		return nil, err
@@ -113,13 +109,13 @@ func Open(r io.ReaderAt, size int64, opts OpenOptions) (*Blob, error) {
 		return nil, fmt.Errorf("TOC at %d: %w", pos.Offset, err)
 	}
 	// The TOC's skippable frame header is the first byte no chunk may use.
-	ix, tsDigest, err := parseTOC(tocJSON, pos.Offset-skippableHeaderSize, lim.maxChunk)
+	ix, tsDigest, err := parseTOC(ctx, tocJSON, pos.Offset-skippableHeaderSize)
 	if err != nil {
 		return nil, fmt.Errorf("TOC %s: %w", opts.TOCDigest, err)
 	}
 	b := &Blob{Index: ix, TOCDigest: opts.TOCDigest, TOC: pos, FromFooter: fromFooter, UncompressedSize: -1}
 	if tarSplit != nil && tsDigest != "" {
-		if b.UncompressedSize, err = tarSize(tarSplit, tsDigest, lim.maxTarSplit); err != nil {
+		if b.UncompressedSize, err = tarSize(ctx, tarSplit, tsDigest, lim.maxTarSplit); err != nil {
 			return nil, fmt.Errorf("TOC %s: %w", opts.TOCDigest, err)
 		}
 	}
@@ -142,7 +138,7 @@ func checkTarSplit(ts, toc Position, size, maxTarSplit int64) error {
 	return nil
 }
 
-type limits struct{ maxTOC, maxChunk, maxTarSplit int64 }
+type limits struct{ maxTOC, maxTarSplit int64 }
 
 func (o OpenOptions) limits() (limits, error) {
 	if o.TOCDigest == "" {
@@ -151,19 +147,16 @@ func (o OpenOptions) limits() (limits, error) {
 	if err := o.TOCDigest.Validate(); err != nil {
 		return limits{}, fmt.Errorf("open zstd:chunked: TOC digest %q: %w", o.TOCDigest, err)
 	}
-	if o.MaxTOCSize < 0 || o.MaxChunkSize < 0 || o.MaxTarSplitSize < 0 {
-		return limits{}, fmt.Errorf("open zstd:chunked: negative limit (MaxTOCSize %d, MaxChunkSize %d, MaxTarSplitSize %d)",
-			o.MaxTOCSize, o.MaxChunkSize, o.MaxTarSplitSize)
+	if o.MaxTOCSize < 0 || o.MaxTarSplitSize < 0 {
+		return limits{}, fmt.Errorf("open zstd:chunked: negative limit (MaxTOCSize %d, MaxTarSplitSize %d)",
+			o.MaxTOCSize, o.MaxTarSplitSize)
 	}
-	l := limits{maxTOC: o.MaxTOCSize, maxChunk: o.MaxChunkSize, maxTarSplit: o.MaxTarSplitSize}
+	l := limits{maxTOC: o.MaxTOCSize, maxTarSplit: o.MaxTarSplitSize}
 	if l.maxTarSplit == 0 {
 		l.maxTarSplit = DefaultMaxTarSplitSize
 	}
 	if l.maxTOC == 0 {
 		l.maxTOC = DefaultMaxTOCSize
-	}
-	if l.maxChunk == 0 {
-		l.maxChunk = DefaultMaxChunkSize
 	}
 	return l, nil
 }

@@ -4,9 +4,11 @@ package zstdchunked
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -70,12 +72,15 @@ func FuzzOpen(f *testing.F) {
 		`{"type":"symlink","name":"s","linkName":"../../x"}`, `{"type":"char","name":"c","devMajor":1,"devMinor":3}`))
 	f.Add([]byte(`{"version":1,"entries":[],"tarSplitDigest":"sha256:00"}`))
 	f.Add([]byte(`{"version":1,"entries":[{"type":"reg","name":"a","size":1e3}]}`))
+	for _, seed := range capSeeds(d) {
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, tocJSON []byte) {
 		var w handBlob
 		w.frame([]byte("tar header"))
 		w.frame(data)
 		blob, td, ann := w.finish(tocJSON)
-		b, err := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: td, Annotations: ann, MaxChunkSize: 1 << 20})
+		b, err := Open(context.Background(), bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: td, Annotations: ann})
 		if err != nil {
 			if !errors.Is(err, index.ErrInvalid) && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrNotZstdChunked) {
 				t.Fatalf("Open error %v is in no class", err)
@@ -96,8 +101,14 @@ func FuzzOpen(f *testing.F) {
 					}
 					continue
 				}
+				if c.Size > index.MaxChunkSize || c.CompressedEnd-c.CompressedOffset > index.MaxCompressedChunk {
+					t.Fatalf("%s: chunk %+v over the caps", e.Name, c)
+				}
 				if c.CompressedOffset < 0 || c.CompressedEnd <= c.CompressedOffset || c.CompressedEnd > tocStart {
 					t.Fatalf("%s: chunk range [%d, %d) outside [0, %d)", e.Name, c.CompressedOffset, c.CompressedEnd, tocStart)
+				}
+				if c.Size > 1<<20 {
+					continue // valid but too large to decode in a fuzz run
 				}
 				dst := make([]byte, c.Size)
 				if err := DecodeChunk(dst, blob[c.CompressedOffset:c.CompressedEnd], c); err != nil && !errors.Is(err, ErrVerify) {
@@ -109,6 +120,30 @@ func FuzzOpen(f *testing.F) {
 			}
 		}
 	})
+}
+
+// capSeeds are TOC documents at and past the hard caps of package index,
+// for a blob whose data frame (of digest d) is at [10, 31).
+func capSeeds(d string) [][]byte {
+	chain := []string{`{"type":"fifo","name":"f"}`}
+	for i := range 50 {
+		target := fmt.Sprintf("l%d", i+1) // the next link, later in the TOC
+		if i == 49 {
+			target = "f"
+		}
+		chain = append(chain, fmt.Sprintf(`{"type":"hardlink","name":"l%d","linkName":%q}`, i, target))
+	}
+	return [][]byte{
+		tocDoc(`{"type":"fifo","name":"u","uid":4294967296}`),
+		tocDoc(`{"type":"fifo","name":"u","uid":4294967294,"gid":4294967295}`),
+		tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":1099511627776,"digest":%q,"offset":10,"endOffset":31}`, d)),
+		tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":12,"digest":%q,"offset":10,"endOffset":1125899906842624}`, d)),
+		tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":12,"digest":%q,"offset":31,"endOffset":10}`, d)),
+		tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":67108865,"offset":10,"endOffset":31,"chunkSize":67108865,"chunkDigest":%q}`, d)),
+		tocDoc(`{"type":"reg","name":"z","size":68719476736,"offset":10,"endOffset":31,"chunkType":"zeros"}`),
+		tocDoc(fmt.Sprintf(`{"type":"symlink","name":"s","linkName":%q}`, strings.Repeat("t", index.MaxLinkNameLen+1))),
+		tocDoc(chain...),
+	}
 }
 
 // FuzzOpenBlob feeds arbitrary blobs, annotations and footers, with the
@@ -136,7 +171,7 @@ func FuzzOpenBlob(f *testing.F) {
 				td = digest.FromBytes(blob[off : off+n])
 			}
 		}
-		_, err := Open(bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: td, Annotations: ann, MaxTOCSize: 1 << 20,
+		_, err := Open(context.Background(), bytes.NewReader(blob), int64(len(blob)), OpenOptions{TOCDigest: td, Annotations: ann, MaxTOCSize: 1 << 20,
 			UncompressedSize: true, MaxTarSplitSize: 1 << 20})
 		if err != nil && !errors.Is(err, index.ErrInvalid) && !errors.Is(err, ErrTooLarge) &&
 			!errors.Is(err, ErrNotZstdChunked) && !errors.Is(err, ErrVerify) {
@@ -173,7 +208,7 @@ func FuzzTarSplit(f *testing.F) {
 	f.Add(compress([]byte(`{"type":1,"size":-5}`)))
 	f.Add([]byte("not zstd"))
 	f.Fuzz(func(t *testing.T, compressed []byte) {
-		n, err := tarSize(compressed, digest.FromBytes(compressed), 1<<20)
+		n, err := tarSize(context.Background(), compressed, digest.FromBytes(compressed), 1<<20)
 		if err != nil {
 			if !errors.Is(err, ErrNotZstdChunked) && !errors.Is(err, ErrTooLarge) {
 				t.Fatalf("tarSize error %v is in no class", err)

@@ -4,6 +4,7 @@ package zstdchunked
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,8 +36,9 @@ func ParseTarSplitPosition(s string) (Position, error) {
 // TOC's tarSplitDigest, the digest of those compressed bytes.
 //
 // The tar-split is streamed, never held decompressed, and read up to max
-// bytes. Errors wrap ErrVerify (digest) or ErrNotZstdChunked.
-func tarSize(compressed []byte, want digest.Digest, max int64) (int64, error) {
+// bytes. Errors wrap ErrVerify (digest) or ErrNotZstdChunked; it stops
+// with ctx's error when ctx is done.
+func tarSize(ctx context.Context, compressed []byte, want digest.Digest, max int64) (int64, error) {
 	if err := want.Validate(); err != nil {
 		return 0, fmt.Errorf("%w: tarSplitDigest %q: %v", ErrNotZstdChunked, want, err)
 	}
@@ -54,7 +56,10 @@ func tarSize(compressed []byte, want digest.Digest, max int64) (int64, error) {
 	lr := &io.LimitedReader{R: zr, N: max + 1}
 	up := storage.NewJSONUnpacker(lr)
 	var n int64
-	for {
+	for i := 0; ; i++ {
+		if i%ctxEvery == 0 && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
 		e, err := up.Next()
 		if errors.Is(err, io.EOF) {
 			break

@@ -4,6 +4,7 @@ package zstdchunked
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -19,10 +20,6 @@ import (
 )
 
 const (
-	// maxNameLen bounds a TOC name. Longer names cannot be created through
-	// path syscalls (PATH_MAX), and a bound keeps the implicit parents one
-	// name can create small.
-	maxNameLen = 4096
 	// minEntryJSON and entrySlack bound the entries (implicit directories
 	// included) an index may get from a TOC of a given size, as in package
 	// estargz: one per 32 bytes of JSON, plus the slack.
@@ -50,8 +47,8 @@ type tocEntry struct {
 	LinkName    string            `json:"linkName"`
 	Mode        int64             `json:"mode"`
 	Size        int64             `json:"size"`
-	UID         int64             `json:"uid"`
-	GID         int64             `json:"gid"`
+	UID         int               `json:"uid"`
+	GID         int               `json:"gid"`
 	ModTime     string            `json:"modtime"`
 	DevMajor    int64             `json:"devMajor"`
 	DevMinor    int64             `json:"devMinor"`
@@ -67,10 +64,10 @@ type tocEntry struct {
 
 // tocParser turns TOC entries, in order, into an index.
 type tocParser struct {
-	b        *index.Builder // its Limits.BlobEnd keeps chunks before the TOC
-	maxChunk int64
-	n        int // entries seen
-	zeros    int // Zero chunks added
+	ctx   context.Context // of the parse, which it bounds
+	b     *index.Builder  // its Limits.BlobEnd keeps chunks before the TOC
+	n     int             // entries seen
+	zeros int             // Zero chunks added
 
 	// file is the regular file being read: its reg entry and the chunk
 	// entries after it, added when the next file starts.
@@ -80,12 +77,17 @@ type tocParser struct {
 	lastModTimeParsed time.Time
 }
 
+// ctxEvery is how many TOC entries are parsed between looks at the
+// context.
+const ctxEvery = 1024
+
 // parseTOC parses the TOC JSON of a blob whose chunks all end at or before
 // blobEnd. Entries are decoded one at a time, so a hostile TOC is refused
 // at its first bad entry and memory stays proportional to the valid ones.
-// It also returns the TOC's tarSplitDigest, if any.
-func parseTOC(data []byte, blobEnd, maxChunk int64) (*index.Index, digest.Digest, error) {
-	p := &tocParser{maxChunk: maxChunk}
+// It also returns the TOC's tarSplitDigest, if any. It stops with ctx's
+// error when ctx is done.
+func parseTOC(ctx context.Context, data []byte, blobEnd int64) (*index.Index, digest.Digest, error) {
+	p := &tocParser{ctx: ctx}
 	p.b = index.NewBuilder(index.Limits{BlobEnd: blobEnd, MaxEntries: len(data)/minEntryJSON + entrySlack})
 	version, tarSplit, err := decodeDocument(json.NewDecoder(bytes.NewReader(data)), p.addNth)
 	if err != nil {
@@ -97,7 +99,7 @@ func parseTOC(data []byte, blobEnd, maxChunk int64) (*index.Index, digest.Digest
 	if err := p.flushFile(); err != nil {
 		return nil, "", fmt.Errorf("TOC entry %d: %w", p.n, err)
 	}
-	ix, err := p.b.Build()
+	ix, err := p.b.Build(ctx)
 	return ix, digest.Digest(tarSplit), err
 }
 
@@ -174,9 +176,10 @@ func expectDelim(d *json.Decoder, want json.Delim) error {
 }
 
 // invalidJSON classifies a JSON error as an invalid TOC, leaving errors
-// that already are classified alone.
+// that already are classified, and a done context's, alone.
 func invalidJSON(err error) error {
-	if errors.Is(err, index.ErrInvalid) || errors.Is(err, ErrTooLarge) {
+	if errors.Is(err, index.ErrInvalid) || errors.Is(err, ErrTooLarge) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return fmt.Errorf("%w: decode TOC JSON: %v", index.ErrInvalid, err)
@@ -184,6 +187,9 @@ func invalidJSON(err error) error {
 
 // addNth is add with the entry's position in errors.
 func (p *tocParser) addNth(e *tocEntry) error {
+	if p.n%ctxEvery == 0 && p.ctx.Err() != nil {
+		return p.ctx.Err()
+	}
 	if err := p.add(e); err != nil {
 		return fmt.Errorf("TOC entry %d: %w", p.n, err)
 	}
@@ -193,8 +199,9 @@ func (p *tocParser) addNth(e *tocEntry) error {
 
 // add feeds one TOC entry to the builder.
 func (p *tocParser) add(e *tocEntry) error {
-	if len(e.Name) > maxNameLen || len(e.LinkName) > maxNameLen {
-		return fmt.Errorf("%w: name longer than %d bytes", index.ErrInvalid, maxNameLen)
+	// First, so that no error below quotes a huge name.
+	if err := index.CheckNames(e.Name, e.LinkName); err != nil {
+		return err
 	}
 	if e.Type == "chunk" {
 		if len(p.file) == 0 {
@@ -240,8 +247,6 @@ func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
 	switch {
 	case e.Mode < 0 || e.Mode > 1<<32-1:
 		return index.Entry{}, fmt.Errorf("%w: %q has mode %#o", index.ErrInvalid, e.Name, e.Mode)
-	case e.UID < 0 || e.GID < 0 || e.UID > 1<<32-1 || e.GID > 1<<32-1:
-		return index.Entry{}, fmt.Errorf("%w: %q has owner %d:%d", index.ErrInvalid, e.Name, e.UID, e.GID)
 	case e.DevMajor < 0 || e.DevMajor > 1<<32-1 || e.DevMinor < 0 || e.DevMinor > 1<<32-1:
 		return index.Entry{}, fmt.Errorf("%w: %q has device %d,%d", index.ErrInvalid, e.Name, e.DevMajor, e.DevMinor)
 	}
@@ -266,7 +271,7 @@ func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
 	}
 	return index.Entry{
 		Name: e.Name, Type: typ, Mode: uint32(e.Mode),
-		UID: int(e.UID), GID: int(e.GID),
+		UID: e.UID, GID: e.GID,
 		Size: size, ModTime: mt, LinkName: e.LinkName,
 		DevMajor: uint32(e.DevMajor), DevMinor: uint32(e.DevMinor),
 		Xattrs: xattrs, Digest: d,
@@ -357,14 +362,6 @@ func (p *tocParser) flushFile() error {
 func (p *tocParser) addChunk(name string, c index.Chunk, typ string) error {
 	switch typ {
 	case chunkTypeData:
-		if c.Size > p.maxChunk {
-			return fmt.Errorf("%w: %q: chunk at %d of %d bytes, limit %d", ErrTooLarge, name, c.Offset, c.Size, p.maxChunk)
-		}
-		if c.Digest != "" {
-			if err := validateDigest(c.Digest); err != nil {
-				return fmt.Errorf("%w: %q: chunk at %d: %v", index.ErrInvalid, name, c.Offset, err)
-			}
-		}
 		return p.b.AddChunk(name, c)
 	case chunkTypeZeros:
 		if c.Size <= 0 || c.Offset < 0 || c.Size > math.MaxInt64-c.Offset {
