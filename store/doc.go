@@ -54,9 +54,10 @@
 //     together; the prefetch, speculative and background fetches use at
 //     most half of it and wait behind file reads. Fetches are cut into
 //     pieces of at most 16 MiB compressed, one request each. A chunk
-//     decodes to at most 64 MiB from at most 72 MiB, or its layer is not
-//     lazy; only a budget set below 208 MiB lets one piece of such a
-//     chunk go past it, alone. See fetchmem.go.
+//     decodes to at most 64 MiB from at most 80 MiB, or store/index
+//     refuses its TOC and the layer is not lazy; only a budget set below
+//     224 MiB lets one piece of such a chunk go past it, alone. See
+//     fetchmem.go.
 //   - hot chunks: the cache's memory LRU (cachedir.Options.MemorySize,
 //     64 MiB).
 //   - indexes: the open layers' indexes, at most Options.MaxIndexMemory

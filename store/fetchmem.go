@@ -5,7 +5,6 @@ package store
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"sync/atomic"
 
@@ -35,25 +34,18 @@ import (
 //     and background fetches only half of it, and wait behind reads
 //     (limiter). A piece heavier than its class may hold takes all of it
 //     and runs alone: it waits, never forever.
-//   - a layer whose TOC names a chunk that could not be fetched so
-//     (maxChunkSize, maxChunkSpan) is not lazy: storage pulls it.
+//   - no chunk is larger than a piece can hold: store/index refuses a
+//     TOC with a chunk that decodes more than index.MaxChunkSize or
+//     spans more than index.MaxCompressedChunk, or lies outside the
+//     blob's data, and storage then pulls the layer normally.
 //
 // So the bytes fetches hold are at most MaxFetchMemory, or one piece of
-// a single chunk (at most 2*maxChunkSpan+maxChunkSize = 208 MiB) when the
-// budget is smaller than that. With the defaults a 4.7 MB prefetch, a
+// a single chunk (at most 2*index.MaxCompressedChunk+index.MaxChunkSize
+// = 224 MiB) when the budget is smaller than that. With the defaults a 4.7 MB prefetch, a
 // read with its read-ahead and a background batch are each one piece, as
 // before: only regions larger than a piece take more requests.
 
 const (
-	// maxChunkSize bounds the decoded size of a chunk and the bytes
-	// decoded before it in its gzip member (its inner offset): a whole
-	// chunk is held in memory to be verified.
-	maxChunkSize = 64 << 20
-	// maxChunkSpan bounds a chunk's compressed range: a full-size chunk
-	// of incompressible data grows by well under 1 %, and small chunks
-	// packed into the same member add a few more.
-	maxChunkSpan = maxChunkSize + maxChunkSize/8
-
 	// defaultFetchMemory is Options.MaxFetchMemory's default.
 	defaultFetchMemory = 256 << 20
 	// maxPieceSpan bounds the compressed bytes of one piece: one range
@@ -62,32 +54,6 @@ const (
 	// minPiece is the smallest piece a small budget makes.
 	minPiece = 64 << 10
 )
-
-// checkChunks refuses, as not lazy, an index with a chunk whose
-// compressed range is not inside the blob or which is larger than the
-// store fetches (maxChunkSize, maxChunkSpan). The format readers check
-// their own limits; this check is what the fetch code relies on.
-func checkChunks(ix *index.Index, blobSize int64) error {
-	for _, e := range ix.Entries() {
-		for _, c := range e.Chunks {
-			if c.Zero {
-				continue
-			}
-			switch {
-			case c.CompressedOffset < 0 || c.CompressedEnd <= c.CompressedOffset || c.CompressedEnd > blobSize:
-				return fmt.Errorf("%w: %q: chunk at %d has compressed range [%d, %d) outside the blob of %d bytes",
-					ErrNotLazy, e.Name, c.Offset, c.CompressedOffset, c.CompressedEnd, blobSize)
-			case c.Size > maxChunkSize || c.InnerOffset > maxChunkSize || c.InnerOffset < 0:
-				return fmt.Errorf("%w: %q: chunk at %d decodes %d+%d bytes, more than %d",
-					ErrNotLazy, e.Name, c.Offset, c.InnerOffset, c.Size, maxChunkSize)
-			case c.CompressedEnd-c.CompressedOffset > maxChunkSpan:
-				return fmt.Errorf("%w: %q: chunk at %d has %d compressed bytes, more than %d",
-					ErrNotLazy, e.Name, c.Offset, c.CompressedEnd-c.CompressedOffset, maxChunkSpan)
-			}
-		}
-	}
-	return nil
-}
 
 // fetchBudget is the memory a Manager's fetches may hold at once.
 type fetchBudget struct {

@@ -485,55 +485,6 @@ func TestPlanPiecesKeepsPrefetchOneRequest(t *testing.T) {
 	}
 }
 
-func TestCheckChunks(t *testing.T) {
-	dg := digest.FromString("x")
-	tests := []struct {
-		name string
-		c    index.Chunk
-		ok   bool
-	}{
-		{"fine", index.Chunk{Size: 100, CompressedOffset: 0, CompressedEnd: 50}, true},
-		{"zero", index.Chunk{Size: maxChunkSize + 1, Zero: true}, true},
-		{"past the blob", index.Chunk{Size: 100, CompressedOffset: 900, CompressedEnd: 1001}, false},
-		{"decodes too much", index.Chunk{Size: maxChunkSize + 1, CompressedOffset: 0, CompressedEnd: 1000}, false},
-		{"inner offset too far", index.Chunk{Size: 100, InnerOffset: maxChunkSize + 1, CompressedOffset: 0, CompressedEnd: 1000}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b := index.NewBuilder(index.Limits{})
-			if err := b.Add(index.Entry{Name: "f", Type: index.TypeReg, Size: tt.c.Size}); err != nil {
-				t.Fatal(err)
-			}
-			if !tt.c.Zero {
-				tt.c.Digest = dg
-			}
-			if err := b.AddChunk("f", tt.c); err != nil {
-				t.Fatal(err)
-			}
-			ix, err := b.Build()
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = checkChunks(ix, 1000)
-			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrNotLazy)) {
-				t.Errorf("checkChunks() = %v, want ok %v or ErrNotLazy", err, tt.ok)
-			}
-		})
-	}
-	t.Run("span too large", func(t *testing.T) {
-		b := index.NewBuilder(index.Limits{})
-		b.Add(index.Entry{Name: "f", Type: index.TypeReg, Size: 100})
-		b.AddChunk("f", index.Chunk{Size: 100, CompressedEnd: maxChunkSpan + 1, Digest: dg})
-		ix, err := b.Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := checkChunks(ix, 1<<40); !errors.Is(err, ErrNotLazy) {
-			t.Errorf("checkChunks() = %v, want ErrNotLazy", err)
-		}
-	})
-}
-
 // TestReadZeroRunAllocatesNothing: a run of zeros the TOC says is 1 TiB
 // long is read without allocating it.
 func TestReadZeroRunAllocatesNothing(t *testing.T) {

@@ -191,9 +191,6 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		return nil, fmt.Errorf("open layer %s: format %q: %w", desc.Digest, desc.Format, ErrNotLazy)
 	}
 	f, writeTOC, err := openCached(ctx, open, blob, desc, opts)
-	if err == nil {
-		err = checkChunks(f.index, desc.Size)
-	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
