@@ -26,11 +26,17 @@ func (d *Dir) Get(dg digest.Digest) (*os.File, error) { return d.GetNamed(dg, dg
 // GetNamed opens the entry filed under key, checked to hash to want. The
 // caller closes the file.
 func (d *Dir) GetNamed(key, want digest.Digest) (*os.File, error) {
-	if err := want.Validate(); err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
 	if _, ok := d.touchSize(key); !ok {
 		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
+	}
+	return d.openChecked(key, want)
+}
+
+// openChecked opens the entry filed under key and checks that it hashes
+// to want (once per process).
+func (d *Dir) openChecked(key, want digest.Digest) (*os.File, error) {
+	if err := want.Validate(); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	f, err := d.openEntry(key)
 	if err != nil {
@@ -119,15 +125,8 @@ func (d *Dir) file(key, want digest.Digest) (*os.File, error) {
 	if f, ok := d.fds.get(key, want); ok {
 		return f, nil
 	}
-	if err := want.Validate(); err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	f, err := d.openEntry(key)
+	f, err := d.openChecked(key, want)
 	if err != nil {
-		return nil, err
-	}
-	if err := d.verify(key, want, f); err != nil {
-		f.Close()
 		return nil, err
 	}
 	return d.fds.add(key, want, f), nil
