@@ -18,15 +18,8 @@ PREFETCH_HWM_KIB=$((96 * 1024))
 
 setup_file() {
     binary_or_skip_file || return 0
-    require_store_binary
-    require_tools podman runc docker-registry skopeo jq curl ss go
-    sgz_setup_work
-    start_registry main
-    export REG=$(reg_addr main)
-    export GZ=$REG/fixtures/busybox:gzip ESGZ=$REG/fixtures/busybox:esgz
-    push_fixture busybox "$GZ"
-    convert "$GZ" "$ESGZ"
-    check_estargz "$ESGZ"
+    require_tools go
+    esgz_fixture main busybox GZ ESGZ
     export HOSTILE=$SGZ_WORK/hostile-oci
     (cd "$SGZ_REPO" && go build -o "$SGZ_WORK/hostile" ./tests/hostile) || fail "building tests/hostile failed"
     "$SGZ_WORK/hostile" -base "$(fixtures_dir)/busybox" -out "$HOSTILE" 2>"$SGZ_WORK/hostile.log" ||

@@ -16,15 +16,7 @@ SUMS='find /bin /data /home /usr -type f -exec sha256sum {} + | sort'
 
 setup_file() {
     binary_or_skip_file || return 0
-    require_store_binary
-    require_tools podman runc docker-registry skopeo jq curl ss
-    sgz_setup_work
-    start_registry main
-    export REG=$(reg_addr main)
-    export GZ=$REG/fixtures/busybox:gzip
-    push_fixture busybox "$GZ"
-    convert "$GZ" "$REG/fixtures/busybox:esgz"
-    check_estargz "$REG/fixtures/busybox:esgz"
+    esgz_fixture main busybox GZ ESGZ_DIRECT
     start_faultproxy "$REG"
     export PX CTL
     export ESGZ=$PX/fixtures/busybox:esgz

@@ -403,10 +403,16 @@ assert_released() {
 }
 
 # esgz_fixture_setup REGISTRY FIXTURE GZVAR ESGZVAR: the setup_file of the tests that run one
-# fixture lazily through store "main" with Podman 4: registry REGISTRY (its address in REG), the
-# fixture pushed as gzip and converted to a checked eStargz image (their references exported in
-# the variables named GZVAR and ESGZVAR), and store "main" started.
+# fixture lazily through store "main" with Podman 4: esgz_fixture, then store "main" started.
 esgz_fixture_setup() {
+    esgz_fixture "$@"
+    start_store main "$SGZ_WORK/mnt/main"
+}
+
+# esgz_fixture REGISTRY FIXTURE GZVAR ESGZVAR: registry REGISTRY started (its address in REG), and
+# FIXTURE pushed as gzip and converted to a checked eStargz image (their references exported in the
+# variables named GZVAR and ESGZVAR).
+esgz_fixture() {
     local reg=$1 fixture=$2
     require_store_binary
     require_tools podman runc docker-registry skopeo jq curl ss
@@ -417,7 +423,6 @@ esgz_fixture_setup() {
     push_fixture "$fixture" "${!3}"
     convert "${!3}" "${!4}"
     check_estargz "${!4}"
-    start_store main "$SGZ_WORK/mnt/main"
 }
 
 # lazy_only_config: a store config with background fetch off, for tests that count what a
