@@ -33,7 +33,8 @@
 // answer) leaves the rotation, one that failed transiently (5xx, 429,
 // 408, a reset, refused or stalled connection, a short body) is tried
 // again in the next round, after a backoff that starts at Backoff and
-// doubles up to MaxBackoff, at most Retries rounds more.
+// doubles up to MaxBackoff, for at most Retries rounds more (by default
+// until the budget).
 //
 // # The budget
 //
