@@ -74,6 +74,24 @@
 // whatever their landmarks say (prefetch.go). Without a cache (tools,
 // tests) a layer keeps the chunks it verified in memory while it is open.
 //
+// # The registry
+//
+// The store speaks HTTP only through package store/remote, its registry
+// client: remote.Blob reads ranges of a layer blob (several in one
+// multi-range request when the registry allows), remote.Repository GETs
+// manifests, configs and TOC blobs, both through one endpoint loop
+// (mirrors first, retries within ReadTimeout, a progress bound per
+// attempt, a short probe while a host is known to be down) and one table
+// from HTTP status to error. The store decides the rest (registry.go):
+// which host's request limit and outage memo a blob shares (one
+// remote.Host per registry host and Manager), the priority of a fetch
+// (a file read is remote.Read, the prefetch and speculative fetches
+// remote.Prefetch, the background fetch remote.Background), and the
+// store's class of remote's errors (remote.ErrNotFound and
+// remote.ErrVerify of what resolving reads become ErrNotFound and
+// ErrVerify). Layers read blobs through the small interfaces BlobReader
+// and rangeReader, so tests give them blobs in memory.
+//
 // # Contexts
 //
 // Fetches that several readers may wait for run on a context owned by the

@@ -113,25 +113,3 @@ func TestReadReturnsBeforeReadAhead(t *testing.T) {
 		}
 	})
 }
-
-// TestReadFillingReports: the bytes read so far are reported as they
-// arrive, growing, ending at the whole buffer.
-func TestReadFillingReports(t *testing.T) {
-	src := bytes.Repeat([]byte("x"), 3*fillStep+5)
-	buf := make([]byte, len(src))
-	var seen []int64
-	if err := readFilling(io.MultiReader(bytes.NewReader(src[:100]), bytes.NewReader(src[100:])), buf, func(n int64) { seen = append(seen, n) }); err != nil {
-		t.Fatal(err)
-	}
-	if len(seen) < 4 || seen[len(seen)-1] != int64(len(src)) {
-		t.Fatalf("reports %v, want at least 4 ending at %d", seen, len(src))
-	}
-	for i := 1; i < len(seen); i++ {
-		if seen[i] <= seen[i-1] {
-			t.Fatalf("reports %v do not grow", seen)
-		}
-	}
-	if err := readFilling(bytes.NewReader(src[:10]), buf, func(int64) {}); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("short body: %v, want io.ErrUnexpectedEOF", err)
-	}
-}

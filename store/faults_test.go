@@ -256,33 +256,6 @@ func TestFaultsCutForGood(t *testing.T) {
 	}
 }
 
-// TestFaultsBadMultiRange: a malformed multi-range answer never yields
-// wrong bytes: the blob is read one range per request instead.
-func TestFaultsBadMultiRange(t *testing.T) {
-	for _, m := range []faultproxy.Multi{faultproxy.MultiDupHole, faultproxy.MultiOverlap, faultproxy.MultiMissing,
-		faultproxy.MultiGarbage, faultproxy.MultiOutside} {
-		t.Run(string(m), func(t *testing.T) {
-			e := newFaultEnv(t)
-			e.px.Set(faultproxy.Fault{Mode: faultproxy.ModeBadMulti, Multi: m})
-			blob := e.l.blob.(*remoteBlob)
-			size := e.l.Desc().Size
-			spans := []span{{10, 110}, {size / 2, size/2 + 100}, {size - 100, size}}
-			bufs := [][]byte{make([]byte, 100), make([]byte, 100), make([]byte, 100)}
-			if err := blob.readRanges(t.Context(), spans, bufs, fetchRead, nil); err != nil {
-				t.Fatalf("readRanges = %v", err)
-			}
-			for i, s := range spans {
-				if want := e.blob[s.off:s.end]; !bytes.Equal(bufs[i], want) {
-					t.Errorf("span %d = %x, want %x", i, bufs[i], want)
-				}
-			}
-			if single := blob.single.Load(); single != (m != faultproxy.MultiOverlap) {
-				t.Errorf("one range per request = %v after a %s answer", single, m)
-			}
-		})
-	}
-}
-
 // TestFaultsResolve: a stalled or failing manifest GET is caught within
 // FetchTimeout and retried within the resolve timeout.
 func TestFaultsResolve(t *testing.T) {

@@ -24,14 +24,12 @@ const (
 	fetchBackground
 )
 
-// rangeReader reads several blob ranges at once (remoteBlob does it with
-// one multi-range request). BlobReaders without it are read range by
+// rangeReader reads several blob ranges at once (registryBlob does it
+// with one multi-range request). BlobReaders without it are read range by
 // range.
 type rangeReader interface {
 	readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error
 }
-
-var _ rangeReader = (*remoteBlob)(nil)
 
 // mergeGap is the largest hole between two compressed ranges that is
 // fetched rather than split into two ranges.

@@ -5,14 +5,12 @@ package store
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 
 	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/internal/testutil"
@@ -59,71 +57,6 @@ func readAll(t *testing.T, l *Layer, files []testutil.File) {
 		}
 		if got := readFile(t, l, f.Name); string(got) != f.Data {
 			t.Fatalf("%s: read %d bytes, want %d", f.Name, len(got), len(f.Data))
-		}
-	}
-}
-
-func TestRemoteBlobMultiRange(t *testing.T) {
-	tests := []struct {
-		name       string
-		mode       testutil.MultiRange
-		wantReqs   int
-		wantSingle bool
-	}{
-		{"multipart answer", testutil.MultiRangeServe, 1, false},
-		{"400 falls back to single ranges", testutil.MultiRangeRefuse, 1 + 3, true},
-		{"first range only falls back", testutil.MultiRangeFirst, 1 + 3, true},
-		{"whole blob answer is used", -1, 1, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, layer, primary, _ := newBlobEnv(t)
-			b.eps = b.eps[1:] // primary only
-			if tt.mode < 0 {
-				primary.Inject(testutil.Fault{IgnoreRange: true, Times: 1})
-			} else {
-				primary.SetMultiRange(tt.mode)
-			}
-			spans := []span{{10, 20}, {100, 150}, {400, 401}}
-			bufs := make([][]byte, len(spans))
-			for i, s := range spans {
-				bufs[i] = make([]byte, s.len())
-			}
-			if err := b.readRanges(t.Context(), spans, bufs, fetchRead, nil); err != nil {
-				t.Fatalf("readRanges() = %v", err)
-			}
-			for i, s := range spans {
-				if !bytes.Equal(bufs[i], layer.Blob[s.off:s.end]) {
-					t.Errorf("span %v: wrong bytes", s)
-				}
-			}
-			if n := primary.Count(isRangeReq); n != tt.wantReqs {
-				t.Errorf("%d range requests, want %d", n, tt.wantReqs)
-			}
-			if b.single.Load() != tt.wantSingle {
-				t.Errorf("single-range mode = %v, want %v", b.single.Load(), tt.wantSingle)
-			}
-		})
-	}
-}
-
-func TestParseContentRange(t *testing.T) {
-	tests := []struct {
-		h           string
-		first, last int64
-		ok          bool
-	}{
-		{"bytes 0-9/100", 0, 9, true},
-		{"bytes 5-5/*", 5, 5, true},
-		{"bytes 9-5/100", 0, 0, false},
-		{"bytes -1-5/100", 0, 0, false},
-		{"bytes 1-5", 0, 0, false},
-		{"", 0, 0, false},
-	}
-	for _, tt := range tests {
-		first, last, err := parseContentRange(tt.h)
-		if (err == nil) != tt.ok || first != tt.first || last != tt.last {
-			t.Errorf("parseContentRange(%q) = %d, %d, %v; want %d, %d, ok=%v", tt.h, first, last, err, tt.first, tt.last, tt.ok)
 		}
 	}
 }
@@ -332,55 +265,6 @@ func TestEvictionKeepsPinnedPrefetchData(t *testing.T) {
 	if used > max {
 		t.Errorf("cache holds %d bytes, more than its %d", used, max)
 	}
-}
-
-func TestLimiterServesOnDemandFirst(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(1, 1)
-		release, err := l.acquire(t.Context(), true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var order []string
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, who := range []string{"background", "on-demand"} {
-			wg.Go(func() {
-				rel, err := l.acquire(t.Context(), who == "background")
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				order = append(order, who)
-				mu.Unlock()
-				rel()
-			})
-			synctest.Wait() // queued in this order
-		}
-		release()
-		wg.Wait()
-		if strings.Join(order, ",") != "on-demand,background" {
-			t.Errorf("order = %v, want on-demand first", order)
-		}
-
-		// A waiter that gives up leaves no slot taken.
-		hold, _ := l.acquire(t.Context(), false)
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error)
-		go func() { _, err := l.acquire(ctx, false); done <- err }()
-		synctest.Wait()
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("acquire after cancel = %v", err)
-		}
-		hold()
-		if rel, err := l.acquire(t.Context(), true); err != nil {
-			t.Errorf("acquire of a free limiter = %v", err)
-		} else {
-			rel()
-		}
-	})
 }
 
 // fmtSscanf parses "bytes=<first>-<last>".

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/stargz-store/stargz-store/internal/limit"
 	"github.com/stargz-store/stargz-store/store/index"
 )
 
@@ -32,8 +33,8 @@ import (
 //     has its own bound).
 //   - file reads may take the whole budget; the prefetch, speculative
 //     and background fetches only half of it, and wait behind reads
-//     (limiter). A piece heavier than its class may hold takes all of it
-//     and runs alone: it waits, never forever.
+//     (internal/limit). A piece heavier than its class may hold takes
+//     all of it and runs alone: it waits, never forever.
 //   - no chunk is larger than a piece can hold: store/index refuses a
 //     TOC with a chunk that decodes more than index.MaxChunkSize or
 //     spans more than index.MaxCompressedChunk, or lies outside the
@@ -57,7 +58,7 @@ const (
 
 // fetchBudget is the memory a Manager's fetches may hold at once.
 type fetchBudget struct {
-	lim *limiter
+	lim *limit.Limiter
 	// pieces is how fetches sharing the budget are cut.
 	pieces pieceLimits
 }
@@ -65,7 +66,7 @@ type fetchBudget struct {
 // newFetchBudget returns a budget of n bytes, half of which background
 // work (prefetch, speculative and background fetches) may use.
 func newFetchBudget(n int64) *fetchBudget {
-	return &fetchBudget{lim: newLimiter(n, n/2), pieces: limitsFor(n)}
+	return &fetchBudget{lim: limit.New(n, n/2), pieces: limitsFor(n)}
 }
 
 // pieceLimits bound one piece of a fetch.
@@ -81,14 +82,18 @@ func limitsFor(n int64) pieceLimits {
 }
 
 // take waits until the budget has room for a piece of weight n of a
-// fetch of kind, and takes it.
+// fetch of kind, and takes it. Only file reads are on-demand here: the
+// prefetch, speculative and background fetches are background work.
 func (b *fetchBudget) take(ctx context.Context, kind fetchKind, n int64) (*grant, error) {
-	bg := kind != fetchRead
-	got, err := b.lim.acquireN(ctx, bg, n)
+	cls := limit.Background
+	if kind == fetchRead {
+		cls = limit.OnDemand
+	}
+	got, err := b.lim.Acquire(ctx, cls, n)
 	if err != nil {
 		return nil, err
 	}
-	g := &grant{lim: b.lim, bg: bg, n: got}
+	g := &grant{lim: b.lim, cls: cls, n: got}
 	g.holders.Store(1)
 	return g, nil
 }
@@ -96,8 +101,8 @@ func (b *fetchBudget) take(ctx context.Context, kind fetchKind, n int64) (*grant
 // grant is the memory one piece took from the budget. It goes back when
 // the piece and every cache write holding its chunks are done.
 type grant struct {
-	lim     *limiter
-	bg      bool
+	lim     *limit.Limiter
+	cls     limit.Class
 	n       int64
 	holders atomic.Int32 // the piece, and its cache writes running
 }
@@ -108,7 +113,7 @@ func (g *grant) hold() { g.holders.Add(1) }
 // done ends one holder; the last gives the memory back.
 func (g *grant) done() {
 	if g.holders.Add(-1) == 0 {
-		g.lim.release(g.bg, g.n)
+		g.lim.Release(g.cls, g.n)
 	}
 }
 

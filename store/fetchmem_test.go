@@ -21,6 +21,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/stargz-store/stargz-store/cachedir"
+	"github.com/stargz-store/stargz-store/internal/limit"
 	"github.com/stargz-store/stargz-store/internal/testutil"
 	"github.com/stargz-store/stargz-store/store/estargz"
 	"github.com/stargz-store/stargz-store/store/index"
@@ -223,8 +224,8 @@ func TestPrefetchHostileRegionBoundedMemory(t *testing.T) {
 		t.Fatalf("prefetch() = %v", err)
 	}
 	t.Logf("blob %d bytes; prefetch: %d requests, budget peak %d, heap peak %d MiB above %d MiB",
-		len(blob), rb.requests.Load(), mem.lim.peakBusy(), (peak-base)>>20, base>>20)
-	if p := mem.lim.peakBusy(); p > budget/2 {
+		len(blob), rb.requests.Load(), mem.lim.Peak(), (peak-base)>>20, base>>20)
+	if p := mem.lim.Peak(); p > budget/2 {
 		t.Errorf("fetches held %d bytes, more than the %d background work may", p, budget/2)
 	}
 	if grow := peak - min(peak, base); grow > 4*budget {
@@ -260,7 +261,7 @@ func TestChunkLargerThanBudget(t *testing.T) {
 		wg.Go(func() { checkContent(t, l, e) })
 	}
 	wg.Wait()
-	if p := mem.lim.peakBusy(); p > 1<<20 {
+	if p := mem.lim.Peak(); p > 1<<20 {
 		t.Errorf("budget peak %d, more than the budget", p)
 	}
 }
@@ -322,8 +323,8 @@ func TestReadsProceedWhileBackgroundHoldsBudget(t *testing.T) {
 			})
 		}
 		synctest.Wait()
-		if busy := mem.lim.peakBusy(); busy > mem.lim.bgMax || sb.held.Load() != 1 {
-			t.Fatalf("background holds %d of the budget in %d requests; want at most %d in 1", busy, sb.held.Load(), mem.lim.bgMax)
+		if busy := mem.lim.Peak(); busy > mem.lim.Max(limit.Background) || sb.held.Load() != 1 {
+			t.Fatalf("background holds %d of the budget in %d requests; want at most %d in 1", busy, sb.held.Load(), mem.lim.Max(limit.Background))
 		}
 		checkContent(t, l, es[1]) // does not wait for the background fetches
 		if sb.held.Load() != 1 {

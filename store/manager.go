@@ -14,6 +14,7 @@ import (
 
 	"github.com/stargz-store/stargz-store/internal/flight"
 	"github.com/stargz-store/stargz-store/refspec"
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // errClosed is returned by a Manager after Close.
@@ -66,7 +67,7 @@ type Manager struct {
 	// mu guards the fields below.
 	mu      sync.Mutex
 	closed  bool
-	hosts   map[string]*registryHost // by registry host
+	hosts   map[string]*remote.Host // by registry host
 	images  map[refspec.Reference]*imageState
 	layers  map[layerKey]*layerState // both names of one layer share a state
 	pending int                      // states in statePending (see maxPending)
@@ -104,7 +105,7 @@ func New(opts Options) (*Manager, error) {
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
 		warned:   map[layerKey]time.Time{},
-		hosts:    map[string]*registryHost{},
+		hosts:    map[string]*remote.Host{},
 	}, nil
 }
 
@@ -307,13 +308,12 @@ func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Lay
 			return nil, fmt.Errorf("endpoints of %s: %w", ref, err)
 		}
 		start := time.Now()
-		blob := newRemoteBlob(ref, e.desc, eps, m.opts)
-		blob.onHost(m.host(ref.Domain()))
+		blob := remote.NewBlob(ref, e.desc.Digest, e.desc.Size, eps, m.host(ref.Domain()), m.opts.remoteOptions())
 		if tail != nil {
 			blob = tail.blob
 		}
 		var l *Layer
-		l, err = OpenLayer(ctx, blob, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
+		l, err = OpenLayer(ctx, registryBlob{blob}, e.desc, LayerOptions{MaxTOCSize: m.opts.MaxTOCSize, Logger: m.log,
 			Cache: m.opts.Cache, ReadAhead: m.opts.ReadAhead, Speculate: !m.opts.NoSpeculate, ReadTimeout: m.opts.ReadTimeout,
 			NoWholeFiles: m.opts.NoWholeFiles, assembly: m.assembly, tail: tail,
 			mem: m.mem, pins: m.pins, onClose: func() { m.unadmit(l) },
@@ -338,18 +338,6 @@ func (m *Manager) open(ctx context.Context, e layerEntry, tail *tailFetch) (*Lay
 		m.prefetch(ctx, l, e.run)
 		return l, nil
 	})
-}
-
-// host returns what the reads from a registry host share.
-func (m *Manager) host(name string) *registryHost {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	h := m.hosts[name]
-	if h == nil {
-		h = &registryHost{requests: newLimiter(int64(m.opts.MaxParallelRequests), int64(m.opts.MaxParallelRequests/4))}
-		m.hosts[name] = h
-	}
-	return h
 }
 
 // prefetch starts the layer's prefetch and background fetch and waits

@@ -39,7 +39,7 @@ type Options struct {
 	// FetchTimeout bounds how long one attempt of a registry request (a
 	// range, a manifest, a config) may go without progress: until the
 	// answer's headers, then between two 64 KiB of its body (see
-	// attempt.go). A stalled attempt is abandoned and retried. 0 means
+	// store/remote). A stalled attempt is abandoned and retried. 0 means
 	// 10 s.
 	FetchTimeout time.Duration
 	// ReadTimeout bounds how long a file read (Layer.ReadAt, ReadBlobAt)

@@ -9,6 +9,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/stargz-store/stargz-store/refspec"
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // layerKey is how storage names a layer: the reference and the directory
@@ -50,16 +51,16 @@ type layerState struct {
 	err      error           // stateNotLazy
 	until    time.Time       // stateNotLazy
 	refs     map[digest.Digest]int
-	lastUsed time.Time   // stateReady: last lookup; statePending: when created
-	remote   *remoteBlob // stateReady: the layer's blob reader
-	reads    int64       // stateReady: remote.reads when the layer opened
-	kept     bool        // stateReady: read without a use; never idle-freed
+	lastUsed time.Time    // stateReady: last lookup; statePending: when created
+	remote   *remote.Blob // stateReady: the layer's blob reader
+	reads    int64        // stateReady: remote.Reads() when the layer opened
+	kept     bool         // stateReady: read without a use; never idle-freed
 }
 
 // readSince reports whether the layer's blob was read since it opened,
 // i.e. whether its files were read.
 func (st *layerState) readSince() bool {
-	return st.remote != nil && st.remote.reads.Load() > st.reads
+	return st.remote != nil && st.remote.Reads() > st.reads
 }
 
 func (st *layerState) total() int {
@@ -168,14 +169,14 @@ func (m *Manager) Release(ref refspec.Reference, d digest.Digest) error {
 
 // ready installs the open layer l under all names of e, taking over the
 // counts of names used before it opened. m.mu must not be held.
-func (m *Manager) ready(e layerEntry, l *Layer, rb *remoteBlob) error {
+func (m *Manager) ready(e layerEntry, l *Layer, rb *remote.Blob) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return errClosed
 	}
 	now := m.clk.Now()
-	st := &layerState{kind: stateReady, layer: l, lastUsed: now, remote: rb, reads: rb.reads.Load()}
+	st := &layerState{kind: stateReady, layer: l, lastUsed: now, remote: rb, reads: rb.Reads()}
 	m.installLocked(st, e)
 	if is := m.images[st.ref]; is != nil {
 		is.open++

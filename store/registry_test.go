@@ -3,129 +3,83 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stargz-store/stargz-store/internal/testutil"
 	"github.com/stargz-store/stargz-store/refspec"
 	"github.com/stargz-store/stargz-store/registryauth"
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
-func TestCheckContentRange(t *testing.T) {
+// TestLayerReadTimeoutEndsItsFetch: a reader waits at most ReadTimeout,
+// and the fetch it started (detached, other readers may join it) ends
+// then too, without the layer being closed.
+func TestLayerReadTimeoutEndsItsFetch(t *testing.T) {
+	files := []testutil.File{{Name: "a", Data: strings.Repeat("stalled body ", 1000)}}
+	layer := testutil.ESGZLayer(t, testutil.Tar(t, files...), testutil.ESGZOptions{ChunkSize: 4096})
+	// The default policy: FetchTimeout 10 s, ReadTimeout 30 s, backoff
+	// 100 ms doubling to 2 s.
+	o := remote.Options{FetchTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, Backoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second}
+	ref, err := refspec.Parse("fake/x:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		tr := testutil.NewRangeTransport(layer.Blob, "ok")
+		eps := []registryauth.Endpoint{{Ref: ref.Named(), Host: "fake", Transport: tr}}
+		desc := LayerDesc{Digest: layer.Desc.Digest, Size: layer.Desc.Size, TOCDigest: layer.TOCDigest}
+		blob := registryBlob{remote.NewBlob(ref, desc.Digest, desc.Size, eps, nil, o)}
+		l, err := OpenLayer(t.Context(), blob, desc, LayerOptions{ReadTimeout: o.ReadTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		tr.SetModes("stall")
+		ent, _ := l.Index().Lookup("a")
+		start := time.Now()
+		_, err = l.ReadAt(t.Context(), ent, make([]byte, 100), 0)
+		if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took != o.ReadTimeout {
+			t.Errorf("ReadAt = %v after %s, want a timeout after ReadTimeout %s", err, took, o.ReadTimeout)
+		}
+		if !strings.Contains(fmt.Sprint(err), "read timeout") {
+			t.Errorf("ReadAt = %v, want it to name the read timeout", err)
+		}
+		synctest.Wait()
+		if n := tr.Stalling(); n != 0 {
+			t.Errorf("%d requests still running after the reader gave up", n)
+		}
+	})
+}
+
+// TestRegistryErrorClasses: what resolving reads from the registry fails
+// with the store's classes, keeping remote's too and the message.
+func TestRegistryErrorClasses(t *testing.T) {
 	tests := []struct {
-		h  string
-		ok bool
+		name string
+		err  error
+		want error
 	}{
-		{"bytes 10-19/100", true},
-		{"bytes 10-19/*", true},
-		{"bytes 10-18/100", false},
-		{"bytes 0-19/100", false},
-		{"bytes 10-19", false},
-		{"10-19/100", false},
-		{"bytes a-19/100", false},
-		{"", false},
+		{"404", fmt.Errorf("fetch manifest of x: %w", remote.ErrNotFound), ErrNotFound},
+		{"digest mismatch", fmt.Errorf("fetch blob of x: %w", remote.ErrVerify), ErrVerify},
+		{"unauthorized", fmt.Errorf("fetch manifest of x: %w", registryauth.ErrUnauthorized), registryauth.ErrUnauthorized},
+		{"other", io.ErrUnexpectedEOF, io.ErrUnexpectedEOF},
 	}
 	for _, tt := range tests {
-		if err := checkContentRange(tt.h, 10, 19); (err == nil) != tt.ok {
-			t.Errorf("checkContentRange(%q, 10, 19) = %v, want ok=%v", tt.h, err, tt.ok)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			got := registryError(tt.err)
+			if !errors.Is(got, tt.want) || !errors.Is(got, tt.err) || got.Error() != tt.err.Error() {
+				t.Errorf("registryError(%v) = %v, want it to wrap %v and keep its message", tt.err, got, tt.want)
+			}
+		})
 	}
-}
-
-// blobEnv is a remoteBlob over the first layer of an image in a registry
-// behind a mirror that lacks the blob.
-func newBlobEnv(t *testing.T) (*remoteBlob, testutil.Layer, *testutil.Registry, *testutil.Registry) {
-	t.Helper()
-	regs, ref, layer, primary, mirror := mirrored(t)
-	eps, err := regs.Endpoints(t.Context(), ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(eps) != 2 {
-		t.Fatalf("%d endpoints, want mirror and primary", len(eps))
-	}
-	o, err := Options{Registries: regs, backoff: 1}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc := LayerDesc{Ref: ref, Digest: layer.Desc.Digest, Size: layer.Desc.Size}
-	return newRemoteBlob(ref, desc, eps, o), layer, primary, mirror
-}
-
-// mirrored pushes app:v1 (one eStargz layer) to a primary registry and
-// returns registries that put an empty mirror before it.
-func mirrored(t *testing.T) (*registryauth.Registries, refspec.Reference, testutil.Layer, *testutil.Registry, *testutil.Registry) {
-	t.Helper()
-	testutil.CheckLeaks(t)
-	primary, mirror := testutil.NewRegistry(t), testutil.NewRegistry(t)
-	layer := testutil.ESGZLayer(t, testutil.Tar(t, sampleFiles(t, "b")...), testutil.ESGZOptions{})
-	primary.Push(t, "app", "v1", testutil.NewImage(t, hostPlatform(), layer))
-	conf := filepath.Join(t.TempDir(), "registries.conf")
-	data := fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n[[registry.mirror]]\nlocation = %q\ninsecure = true\n", primary.Host, mirror.Host)
-	if err := os.WriteFile(conf, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	regs, err := registryauth.New(registryauth.Options{AuthFile: primary.AuthFile(t, "", ""), RegistriesConf: conf,
-		RegistriesConfDir: t.TempDir(), CertDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { regs.Close() })
-	ref, err := refspec.Parse(primary.Ref("app", "v1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return regs, ref, layer, primary, mirror
-}
-
-func TestRemoteBlobMirrorFallback(t *testing.T) {
-	b, layer, primary, mirror := newBlobEnv(t)
-	for i := range 3 {
-		p := make([]byte, 20)
-		off := int64(30 * i)
-		if n, err := b.ReadAt(t.Context(), p, off); err != nil || string(p[:n]) != string(layer.Blob[off:off+20]) {
-			t.Fatalf("ReadAt(%d) = %d, %v", off, n, err)
-		}
-	}
-	if n := mirror.Count(testutil.Request.IsRange); n != 1 {
-		t.Errorf("mirror got %d range requests, want 1 (then the primary is preferred)", n)
-	}
-	if n := primary.Count(testutil.Request.IsRange); n != 3 {
-		t.Errorf("primary got %d range requests, want 3", n)
-	}
-}
-
-func TestRemoteBlobEnds(t *testing.T) {
-	b, layer, _, _ := newBlobEnv(t)
-	size := int64(len(layer.Blob))
-	p := make([]byte, 100)
-	n, err := b.ReadAt(t.Context(), p, size-10)
-	if n != 10 || !errors.Is(err, io.EOF) || string(p[:n]) != string(layer.Blob[size-10:]) {
-		t.Errorf("ReadAt across the end = %d, %v; want 10, io.EOF", n, err)
-	}
-	if n, err := b.ReadAt(t.Context(), p, size); n != 0 || !errors.Is(err, io.EOF) {
-		t.Errorf("ReadAt at the end = %d, %v; want 0, io.EOF", n, err)
-	}
-	if _, err := b.ReadAt(t.Context(), p, -1); err == nil {
-		t.Errorf("ReadAt(-1) succeeded")
-	}
-}
-
-func TestRemoteBlobBadContentRange(t *testing.T) {
-	b, _, primary, _ := newBlobEnv(t)
-	b.eps = b.eps[1:] // primary only
-	primary.Inject(testutil.Fault{Match: func(r *http.Request) bool {
-		r.Header.Set("Range", strings.Replace(r.Header.Get("Range"), "=10-", "=11-", 1))
-		return false
-	}})
-	p := make([]byte, 5)
-	if _, err := b.ReadAt(t.Context(), p, 10); err == nil || !strings.Contains(err.Error(), "Content-Range") {
-		t.Errorf("ReadAt with a wrong Content-Range = %v, want an error naming it", err)
+	if registryError(nil) != nil {
+		t.Error("registryError(nil) != nil")
 	}
 }

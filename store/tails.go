@@ -10,6 +10,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/stargz-store/stargz-store/refspec"
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // Early tails. Opening an eStargz layer reads the tail of its blob (the
@@ -28,7 +29,7 @@ const maxEarlyTails = 32
 type tailFetch struct {
 	// blob is the reader that fetched it; the layer goes on with it, and
 	// with what it learnt of the registry (multi-range, endpoint).
-	blob *remoteBlob
+	blob *remote.Blob
 	done chan struct{} // closed when data and err are set
 	off  int64         // blob offset of data
 	data []byte
@@ -65,8 +66,8 @@ func (m *Manager) fetchTails(ref refspec.Reference, infos []types.BlobInfo) map[
 		if m.opts.Cache != nil && m.opts.Cache.Has(tocKey(e.desc)) {
 			continue // the open reads the TOC from the cache
 		}
-		t := &tailFetch{blob: newRemoteBlob(ref, e.desc, eps, m.opts), done: make(chan struct{})}
-		t.blob.onHost(m.host(ref.Domain()))
+		blob := remote.NewBlob(ref, e.desc.Digest, e.desc.Size, eps, m.host(ref.Domain()), m.opts.remoteOptions())
+		t := &tailFetch{blob: blob, done: make(chan struct{})}
 		if !m.goFetchTail(e.desc, t) {
 			break
 		}
@@ -89,7 +90,12 @@ func (m *Manager) goFetchTail(desc LayerDesc, t *tailFetch) bool {
 		defer cancel()
 		w := tailWindow(desc.Size)
 		t.off, t.data = desc.Size-w, make([]byte, w)
-		if n, err := t.blob.readAt(ctx, t.data, t.off); int64(n) != w {
+		if w == 0 {
+			return
+		}
+		// Not a read of the layer, and bounded by the resolve timeout.
+		spans := []span{{t.off, desc.Size}}
+		if err := (registryBlob{t.blob}).readRanges(ctx, spans, [][]byte{t.data}, fetchPrefetch, nil); err != nil {
 			t.data, t.err = nil, fmt.Errorf("read the last %d bytes of %s ahead: %w", w, desc.Digest, err)
 		}
 	})

@@ -16,17 +16,20 @@ const module = "github.com/stargz-store/stargz-store"
 // packages of a lower rank.
 var rank = map[string]int{
 	"refspec": 0, "cachedir": 0, "systemd": 0, "store/index": 0,
-	"internal/flight": 0, "internal/arch": 0, "store/elfdeps": 0, "internal/faultproxy": 0,
+	"internal/flight": 0, "internal/limit": 0, "internal/arch": 0, "store/elfdeps": 0, "internal/faultproxy": 0,
 	"registryauth": 1, "store/estargz": 1, "store/zstdchunked": 1,
-	"store":   2,
-	"layerfs": 3, "convert": 3,
-	"cmd/stargz-store": 4, "cmd/stargz-bench": 4, "tests/faultproxy": 4,
+	"store/remote": 2,
+	"store":        3,
+	"layerfs":      4, "convert": 4,
+	"cmd/stargz-store": 5, "cmd/stargz-bench": 5, "tests/faultproxy": 5,
 }
 
 // onlyIn lists external packages that only the named packages may import.
 var onlyIn = map[string][]string{
 	"github.com/hanwen/go-fuse/v2": {"layerfs", "cmd/stargz-store"},
 	"github.com/BurntSushi/toml":   {"cmd/stargz-store"},
+	// The store speaks HTTP only through its registry client.
+	"net/http": {"store/remote", "registryauth", "convert", "cmd/stargz-bench", "internal/faultproxy", "tests/faultproxy"},
 }
 
 type pkg struct {

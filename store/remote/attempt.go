@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package store
+package remote
 
 import (
 	"context"
@@ -10,32 +10,8 @@ import (
 	"time"
 )
 
-// Registry requests: attempts, fetches and the one endpoint loop.
-//
-// An attempt is one HTTP exchange with one endpoint. It fails when the
-// registry makes no progress for FetchTimeout: from the moment the
-// request is sent (after its request slot was granted; dialing, TLS, a
-// token fetch and redirects included) until the response headers arrive,
-// and from then on whenever FetchTimeout passes without another
-// progressStep bytes of the body or its end. A slow body that keeps
-// moving is never cut by this (a 16 MiB piece needs 13 s at 10 Mbit/s
-// and 2 min at 1 Mbit/s), a stalled one is caught within FetchTimeout,
-// and one trickled to keep the connection alive must still deliver
-// progressStep bytes per FetchTimeout.
-//
-// A fetch is what one caller asks of the registry: one range, the ranges
-// of one multi-range request, a manifest, a config. It runs attempts
-// against the endpoints (mirrors first, the primary last, starting from
-// the one that answered last) in rounds: an endpoint that failed for
-// good (404, 401, a malformed answer) leaves the rotation, one that failed
-// transiently (5xx, 429, a reset, refused or stalled connection, a short
-// body) is tried again in the next round, after a backoff that starts at
-// 100 ms and doubles up to maxBackoff. No attempt starts once the fetch's
-// budget (ReadTimeout) has passed, and a fetch that a reader waits for
-// (fetchRead) is cancelled at the budget, so that it also ends when its
-// reader gives up. Background and prefetch fetches keep a moving attempt
-// past the budget: on a slow link eight 16 MiB pieces in flight need
-// minutes, and nobody waits for them.
+// Registry requests: attempts, fetches and the one endpoint loop. The
+// package doc tells the rules; this file implements them.
 
 // progressStep is how many body bytes reset an attempt's FetchTimeout.
 const progressStep = 64 << 10
@@ -60,8 +36,8 @@ func (e *attemptError) Unwrap() error { return e.err }
 // repeated.
 func transient(err error) error { return &attemptError{err: err, retry: true} }
 
-// timeoutError is the cause of a fetch ended by its budget. It wraps
-// context.DeadlineExceeded.
+// timeoutError is the cause of a fetch ended by its budget, or of a read
+// ended by WithReadTimeout. It wraps context.DeadlineExceeded.
 type timeoutError struct{ d time.Duration }
 
 func (e *timeoutError) Error() string {
@@ -81,10 +57,10 @@ type retryPolicy struct {
 
 func newRetryPolicy(o Options) retryPolicy {
 	return retryPolicy{idle: o.FetchTimeout, budget: o.ReadTimeout, retries: o.Retries,
-		backoff: o.backoff, maxWait: o.maxBackoff}
+		backoff: o.Backoff, maxWait: o.MaxBackoff}
 }
 
-// probe is the policy of a fetch from a host in an outage (fetch_limit.go):
+// probe is the policy of a fetch from a host in an outage (outage.go):
 // one attempt per endpoint, without progress for at most probeTimeout.
 func (p retryPolicy) probe() retryPolicy {
 	p.retries = -1
@@ -118,13 +94,21 @@ func unreachable(errs []error, cerr error) bool {
 }
 
 // bound gives a fetch its deadline: the budget for a fetch a reader
-// waits for (hard), none of its own otherwise. The cause of a deadline
-// it sets is a *timeoutError.
+// waits for (hard), none of its own otherwise.
 func (p retryPolicy) bound(ctx context.Context, hard bool) (context.Context, context.CancelFunc) {
-	if !hard || p.budget <= 0 {
+	if !hard {
 		return ctx, func() {}
 	}
-	return context.WithTimeoutCause(ctx, p.budget, &timeoutError{p.budget})
+	return WithReadTimeout(ctx, p.budget)
+}
+
+// WithReadTimeout gives a read the deadline d (ReadTimeout), whose cause
+// says so and wraps context.DeadlineExceeded. d <= 0 means none.
+func WithReadTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, d, &timeoutError{d})
 }
 
 // attemptFunc makes one attempt against endpoint i. It calls w.start
@@ -279,23 +263,4 @@ func (b *progressBody) Read(p []byte) (int, error) {
 		b.w.progress()
 	}
 	return n, err
-}
-
-// readBound gives a file read its deadline, LayerOptions.ReadTimeout:
-// whatever fetches it starts or joins, the reader waits no longer. The
-// deadline's cause is a *timeoutError.
-func (l *Layer) readBound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if l.readLimit <= 0 {
-		return ctx, func() {}
-	}
-	return context.WithTimeoutCause(ctx, l.readLimit, &timeoutError{l.readLimit})
-}
-
-// boundError is err, or the cause of ctx's end if that is what err
-// reports (a bare context.DeadlineExceeded says nothing of the bound).
-func boundError(ctx context.Context, err error) error {
-	if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() && errors.Is(err, ctx.Err()) && !errors.Is(err, cause) {
-		return fmt.Errorf("%w: %w", cause, err)
-	}
-	return err
 }

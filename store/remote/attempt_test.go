@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package store
+package remote
 
 import (
 	"bytes"
@@ -8,15 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/stargz-store/stargz-store/internal/testutil"
+	"github.com/stargz-store/stargz-store/refspec"
+	"github.com/stargz-store/stargz-store/registryauth"
 )
 
 // testPolicy is the default policy with small numbers: FetchTimeout 10 s,
@@ -80,42 +79,12 @@ func stallingAttempt(chunk int, every time.Duration, size int) attemptFunc {
 	return func(ctx context.Context, w *watchdog, i int) error {
 		w.start()
 		w.progress() // headers
-		body := w.body(io.NopCloser(&slowReader{ctx: ctx, chunk: chunk, every: every, left: size}))
+		body := w.body(io.NopCloser(&testutil.SlowReader{Ctx: ctx, Chunk: chunk, Every: every, Left: size}))
 		if _, err := io.Copy(io.Discard, body); err != nil {
 			return transient(err)
 		}
 		return nil
 	}
-}
-
-// slowReader delivers chunk bytes every every (in as many reads as it
-// takes), left bytes in all, or fails with the context's error.
-type slowReader struct {
-	ctx   context.Context
-	chunk int
-	every time.Duration
-	left  int
-	avail int // of the current chunk
-}
-
-func (r *slowReader) Read(p []byte) (int, error) {
-	if r.left == 0 {
-		return 0, io.EOF
-	}
-	if r.avail == 0 {
-		t := time.NewTimer(r.every)
-		defer t.Stop()
-		select {
-		case <-r.ctx.Done():
-			return 0, r.ctx.Err()
-		case <-t.C:
-		}
-		r.avail = r.chunk
-	}
-	n := min(len(p), r.avail, r.left)
-	r.left -= n
-	r.avail -= n
-	return n, nil
 }
 
 func TestRetryPolicyProgressBound(t *testing.T) {
@@ -198,122 +167,21 @@ func TestRetryPolicyEndpoints(t *testing.T) {
 	}
 }
 
-// fakeTransport answers range requests for blob (testBlob if nil): each
-// request gets the next behaviour in turn ("ok", "stall" after 5 bytes,
-// "503"), the last one repeating. It counts the stalled bodies still
-// being read.
-type fakeTransport struct {
-	blob []byte
-
-	mu      sync.Mutex
-	modes   []string
-	n       int
-	stalled int
-}
-
-func (f *fakeTransport) setModes(modes ...string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.modes, f.n = modes, 0
-}
-
-func (f *fakeTransport) stalling() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.stalled
-}
-
-func (f *fakeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	f.mu.Lock()
-	mode := f.modes[min(f.n, len(f.modes)-1)]
-	f.n++
-	f.mu.Unlock()
-	blob := f.blob
-	if blob == nil {
-		blob = testBlob
+// fakeBlob is a Blob of tr's blob (testBlob) at one endpoint, with
+// policy p, on host h (nil: none).
+func fakeBlob(tr *testutil.RangeTransport, p retryPolicy, h *Host) *Blob {
+	named, err := refspec.Parse("fake/x:v1")
+	if err != nil {
+		panic(err)
 	}
-	var first, last int64
-	if _, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-%d", &first, &last); err != nil {
-		return nil, err
-	}
-	resp := &http.Response{StatusCode: http.StatusPartialContent, Request: req,
-		Header: http.Header{"Content-Range": {fmt.Sprintf("bytes %d-%d/%d", first, last, len(blob))}}}
-	data := blob[first : last+1]
-	switch mode {
-	case "503":
-		resp.StatusCode, data = http.StatusServiceUnavailable, nil
-	case "stall":
-		f.mu.Lock()
-		f.stalled++
-		f.mu.Unlock()
-		stall := &slowReader{ctx: req.Context(), left: 1, chunk: 1, every: time.Hour}
-		resp.Body = &countedBody{Reader: io.MultiReader(bytes.NewReader(data[:5]), stall), f: f}
-		return resp, nil
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(data))
-	return resp, nil
-}
-
-// countedBody is a stalled body; closing it ends its count.
-type countedBody struct {
-	io.Reader
-	f    *fakeTransport
-	once sync.Once
-}
-
-func (b *countedBody) Close() error {
-	b.once.Do(func() {
-		b.f.mu.Lock()
-		b.f.stalled--
-		b.f.mu.Unlock()
-	})
-	return nil
-}
-
-func fakeBlob(tr *fakeTransport, p retryPolicy) *remoteBlob {
-	size := int64(len(testBlob))
-	if tr.blob != nil {
-		size = int64(len(tr.blob))
-	}
-	b := &remoteBlob{digest: "sha256:x", size: size, policy: p, log: slog.New(slog.DiscardHandler),
-		eps: []blobEndpoint{{host: "fake", url: "http://fake/v2/x/blobs/sha256:x", client: &http.Client{Transport: tr}}}}
+	b := NewBlob(named, "sha256:x", int64(len(testBlob)), []registryauth.Endpoint{{Ref: named.Named(), Host: "fake", Transport: tr}}, h, Options{})
+	b.policy = p
 	return b
 }
 
-// TestLayerReadTimeoutEndsItsFetch: a reader waits at most ReadTimeout,
-// and the fetch it started (detached, other readers may join it) ends
-// then too, without the layer being closed.
-func TestLayerReadTimeoutEndsItsFetch(t *testing.T) {
-	files := []testutil.File{{Name: "a", Data: strings.Repeat("stalled body ", 1000)}}
-	layer := testutil.ESGZLayer(t, testutil.Tar(t, files...), testutil.ESGZOptions{ChunkSize: 4096})
+func TestBlobStalledBody(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tr := &fakeTransport{blob: layer.Blob, modes: []string{"ok"}}
-		desc := LayerDesc{Digest: layer.Desc.Digest, Size: layer.Desc.Size, TOCDigest: layer.TOCDigest}
-		l, err := OpenLayer(t.Context(), fakeBlob(tr, testPolicy), desc, LayerOptions{ReadTimeout: testPolicy.budget})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		tr.setModes("stall")
-		ent, _ := l.Index().Lookup("a")
-		start := time.Now()
-		_, err = l.ReadAt(t.Context(), ent, make([]byte, 100), 0)
-		if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took != testPolicy.budget {
-			t.Errorf("ReadAt = %v after %s, want a timeout after ReadTimeout %s", err, took, testPolicy.budget)
-		}
-		if !strings.Contains(fmt.Sprint(err), "read timeout") {
-			t.Errorf("ReadAt = %v, want it to name the read timeout", err)
-		}
-		synctest.Wait()
-		if n := tr.stalling(); n != 0 {
-			t.Errorf("%d requests still running after the reader gave up", n)
-		}
-	})
-}
-
-func TestRemoteBlobStalledBody(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := fakeBlob(&fakeTransport{modes: []string{"stall", "ok"}}, testPolicy)
+		b := fakeBlob(testutil.NewRangeTransport(testBlob, "stall", "ok"), testPolicy, nil)
 		start := time.Now()
 		p := make([]byte, 20)
 		if n, err := b.ReadAt(t.Context(), p, 30); n != 20 || err != nil || !bytes.Equal(p, testBlob[30:50]) {
@@ -325,11 +193,11 @@ func TestRemoteBlobStalledBody(t *testing.T) {
 	})
 }
 
-func TestRemoteBlobReadTimeout(t *testing.T) {
+func TestBlobReadTimeout(t *testing.T) {
 	for _, mode := range []string{"stall", "503"} {
 		t.Run(mode, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				b := fakeBlob(&fakeTransport{modes: []string{mode}}, testPolicy)
+				b := fakeBlob(testutil.NewRangeTransport(testBlob, mode), testPolicy, nil)
 				start := time.Now()
 				_, err := b.ReadAt(t.Context(), make([]byte, 20), 30)
 				took := time.Since(start)
@@ -350,9 +218,8 @@ func TestRemoteBlobReadTimeout(t *testing.T) {
 // answers or outageMemo passes.
 func TestOutageProbes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tr := &fakeTransport{modes: []string{"stall"}}
-		b := fakeBlob(tr, testPolicy)
-		b.onHost(&registryHost{requests: newLimiter(8, 2)})
+		tr := testutil.NewRangeTransport(testBlob, "stall")
+		b := fakeBlob(tr, testPolicy, NewHost(8))
 		read := func() (time.Duration, error) {
 			start := time.Now()
 			_, err := b.ReadAt(t.Context(), make([]byte, 20), 30)
@@ -366,14 +233,14 @@ func TestOutageProbes(t *testing.T) {
 				t.Errorf("read during the outage = %v after %s, want a failure after %s", err, took, probeTimeout)
 			}
 		}
-		tr.setModes("ok")
+		tr.SetModes("ok")
 		if took, err := read(); err != nil || took != 0 {
 			t.Errorf("read once the host answers = %v after %s, want at once", err, took)
 		}
 		if b.out.down() {
 			t.Error("outage still noted after an answer")
 		}
-		tr.setModes("stall")
+		tr.SetModes("stall")
 		if took, _ := read(); took != testPolicy.budget {
 			t.Errorf("first read of a new outage took %s, want ReadTimeout", took)
 		}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package store
+package remote
 
 import (
 	"bytes"
@@ -94,7 +94,7 @@ func (c cutReader) Read(p []byte) (int, error) {
 }
 
 func TestReadMulti(t *testing.T) {
-	spans := []span{{10, 20}, {40, 50}}
+	spans := []Span{{10, 20}, {40, 50}}
 	alt := bytes.Repeat([]byte{'#'}, 10)
 	tests := []struct {
 		name     string
@@ -146,8 +146,8 @@ func TestReadMulti(t *testing.T) {
 				return
 			}
 			for i, s := range spans {
-				if !bytes.Equal(bufs[i], testBlob[s.off:s.end]) {
-					t.Errorf("span %d = %q, want %q", i, bufs[i], testBlob[s.off:s.end])
+				if !bytes.Equal(bufs[i], testBlob[s.Off:s.End]) {
+					t.Errorf("span %d = %q, want %q", i, bufs[i], testBlob[s.Off:s.End])
 				}
 			}
 			if want := (fills{{0, 10}, {1, 10}}); !slices.Equal(sortFills(got), want) {
@@ -196,7 +196,7 @@ func checkMultiResult(t *testing.T, err error, want string) {
 }
 
 func TestReadMultiSinglePart(t *testing.T) {
-	spans := []span{{10, 20}, {40, 50}}
+	spans := []Span{{10, 20}, {40, 50}}
 	for _, tt := range []struct {
 		cr   string
 		want string
@@ -221,14 +221,14 @@ func TestCoverage(t *testing.T) {
 	var c coverage
 	steps := []struct {
 		lo, hi int64
-		fresh  []span
+		fresh  []Span
 		total  int64
 	}{
-		{10, 20, []span{{10, 20}}, 10},
+		{10, 20, []Span{{10, 20}}, 10},
 		{10, 20, nil, 10},                                // duplicate
-		{15, 25, []span{{20, 25}}, 15},                   // overlap
-		{30, 40, []span{{30, 40}}, 25},                   // apart
-		{0, 50, []span{{0, 10}, {25, 30}, {40, 50}}, 50}, // fills the holes
+		{15, 25, []Span{{20, 25}}, 15},                   // overlap
+		{30, 40, []Span{{30, 40}}, 25},                   // apart
+		{0, 50, []Span{{0, 10}, {25, 30}, {40, 50}}, 50}, // fills the holes
 		{49, 50, nil, 50},
 	}
 	for _, s := range steps {

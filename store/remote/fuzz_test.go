@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package store
+package remote
 
 import (
 	"bytes"
@@ -48,10 +48,10 @@ func FuzzReadMulti(f *testing.F) {
 	}
 	f.Add(multipartBody(f, "b0", seeds[0]), "garbage", uint8(10), uint8(9), uint8(19), uint8(9))
 	f.Fuzz(func(t *testing.T, body []byte, boundary string, a, la, gap, lb uint8) {
-		s0 := span{int64(a % 64), int64(a%64) + 1 + int64(la%32)}
-		s1 := span{s0.end + 1 + int64(gap%32), s0.end + 2 + int64(gap%32) + int64(lb%32)}
-		spans := []span{s0, s1}
-		bufs := [][]byte{make([]byte, s0.len()), make([]byte, s1.len())}
+		s0 := Span{int64(a % 64), int64(a%64) + 1 + int64(la%32)}
+		s1 := Span{s0.End + 1 + int64(gap%32), s0.End + 2 + int64(gap%32) + int64(lb%32)}
+		spans := []Span{s0, s1}
+		bufs := [][]byte{make([]byte, s0.Len()), make([]byte, s1.Len())}
 		err := readMulti(multiResponse(boundary, bytes.NewReader(body)), spans, bufs, nil)
 		want, ok := naiveMulti(body, boundary, spans)
 		if (err == nil) != ok {
@@ -65,13 +65,13 @@ func FuzzReadMulti(f *testing.F) {
 
 // naiveMulti reads a multi-range answer byte by byte, with readMulti's
 // rules, into fresh buffers.
-func naiveMulti(body []byte, boundary string, spans []span) ([][]byte, bool) {
+func naiveMulti(body []byte, boundary string, spans []Span) ([][]byte, bool) {
 	out := make([][]byte, len(spans))
 	have := make([][]bool, len(spans))
 	for i, s := range spans {
-		out[i], have[i] = make([]byte, s.len()), make([]bool, s.len())
+		out[i], have[i] = make([]byte, s.Len()), make([]bool, s.Len())
 	}
-	lo, hi := spans[0].off, spans[len(spans)-1].end
+	lo, hi := spans[0].Off, spans[len(spans)-1].End
 	_, params, _ := mime.ParseMediaType("multipart/byteranges; boundary=" + boundary) // as the header is read
 	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
 	var nparts, total int64
@@ -91,7 +91,7 @@ func naiveMulti(body []byte, boundary string, spans []span) ([][]byte, bool) {
 		total += last - first + 1
 		meets := false
 		for _, s := range spans {
-			meets = meets || (s.off <= last && first < s.end)
+			meets = meets || (s.Off <= last && first < s.End)
 		}
 		if first < lo || last >= hi || !meets || nparts > int64(len(spans)+maxExtraParts) || total > maxPartBytes*(hi-lo) {
 			return nil, false
@@ -103,8 +103,8 @@ func naiveMulti(body []byte, boundary string, spans []span) ([][]byte, bool) {
 		for k, b := range data {
 			pos := first + int64(k)
 			for i, s := range spans {
-				if pos >= s.off && pos < s.end && !have[i][pos-s.off] {
-					out[i][pos-s.off], have[i][pos-s.off] = b, true
+				if pos >= s.Off && pos < s.End && !have[i][pos-s.Off] {
+					out[i][pos-s.Off], have[i][pos-s.Off] = b, true
 				}
 			}
 		}

@@ -1,18 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package store
+package remote
 
 import (
 	"sync"
 	"time"
+
+	"github.com/stargz-store/stargz-store/internal/limit"
 )
 
-// registryHost is what the range reads of every layer from one registry
-// host share: the bound on their requests in flight, and what is known
-// of the host's outages.
-type registryHost struct {
-	requests *limiter
+// Host is what the Blobs read from one registry host share: the bound on
+// their requests in flight, and what is known of the host's outages.
+// Safe for concurrent use; use NewHost.
+type Host struct {
+	requests *limit.Limiter
 	outage   outage
+}
+
+// NewHost returns a Host that lets at most n range requests be in flight
+// at once (at least 1), a quarter of them (at least 1) Background ones.
+func NewHost(n int) *Host {
+	return &Host{requests: limit.New(int64(n), int64(n/4))}
 }
 
 // outage remembers that a fetch gave up on a host after ReadTimeout of

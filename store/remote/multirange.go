@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package store
+package remote
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -21,7 +22,7 @@ import (
 // parts outside the ranges, bytes missing) is final and wraps
 // errNoMultiRange: the blob is read one range per request from then on,
 // which registries get right.
-func readMulti(resp *http.Response, spans []span, bufs [][]byte, fill fillFunc) error {
+func readMulti(resp *http.Response, spans []Span, bufs [][]byte, fill Fill) error {
 	body := &errTracker{r: resp.Body}
 	pf := newPartFill(spans, bufs, fill)
 	var err error
@@ -74,16 +75,16 @@ const (
 // duplicate and overlapping parts never count twice, and a span is
 // reported complete exactly when every byte of it has arrived.
 type partFill struct {
-	spans  []span
+	spans  []Span
 	bufs   [][]byte
-	report fillFunc
+	report Fill
 	cov    []coverage
 	done   []bool
 	nparts int
 	bytes  int64 // carried by the parts so far
 }
 
-func newPartFill(spans []span, bufs [][]byte, report fillFunc) *partFill {
+func newPartFill(spans []Span, bufs [][]byte, report Fill) *partFill {
 	return &partFill{spans: spans, bufs: bufs, report: report,
 		cov: make([]coverage, len(spans)), done: make([]bool, len(spans))}
 }
@@ -111,7 +112,7 @@ func (f *partFill) part(h string, body io.Reader) error {
 		return err
 	}
 	n := len(f.spans)
-	lo, hi := f.spans[0].off, f.spans[n-1].end
+	lo, hi := f.spans[0].Off, f.spans[n-1].End
 	f.nparts++
 	f.bytes += last - first + 1
 	switch {
@@ -134,7 +135,7 @@ func (f *partFill) part(h string, body io.Reader) error {
 // overlaps reports whether [off, end) meets a span.
 func (f *partFill) overlaps(off, end int64) bool {
 	i := spanOf(f.spans, off)
-	return i < len(f.spans) && f.spans[i].off < end
+	return i < len(f.spans) && f.spans[i].Off < end
 }
 
 // copy reads blob bytes [off, end) from body into the spans they fall
@@ -152,28 +153,28 @@ func (f *partFill) copy(off, end int64, body io.Reader) error {
 			return skip(end)
 		}
 		s := f.spans[i]
-		if pos < s.off {
-			if err := skip(min(s.off, end)); err != nil {
+		if pos < s.Off {
+			if err := skip(min(s.Off, end)); err != nil {
 				return err
 			}
 			continue
 		}
-		to := min(s.end, end)
+		to := min(s.End, end)
 		for _, g := range f.cov[i].add(pos, to) {
-			if err := skip(g.off); err != nil {
+			if err := skip(g.Off); err != nil {
 				return err
 			}
-			if _, err := io.ReadFull(body, f.bufs[i][g.off-s.off:g.end-s.off]); err != nil {
+			if _, err := io.ReadFull(body, f.bufs[i][g.Off-s.Off:g.End-s.Off]); err != nil {
 				return err
 			}
-			pos = g.end
+			pos = g.End
 		}
 		if err := skip(to); err != nil {
 			return err
 		}
-		if !f.done[i] && f.cov[i].total() == s.len() {
+		if !f.done[i] && f.cov[i].total() == s.Len() {
 			f.done[i] = true
-			f.report.done(i, s.len())
+			f.report.done(i, s.Len())
 		}
 	}
 	return nil
@@ -183,7 +184,7 @@ func (f *partFill) copy(off, end int64, body io.Reader) error {
 func (f *partFill) complete() error {
 	for i, s := range f.spans {
 		if !f.done[i] {
-			return fmt.Errorf("multi-range answer lacks bytes of %d-%d (%d of %d in)", s.off, s.end-1, f.cov[i].total(), s.len())
+			return fmt.Errorf("multi-range answer lacks bytes of %d-%d (%d of %d in)", s.Off, s.End-1, f.cov[i].total(), s.Len())
 		}
 	}
 	return nil
@@ -191,48 +192,48 @@ func (f *partFill) complete() error {
 
 // coverage is the part of a span an answer has filled: sorted, disjoint,
 // non-adjacent intervals.
-type coverage []span
+type coverage []Span
 
 // add marks [lo, hi) covered and returns, in order, the pieces of it that
 // were not covered before.
-func (c *coverage) add(lo, hi int64) []span {
-	var fresh []span
+func (c *coverage) add(lo, hi int64) []Span {
+	var fresh []Span
 	pos := lo
 	for _, x := range *c {
-		if x.off >= hi {
+		if x.Off >= hi {
 			break
 		}
-		if x.end <= pos {
+		if x.End <= pos {
 			continue
 		}
-		if x.off > pos {
-			fresh = append(fresh, span{pos, x.off})
+		if x.Off > pos {
+			fresh = append(fresh, Span{pos, x.Off})
 		}
-		pos = x.end
+		pos = x.End
 	}
 	if pos < hi {
-		fresh = append(fresh, span{pos, hi})
+		fresh = append(fresh, Span{pos, hi})
 	}
 	if len(fresh) == 0 {
 		return nil
 	}
-	merged := span{lo, hi}
+	merged := Span{lo, hi}
 	out := make(coverage, 0, len(*c)+1)
 	for _, x := range *c {
 		switch {
-		case x.end < lo:
+		case x.End < lo:
 			out = append(out, x)
-		case x.off > hi:
-			if merged.len() > 0 {
+		case x.Off > hi:
+			if merged.Len() > 0 {
 				out = append(out, merged)
-				merged = span{}
+				merged = Span{}
 			}
 			out = append(out, x)
 		default: // overlapping or adjacent
-			merged = span{min(merged.off, x.off), max(merged.end, x.end)}
+			merged = Span{min(merged.Off, x.Off), max(merged.End, x.End)}
 		}
 	}
-	if merged.len() > 0 {
+	if merged.Len() > 0 {
 		out = append(out, merged)
 	}
 	*c = out
@@ -243,7 +244,7 @@ func (c *coverage) add(lo, hi int64) []span {
 func (c coverage) total() int64 {
 	var n int64
 	for _, x := range c {
-		n += x.len()
+		n += x.Len()
 	}
 	return n
 }
@@ -262,4 +263,19 @@ func parseContentRange(h string) (first, last int64, err error) {
 		}
 	}
 	return 0, 0, fmt.Errorf("bad Content-Range %q", h)
+}
+
+// spanOf returns the index of the span holding blob offset off, or of
+// the first span after it.
+func spanOf(spans []Span, off int64) int {
+	j, _ := slices.BinarySearchFunc(spans, off, func(s Span, off int64) int {
+		switch {
+		case s.End <= off:
+			return -1
+		case s.Off > off:
+			return 1
+		}
+		return 0
+	})
+	return j
 }
