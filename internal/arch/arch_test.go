@@ -16,7 +16,8 @@ const module = "github.com/stargz-store/stargz-store"
 // packages of a lower rank.
 var rank = map[string]int{
 	"refspec": 0, "cachedir": 0, "systemd": 0, "store/index": 0,
-	"internal/flight": 0, "internal/arch": 0, "store/elfdeps": 0, "internal/faultproxy": 0, "internal/podmanconf": 0,
+	"internal/flight": 0, "internal/arch": 0, "store/elfdeps": 0, "internal/faultproxy": 0,
+	"internal/podmanconf": 0, "internal/logthrottle": 0,
 	"registryauth": 1, "store/estargz": 1, "store/zstdchunked": 1,
 	"store":   2,
 	"layerfs": 3, "convert": 3, "convert/optimize": 3,
