@@ -14,7 +14,7 @@ BENCH_DEBS := podman runc docker-registry fuse3 debootstrap busybox-static tar
 # The Podman 5 (Debian trixie) chroot for the e2e tests; built once, reused by later runs.
 P5_BASE ?= /var/tmp/podman5-chroot
 
-.PHONY: help build test test-unit test-fuse test-e2e e2e-deps fuzz vet fmt-check deps-test bench demo clean
+.PHONY: help build test test-unit test-fuse test-e2e e2e-deps fuzz vet fmt-check lint tidy-check deps-test bench demo clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ vet: ## go vet
 fmt-check: ## gofmt must have nothing to say
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+lint: ## staticcheck (version pinned by the tool directive in go.mod; checks in staticcheck.conf)
+	$(GO) tool staticcheck ./...
+
+tidy-check: ## go.mod and go.sum must be tidy
+	$(GO) mod tidy -diff
+
 test-unit: ## unit tests with the race detector (fuzz seed corpora included)
 	$(GO) test -race -count=1 ./...
 
@@ -48,7 +54,7 @@ test-e2e: build e2e-deps ## bats end-to-end tests with Podman 4 (host) and Podma
 	  | tee $(OUT)/e2e.tap; rc=$$?; \
 	  echo "e2e: $$(grep -c '^ok ' $(OUT)/e2e.tap) passed, $$(grep -c '^not ok ' $(OUT)/e2e.tap) failed"; exit $$rc
 
-test: deps-test vet fmt-check test-unit test-fuse test-e2e ## every tier: vet, gofmt, unit (+fuzz seeds), FUSE, e2e
+test: deps-test vet fmt-check lint tidy-check test-unit test-fuse test-e2e ## every tier: vet, gofmt, staticcheck, tidy, unit (+fuzz seeds), FUSE, e2e
 
 fuzz: ## run each fuzz target for a fixed count
 	@for pkg in $$($(GO) list ./...); do \

@@ -288,7 +288,8 @@ func ociMediaType(mt string) string {
 	case manifest.DockerV2Schema2LayerMediaType:
 		return ocispec.MediaTypeImageLayerGzip
 	case manifest.DockerV2Schema2ForeignLayerMediaTypeGzip:
-		return ocispec.MediaTypeImageLayerNonDistributableGzip //nolint:staticcheck // the OCI twin of a Docker foreign layer
+		//lint:ignore SA1019 the OCI twin of a Docker foreign layer: a foreign source layer keeps its kind
+		return ocispec.MediaTypeImageLayerNonDistributableGzip
 	case "":
 		return ocispec.MediaTypeImageLayerGzip
 	}

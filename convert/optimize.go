@@ -10,12 +10,11 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// This file and the other optimize*.go files hold the FUSE-free parts of
-// `stargz-store optimize`: the list of prioritized files built from a
-// recorded workload (here), the scratch registry the workload's image is
-// served from (optimize_registry.go) and the Podman sandbox that runs the
-// workload (optimize_podman.go). Recording itself needs the FUSE tree and
-// lives in cmd/stargz-store.
+// This file holds the image side of `stargz-store optimize`: the list of
+// prioritized files built from a recorded workload. The processes that
+// record it (the scratch registry and the Podman sandbox) are package
+// convert/optimize; the recording store needs the FUSE tree and is wired
+// in cmd/stargz-store.
 
 // landmarkNames are the eStargz landmark files; a recorded workload never
 // sees them (the FUSE tree hides them), but a list given by hand might

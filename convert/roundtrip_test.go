@@ -76,17 +76,16 @@ func richTar(t *testing.T) []byte {
 
 // tarFile is what a round trip compares of one tar entry.
 type tarFile struct {
-	Type               byte
-	Mode               int64
-	UID, GID           int
-	Uname, Gname       string
-	Link               string
-	Dev                [2]int64
-	Xattrs             map[string]string
-	Size               int64
-	Content            digest.Digest
-	ModTime            int64
-	noCompareFieldsEnd struct{}
+	Type         byte
+	Mode         int64
+	UID, GID     int
+	Uname, Gname string
+	Link         string
+	Dev          [2]int64
+	Xattrs       map[string]string
+	Size         int64
+	Content      digest.Digest
+	ModTime      int64
 }
 
 // tarFiles reads a tar stream into its entries by cleaned name, leaving out what eStargz adds.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -22,8 +21,8 @@ import (
 type blobNode struct {
 	fusefs.Inode
 	roNode
-	l   *store.Layer
-	log *slog.Logger
+	l     *store.Layer
+	reads *readFailures
 }
 
 var (
@@ -60,7 +59,7 @@ func (n *blobNode) Read(ctx context.Context, _ fusefs.FileHandle, dest []byte, o
 	k, err := n.l.ReadBlobAt(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		errno := errnoFor(ctx, fileRead, err)
-		n.log.Warn("read blob failed", "blob", n.l.Desc().Digest.String(), "off", off, "errno", errno, "err", err)
+		n.reads.failed(ctx, n.l, "", off, errno, err)
 		return nil, errno
 	}
 	return fuse.ReadResultData(dest[:k]), 0

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"os"
 	"path"
 	"sync"
@@ -25,11 +24,11 @@ import (
 // ever invalidated, and the kernel caches entries, attributes, negative
 // entries and pages for Options.DiffTimeout.
 type diffTree struct {
-	l   *store.Layer
-	ix  *index.Index
-	ttl time.Duration
-	log *slog.Logger
-	rec Recorder // Options.Recorder, or nil
+	l     *store.Layer
+	ix    *index.Index
+	ttl   time.Duration
+	reads *readFailures
+	rec   Recorder // Options.Recorder, or nil
 	// passthrough opens files whose content is one cache file on it
 	// (Options.NoPassthrough unset); noBackingFd keeps the kernel from
 	// reading it directly (tests of the daemon fallback).
@@ -252,11 +251,7 @@ func (n *fileNode) Read(ctx context.Context, fh fusefs.FileHandle, dest []byte, 
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		errno := errnoFor(ctx, fileRead, err)
-		lvl := slog.LevelWarn
-		if errno == syscall.EINTR {
-			lvl = slog.LevelDebug
-		}
-		n.t.log.Log(ctx, lvl, "read failed", "blob", n.t.l.Desc().Digest.String(), "path", n.e.Name, "off", off, "errno", errno, "err", err)
+		n.t.reads.failed(ctx, n.t.l, n.e.Name, off, errno, err)
 		return nil, errno
 	}
 	return fuse.ReadResultData(dest[:k]), 0

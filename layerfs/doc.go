@@ -93,9 +93,11 @@
 // refusal itself); a failed read of a file is EIO whatever the cause.
 // EINTR is only for a request the kernel interrupted: a cancellation from
 // the store (a layer closed after its release, a deadline) is EIO. EACCES
-// is left for callers the mount refuses (see Who may call). A failed
-// lookup is logged once: Warn when a layer cannot be served, Debug
-// otherwise.
+// is left for callers the mount refuses (see Who may call). Handlers log
+// at Debug: why a layer cannot be served is the store's to say, once per
+// burst of lookups (store.Manager.Layer). The exception is a failed read,
+// an I/O error in a running container whose cause the store does not
+// always log: the first of a layer in a minute is a Warn (readfail.go).
 //
 // # Kernel caching
 //

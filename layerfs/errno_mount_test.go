@@ -22,12 +22,17 @@ import (
 // The errno table through the real code path: a store.Manager resolving
 // from an in-process registry, mounted.
 
-// registryFixture is an image of one eStargz layer in a registry, served
-// by a real Manager (no disk cache, prefetch, speculation, read-ahead or
-// background fetch: every read of a new region is a range request).
+// registryFixture is an image of one eStargz layer and one plain gzip
+// layer in a registry, served by a real Manager (no disk cache, prefetch,
+// speculation, read-ahead or background fetch: every read of a new region
+// is a range request). The store and the mount share one logger.
 type registryFixture struct {
-	reg   *testutil.Registry
-	layer string // <mnt>/<base64(ref)>/<blob digest>
+	reg    *testutil.Registry
+	layer  string // <mnt>/<base64(ref)>/<blob digest> of the eStargz layer
+	gzip   string // the same for the gzip layer, which the store does not serve
+	ref    string
+	digest string // blob digest of the eStargz layer
+	logs   *testutil.Logs
 }
 
 // bigSize is the size of the fixture's file "big": random, so that its
@@ -45,7 +50,8 @@ func newRegistryFixture(t *testing.T, user, pass string) registryFixture {
 	_, _ = rnd.Read(big)
 	tarball := testutil.Tar(t, testutil.File{Name: "big", Mode: 0o644, Data: string(big)})
 	l := testutil.ESGZLayer(t, tarball, testutil.ESGZOptions{ChunkSize: 64 << 10})
-	img := testutil.NewImage(t, ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}, l)
+	gz := testutil.GzipLayer(t, testutil.Tar(t, testutil.File{Name: "plain", Mode: 0o644, Data: "gzip"}))
+	img := testutil.NewImage(t, ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}, l, gz)
 	reg.Push(t, "app", "v1", img)
 	if user != "" {
 		reg.RequireBasicAuth(user, pass)
@@ -60,17 +66,18 @@ func newRegistryFixture(t *testing.T, user, pass string) registryFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { regs.Close() })
+	log, logs := testutil.NewLogger()
 	m, err := store.New(store.Options{Registries: regs, Retries: -1, ReadAhead: -1,
-		NoPrefetch: true, NoBackgroundFetch: true, NoSpeculate: true,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+		NoPrefetch: true, NoBackgroundFetch: true, NoSpeculate: true, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() }) // after the unmount below
-	mnt := mountLayerFS(t, m, Options{})
+	mnt := mountLayerFS(t, m, Options{Logger: log})
 	ref := mustRef(t, reg.Ref("app", "v1"))
-	return registryFixture{reg: reg, layer: filepath.Join(mnt, ref.PathElem(), l.Desc.Digest.String())}
+	return registryFixture{reg: reg, ref: ref.String(), digest: l.Desc.Digest.String(), logs: logs,
+		layer: filepath.Join(mnt, ref.PathElem(), l.Desc.Digest.String()),
+		gzip:  filepath.Join(mnt, ref.PathElem(), gz.Desc.Digest.String())}
 }
 
 // openBig opens diff/big and reads its first page, which resolves and
@@ -139,5 +146,57 @@ func TestMountUnauthorizedReadIsEIO(t *testing.T) {
 	}
 	if n := f.reg.Count(func(r testutil.Request) bool { return r.IsBlob() && r.Status == 401 }); n == 0 {
 		t.Error("the registry answered no blob GET with 401: the reads never reached it")
+	}
+}
+
+// warnings returns the lines logged at Warn or above.
+func (f registryFixture) warnings() []testutil.LogRecord {
+	var out []testutil.LogRecord
+	for _, r := range f.logs.Records() {
+		if r.Level >= slog.LevelWarn {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Every lookup of a gzip layer fails (storage then pulls it): the store
+// says why once, at Warn, and the FUSE tree only at Debug.
+func TestMountGzipLookupsOneWarning(t *testing.T) {
+	f := newRegistryFixture(t, "", "")
+	const n = 5
+	for range n {
+		if _, err := os.Stat(filepath.Join(f.gzip, diffDir)); errnoOf(err) != syscall.ENOENT {
+			t.Fatalf("Stat(diff) of a gzip layer = %v, want ENOENT", err)
+		}
+	}
+	w := f.warnings()
+	if len(w) != 1 || w[0].Msg != "layer not served lazily" || w[0].Attrs["reason"] != "not-lazy" ||
+		w[0].Attrs["ref"] != f.ref || w[0].Attrs["digest"] != filepath.Base(f.gzip) || w[0].Attrs["err"] == "" {
+		t.Errorf("warnings = %+v, want one from the store with ref, digest, reason not-lazy and err", w)
+	}
+	if got := f.logs.Find(slog.LevelDebug, "layer cannot be served"); len(got) != n {
+		t.Errorf("%d debug lines from the FUSE tree, want one per lookup (%d)", len(got), n)
+	}
+}
+
+// Reads that keep failing say so once per layer at Warn, then at Debug.
+func TestMountFailedReadsOneWarning(t *testing.T) {
+	f := newRegistryFixture(t, "", "")
+	fh := f.openBig(t)
+	f.reg.Inject(testutil.Fault{Status: 404}) // the blob is gone from the registry
+	const n = 4
+	for range n {
+		if err := preadFar(fh); err != syscall.EIO {
+			t.Fatalf("pread with the blob gone = %v, want EIO", err)
+		}
+	}
+	w := f.warnings()
+	if len(w) != 1 || w[0].Msg != "read failed" || w[0].Attrs["path"] != "big" ||
+		w[0].Attrs["ref"] != f.ref || w[0].Attrs["digest"] != f.digest || w[0].Attrs["errno"] == "" {
+		t.Errorf("warnings = %+v, want one read failed of big with ref and digest", w)
+	}
+	if got := f.logs.Find(slog.LevelDebug, "read failed"); len(got) < n-1 {
+		t.Errorf("%d debug lines of failed reads, want at least %d", len(got), n-1)
 	}
 }

@@ -71,15 +71,12 @@ func (n *layerNode) resolve(ctx context.Context) (*store.Layer, error) {
 	return n.fs.src.Layer(ctx, n.ref, n.d)
 }
 
-// failResolve logs a layer that cannot be served, once, and maps the
-// error. An interrupted lookup is not worth a warning.
+// failResolve maps the error of a lookup that cannot be served and logs
+// it at Debug: the Source says why at Warn, once per burst of lookups
+// (store.Manager.Layer), where every lookup here would repeat it.
 func (n *layerNode) failResolve(ctx context.Context, name string, out *fuse.EntryOut, err error) syscall.Errno {
 	errno := failLookup(ctx, out, err)
-	log := n.fs.log.Warn
-	if errno == syscall.EINTR {
-		log = n.fs.log.Debug
-	}
-	log("layer cannot be served", "ref", n.ref.String(), "digest", n.d.String(), "name", name, "errno", errno, "err", err)
+	n.fs.log.DebugContext(ctx, "layer cannot be served", "ref", n.ref.String(), "digest", n.d.String(), "name", name, "errno", errno, "err", err)
 	return errno
 }
 
@@ -88,7 +85,7 @@ func (n *layerNode) failResolve(ctx context.Context, name string, out *fuse.Entr
 // resolved anew gets a new tree. The entry itself stays short-lived, since
 // which layer it names can change; the attributes cannot.
 func (n *layerNode) lookupDiff(ctx context.Context, l *store.Layer, out *fuse.EntryOut) *fusefs.Inode {
-	t := &diffTree{l: l, ix: l.Index(), ttl: n.fs.diffTTL, log: n.fs.log, rec: n.fs.rec,
+	t := &diffTree{l: l, ix: l.Index(), ttl: n.fs.diffTTL, reads: n.fs.reads, rec: n.fs.rec,
 		passthrough: n.fs.passthrough, noBackingFd: n.fs.noBackingFd}
 	root := newDiffNode(t, dirent{e: t.ix.Root()})
 	root.fillAttr(&out.Attr)
@@ -110,7 +107,7 @@ func (n *layerNode) lookupInfo(ctx context.Context, l *store.Layer, out *fuse.En
 
 // lookupBlob returns the blob file of l.
 func (n *layerNode) lookupBlob(ctx context.Context, l *store.Layer, out *fuse.EntryOut) *fusefs.Inode {
-	mk := func() attrNode { return &blobNode{l: l, log: n.fs.log} }
+	mk := func() attrNode { return &blobNode{l: l, reads: n.fs.reads} }
 	return n.fs.child(ctx, &n.Inode, blobFile, sameLayer(l), mk, syscall.S_IFREG, out)
 }
 
@@ -135,8 +132,10 @@ func (n *layerNode) Create(ctx context.Context, name string, _, _ uint32, _ *fus
 	if err == nil { // the store logs the new count
 		return nil, nil, 0, syscall.ENOENT
 	}
+	// Debug: a use fails only while the store closes, which the
+	// daemon logs.
 	errno := errnoFor(ctx, alsLookup, err)
-	n.fs.log.Warn("use failed", "ref", n.ref.String(), "digest", n.d.String(), "errno", errno, "err", err)
+	n.fs.log.DebugContext(ctx, "use failed", "ref", n.ref.String(), "digest", n.d.String(), "errno", errno, "err", err)
 	return nil, nil, 0, errno
 }
 

@@ -43,9 +43,10 @@ const (
 
 // Options configures Mount. The zero value is usable.
 type Options struct {
-	// Logger receives failed lookups and reads (Warn when a layer cannot
-	// be served, Debug otherwise) and, at Debug, go-fuse's diagnostics.
-	// nil discards.
+	// Logger receives failed lookups, uses, releases and reads at Debug
+	// (the store says at Warn why a layer is not served), except the
+	// first failed read of a layer in a minute, which is a Warn (see
+	// readfail.go), and, at Debug, go-fuse's diagnostics. nil discards.
 	Logger *slog.Logger
 	// Debug makes go-fuse log every request and reply at Debug level.
 	Debug bool
@@ -169,6 +170,7 @@ func newFsys(src Source, opts Options) *fsys {
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
+	f.reads = newReadFailures(f.log)
 	if f.resolveTimeout <= 0 {
 		f.resolveTimeout = DefaultResolveTimeout
 	}

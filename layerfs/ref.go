@@ -60,8 +60,10 @@ func (n *refNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err == nil || errors.Is(err, store.ErrNotFound) { // the store logs it
 		return syscall.ENOENT
 	}
+	// Debug: a release fails only while the store closes, which the
+	// daemon logs.
 	errno := errnoFor(ctx, alsLookup, err)
-	n.fs.log.Warn("release failed", "ref", n.ref.String(), "digest", d.String(), "errno", errno, "err", err)
+	n.fs.log.DebugContext(ctx, "release failed", "ref", n.ref.String(), "digest", d.String(), "errno", errno, "err", err)
 	return errno
 }
 

@@ -19,6 +19,7 @@ import (
 type fsys struct {
 	src            Source
 	log            *slog.Logger
+	reads          *readFailures // failed reads of diff files and blobs
 	alsTTL         time.Duration // entries and attributes of root, ref and layer levels
 	diffTTL        time.Duration // entries, attributes and negative entries in diff trees
 	resolveTimeout time.Duration // bound on one Source.Layer call

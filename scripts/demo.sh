@@ -57,28 +57,17 @@ trap 'exit 130' INT TERM
 # podman with its own files.  Instance "build" has no store; "run" uses the store.
 # The roots live in each storage.conf, not in --root/--runroot: Podman 4 drops every
 # storage.conf driver option (additionallayerstores included) when --root is given.
-cat > "$WORK/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-netns = "host"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-lock_type = "file"
-EOF
+source "$(dirname "$0")/podman-conf.bash"
 pm() {  # pm INSTANCE ARGS...
   local i=$1; shift
-  CONTAINERS_CONF=$WORK/containers.conf CONTAINERS_STORAGE_CONF=$WORK/storage-$i.conf \
+  CONTAINERS_CONF=$WORK/containers-$i.conf CONTAINERS_STORAGE_CONF=$WORK/storage-$i.conf \
     CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf \
-    podman --tmpdir "$RUN/$i-tmp" "$@"
+    podman "$@"
 }
-for i in build run; do
-  { echo '[storage]'; echo 'driver = "overlay"'
-    echo "graphroot = \"$WORK/podman-$i\""; echo "runroot = \"$RUN/$i\""
-    [ $i = run ] && { echo '[storage.options]'; echo "additionallayerstores = [\"$MNT:ref\"]"; }
-  } > "$WORK/storage-$i.conf"
-done
+podman_containers_conf "$RUN/build-tmp" > "$WORK/containers-build.conf"
+podman_storage_conf "$WORK/podman-build" "$RUN/build" > "$WORK/storage-build.conf"
+podman_containers_conf "$RUN/run-tmp" > "$WORK/containers-run.conf"
+podman_storage_conf "$WORK/podman-run" "$RUN/run" "$MNT" > "$WORK/storage-run.conf"
 
 say "1. registry on loopback"
 PORT=

@@ -13,7 +13,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/stargz-store/stargz-store/internal/flight"
+	"github.com/stargz-store/stargz-store/internal/logthrottle"
 	"github.com/stargz-store/stargz-store/refspec"
+	"github.com/stargz-store/stargz-store/registryauth"
 	"github.com/stargz-store/stargz-store/store/remote"
 )
 
@@ -50,6 +52,7 @@ type imageState struct {
 type Manager struct {
 	opts     Options
 	log      *slog.Logger
+	warned   *logthrottle.Throttle[layerKey] // the level of lookup failures
 	clk      clock
 	resolves *flight.Group[refspec.Reference, *image]
 	searches *flight.Group[refspec.Reference, []layerEntry]
@@ -71,7 +74,6 @@ type Manager struct {
 	images  map[refspec.Reference]*imageState
 	layers  map[layerKey]*layerState // both names of one layer share a state
 	pending int                      // states in statePending (see maxPending)
-	warned  map[layerKey]time.Time   // when a lookup failure was last logged at Warn
 	sweep   stopper                  // the armed sweep timer, or nil
 	sweepAt time.Time                // when it fires
 	sweepN  uint64                   // generation of the armed timer; a stopped one may still run
@@ -104,7 +106,7 @@ func New(opts Options) (*Manager, error) {
 		indexes:  map[*Layer]int64{},
 		images:   map[refspec.Reference]*imageState{},
 		layers:   map[layerKey]*layerState{},
-		warned:   map[layerKey]time.Time{},
+		warned:   logthrottle.New[layerKey](warnQuiet, maxWarned),
 		hosts:    map[string]*remote.Host{},
 	}, nil
 }
@@ -149,8 +151,10 @@ const (
 )
 
 // logFailure says why storage will pull the layer itself: at Warn once
-// per burst of lookups, at Debug otherwise. A layer the image does not
-// have, a caller that gave up and a closed store are not worth a warning.
+// per burst of lookups, at Debug otherwise, with the reason's class
+// (failureReason) and the error that says the rest. A layer the image
+// does not have, a caller that gave up and a closed store are not worth
+// a warning.
 func (m *Manager) logFailure(ctx context.Context, k layerKey, err error) {
 	switch {
 	case ctx.Err() != nil, errors.Is(err, errClosed):
@@ -159,19 +163,28 @@ func (m *Manager) logFailure(ctx context.Context, k layerKey, err error) {
 		m.log.DebugContext(ctx, "layer not found", "ref", k.ref.String(), "digest", k.d.String(), "err", err)
 		return
 	}
-	level := slog.LevelWarn
-	m.mu.Lock()
-	now := m.clk.Now()
-	if last, ok := m.warned[k]; ok && now.Sub(last) < warnQuiet {
-		level = slog.LevelDebug
-	} else {
-		if len(m.warned) >= maxWarned {
-			clear(m.warned)
-		}
-		m.warned[k] = now
+	m.log.Log(ctx, m.warned.Level(k, m.clk.Now()), "layer not served lazily", "ref", k.ref.String(), "digest", k.d.String(),
+		"reason", failureReason(err), "err", err)
+}
+
+// failureReason classes a failed lookup for the log: "not-lazy" (the
+// layer is not in a lazy format or is refused; the error says why),
+// "unauthorized" (the registry refused our credentials), "verify" (the
+// TOC does not match its digest), "timeout" (the lookup ran out of
+// ResolveTimeout) or "registry" (any other failure to get the manifest,
+// config or TOC).
+func failureReason(err error) string {
+	switch {
+	case errors.Is(err, ErrNotLazy):
+		return "not-lazy"
+	case errors.Is(err, registryauth.ErrUnauthorized):
+		return "unauthorized"
+	case errors.Is(err, ErrVerify):
+		return "verify"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
 	}
-	m.mu.Unlock()
-	m.log.Log(ctx, level, "layer not served lazily", "ref", k.ref.String(), "digest", k.d.String(), "err", err)
+	return "registry"
 }
 
 // cached answers from the layer states: an open layer, or a verdict that

@@ -332,8 +332,8 @@ func TestManagerNotLazy(t *testing.T) {
 	}
 	for i, tl := range []testutil.Layer{plain, fake} {
 		w := warns[i]
-		if w.Attrs["ref"] != ref.String() || w.Attrs["digest"] != tl.Desc.Digest.String() || w.Attrs["err"] == "" {
-			t.Errorf("Warn line %d = %v, want ref, digest %s and err", i, w.Attrs, tl.Desc.Digest)
+		if w.Attrs["ref"] != ref.String() || w.Attrs["digest"] != tl.Desc.Digest.String() || w.Attrs["reason"] != "not-lazy" || w.Attrs["err"] == "" {
+			t.Errorf("Warn line %d = %v, want ref, digest %s, reason not-lazy and err", i, w.Attrs, tl.Desc.Digest)
 		}
 	}
 	if !strings.Contains(warns[0].Attrs["err"], "annotation") {
@@ -399,8 +399,8 @@ func TestManagerResolveErrorNotCached(t *testing.T) {
 	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotLazy) {
 		t.Fatalf("Layer with a failing registry = %v, want a fetch error", err)
 	}
-	if w := e.logs.Find(slog.LevelWarn, "layer not served lazily"); len(w) != 1 || !strings.Contains(w[0].Attrs["err"], "500") {
-		t.Errorf("Warn lines = %v, want one saying why", w)
+	if w := e.logs.Find(slog.LevelWarn, "layer not served lazily"); len(w) != 1 || !strings.Contains(w[0].Attrs["err"], "500") || w[0].Attrs["reason"] != "registry" {
+		t.Errorf("Warn lines = %v, want one saying why, reason registry", w)
 	}
 	e.reg.ClearFaults()
 	if _, err := e.m.Layer(t.Context(), ref, img.Layers[0].Desc.Digest); err != nil {
@@ -588,8 +588,8 @@ func TestManagerAuth(t *testing.T) {
 		if err == nil || errors.Is(err, ErrNotFound) {
 			t.Errorf("Layer without credentials = %v, want an error", err)
 		}
-		if w := e.logs.Find(slog.LevelWarn, "layer not served lazily"); len(w) != 1 || !strings.Contains(w[0].Attrs["err"], "authentication") {
-			t.Errorf("Warn lines = %v, want one saying authentication failed", w)
+		if w := e.logs.Find(slog.LevelWarn, "layer not served lazily"); len(w) != 1 || !strings.Contains(w[0].Attrs["err"], "authentication") || w[0].Attrs["reason"] != "unauthorized" {
+			t.Errorf("Warn lines = %v, want one saying authentication failed, reason unauthorized", w)
 		}
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/stargz-store/stargz-store/internal/podmanconf"
 )
 
 // bench holds the environment of one benchmark: work directories, the
@@ -183,29 +185,17 @@ func (p *podman) reset() error {
 			return fmt.Errorf("podman %s: %w", p.name, err)
 		}
 	}
-	cc := fmt.Sprintf(`[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-netns = "host"
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-lock_type = "file"
-tmp_dir = "%s/libpod"
-`, p.runroot)
-	var sc strings.Builder
-	fmt.Fprintf(&sc, "[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = \"%s/storage\"\n", p.root(), p.runroot)
-	if p.als != "" {
-		fmt.Fprintf(&sc, "[storage.options]\nadditionallayerstores = [\"%s:ref\"]\n", p.als)
+	files := map[string][]byte{
+		"containers.conf": podmanconf.ContainersConf(p.runroot + "/libpod"),
+		"storage.conf":    podmanconf.StorageConf(p.root(), p.runroot+"/storage", p.als),
+		"no-auth.json":    []byte(podmanconf.NoAuth),
 	}
-	if err := os.WriteFile(p.host(p.dir+"/containers.conf"), []byte(cc), 0o644); err != nil {
-		return fmt.Errorf("podman %s: %w", p.name, err)
+	for name, data := range files {
+		if err := os.WriteFile(p.host(p.dir+"/"+name), data, 0o644); err != nil {
+			return fmt.Errorf("podman %s: %w", p.name, err)
+		}
 	}
-	if err := os.WriteFile(p.host(p.dir+"/storage.conf"), []byte(sc.String()), 0o644); err != nil {
-		return fmt.Errorf("podman %s: %w", p.name, err)
-	}
-	return os.WriteFile(p.host(p.dir+"/no-auth.json"), []byte(`{"auths":{}}`), 0o644)
+	return nil
 }
 
 // remove deletes the instance's storage for good.

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stargz-store/stargz-store/convert"
+	"github.com/stargz-store/stargz-store/convert/optimize"
+	"github.com/stargz-store/stargz-store/internal/podmanconf"
 	"github.com/stargz-store/stargz-store/layerfs"
 	"github.com/stargz-store/stargz-store/registryauth"
 	"github.com/stargz-store/stargz-store/store"
@@ -46,7 +48,7 @@ func parseOptimizeFlags(args []string, stderr io.Writer) (optimizeFlags, error) 
 	fs.StringVar(&f.authFile, "authfile", "", "auth.json with registry credentials (default: Podman's search order)")
 	fs.IntVar(&f.chunkSize, "chunk-size", 4<<20, "split files into chunks of this many bytes")
 	fs.IntVar(&f.minChunkSize, "min-chunk-size", 0, "pack files smaller than this into shared gzip members (0: off)")
-	fs.DurationVar(&f.period, "period", convert.DefaultPeriod, "stop the workload after this long")
+	fs.DurationVar(&f.period, "period", optimize.DefaultPeriod, "stop the workload after this long")
 	waitFor := fs.String("wait-for-output", "", "stop the workload as soon as a line of its output matches this regular expression")
 	fs.StringVar(&f.podman, "podman", "podman", "podman binary that runs the workload")
 	fs.StringVar(&f.workDir, "work-dir", "/var/tmp", "directory for the temporary files (the image twice, Podman's storage)")
@@ -155,7 +157,7 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // it through a recording store and returns the files it read and the
 // scratch image's layer digests.
 func recordSource(ctx context.Context, f optimizeFlags, regs *registryauth.Registries, work string, log *slog.Logger, stderr io.Writer) ([]convert.AccessedFile, []digest.Digest, error) {
-	scratch, err := convert.StartScratchRegistry(ctx, filepath.Join(work, "registry"))
+	scratch, err := optimize.StartScratchRegistry(ctx, filepath.Join(work, "registry"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -199,7 +201,7 @@ func recordWorkload(ctx context.Context, f optimizeFlags, ref, conf, work string
 			return nil, fmt.Errorf("optimize: %w", err)
 		}
 	}
-	if err := os.WriteFile(auth, []byte(`{"auths":{}}`), 0o600); err != nil {
+	if err := os.WriteFile(auth, []byte(podmanconf.NoAuth), 0o600); err != nil {
 		return nil, fmt.Errorf("optimize: %w", err)
 	}
 	// The store reaches only the scratch registry, without credentials.
@@ -222,7 +224,7 @@ func recordWorkload(ctx context.Context, f optimizeFlags, ref, conf, work string
 	}
 	defer unmountRecording(srv, mnt, log)
 
-	res, err := convert.RunWorkload(ctx, convert.Workload{
+	res, err := optimize.RunWorkload(ctx, optimize.Workload{
 		Image:          ref,
 		Args:           f.cmd,
 		Period:         f.period,
@@ -278,7 +280,7 @@ func unmountRecording(srv *layerfs.Server, mnt string, log *slog.Logger) {
 // mounted below it: deleting through a mount could reach the store this
 // process serves, or the container's files.
 func removeWork(work string, log *slog.Logger) {
-	if busy, err := convert.MountsBelow(work); err != nil || len(busy) > 0 {
+	if busy, err := optimize.MountsBelow(work); err != nil || len(busy) > 0 {
 		log.Error("not deleting the work directory: still mounted below it", "path", work, "mounts", busy, "err", err)
 		return
 	}

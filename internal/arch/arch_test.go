@@ -17,10 +17,11 @@ const module = "github.com/stargz-store/stargz-store"
 var rank = map[string]int{
 	"refspec": 0, "cachedir": 0, "systemd": 0, "store/index": 0,
 	"internal/flight": 0, "internal/limit": 0, "internal/arch": 0, "store/elfdeps": 0, "internal/faultproxy": 0,
+	"internal/podmanconf": 0, "internal/logthrottle": 0,
 	"registryauth": 1, "store/estargz": 1, "store/zstdchunked": 1,
 	"store/remote": 2,
 	"store":        3,
-	"layerfs":      4, "convert": 4,
+	"layerfs":      4, "convert": 4, "convert/optimize": 4,
 	"cmd/stargz-store": 5, "cmd/stargz-bench": 5, "tests/faultproxy": 5,
 }
 

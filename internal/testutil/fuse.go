@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// RequireFUSEEnv, when set to "1" (as in CI), makes RequireFUSE fail the
-// test instead of skipping it, so that FUSE tests cannot be skipped
-// silently.
+// RequireFUSEEnv names the variable that, set to "1" (as in CI), makes
+// RequireFUSE fail the test instead of skipping it, so that FUSE tests
+// cannot be skipped silently.
 const RequireFUSEEnv = "STARGZ_STORE_REQUIRE_FUSE"
 
 // RequireFUSE skips t unless a FUSE file system can be mounted here:

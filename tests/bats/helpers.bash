@@ -26,6 +26,8 @@ SGZ_FIXTURE_CACHE=${SGZ_FIXTURE_CACHE:-/var/tmp/sgz-fixtures}
 SGZ_P5_BASE=${SGZ_P5_BASE:-/var/tmp/podman5-chroot}
 SGZ_P5_ROOT=$SGZ_P5_BASE/root
 SGZ_TIMEOUT=${SGZ_TIMEOUT:-300}
+# podman_containers_conf and podman_storage_conf: the files of a throw-away podman instance.
+source "$SGZ_REPO/scripts/podman-conf.bash"
 
 # Directories the content comparison covers in fixture images (podman adds /etc/hosts, /run, ...
 # elsewhere; /etc of the image is compared separately through /etc/passwd and /etc/group).
@@ -498,32 +500,8 @@ p4_instance() {
 # Podman sees (inside the chroot for Podman 5), DIR where they are on the host.
 _podman_instance_files() {
     local d=$1 root=$2 rr=$3 als=${4:-}
-    cat > "$d/containers.conf" <<EOF
-[containers]
-# Podman 4.3.1 here: the hard RLIMIT_NOFILE is below podman's default, so set explicit limits.
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-netns = "host"
-
-[engine]
-# crun fails on this host ("cgroups in hybrid mode not supported").
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-# File locks under tmp_dir instead of the shared /dev/shm/libpod_lock: a podman with a fresh
-# tmp_dir frees every lock in the shm table, which would break any other podman on the host.
-lock_type = "file"
-tmp_dir = "$rr/libpod"
-EOF
-    {
-        echo '[storage]'
-        echo 'driver = "overlay"'
-        echo "graphroot = \"$root/root\""
-        echo "runroot = \"$rr/storage\""
-        if [ -n "$als" ]; then
-            echo '[storage.options]'
-            echo "additionallayerstores = [\"$als:ref\"]"
-        fi
-    } > "$d/storage.conf"
+    podman_containers_conf "$rr/libpod" > "$d/containers.conf"
+    podman_storage_conf "$root/root" "$rr/storage" "$als" > "$d/storage.conf"
     echo "$rr" > "$d/runroot"
     echo '{"auths":{}}' > "$d/no-auth.json"
 }

@@ -34,6 +34,8 @@ WHAT=${1:-all}
 STAMP=$P5_BASE/.complete      # contents: suite + package list; a root without it is rebuilt
 
 log() { echo "podman5/setup.sh: $*" >&2; }
+# podman_containers_conf and podman_storage_conf, shared with the bats helpers and the demo.
+source "$(dirname "$0")/../../scripts/podman-conf.bash"
 [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
 case "$WHAT" in build|mount|all) ;; *) log "usage: $0 [build|mount|all]"; exit 2 ;; esac
 
@@ -78,29 +80,13 @@ build() {
 
 write_config() {
   mkdir -p "$ROOT/etc/containers" "$ROOT/srv/podman5/storage" "$ROOT/srv/sgz"
-  cat > "$ROOT/etc/containers/containers.conf" <<'EOF'
-# Written by stargz-store tests/podman5/setup.sh.
-[containers]
-# The host's hard RLIMIT_NOFILE is below podman's default (1048576); keep the values deterministic.
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-# No bridge networking: netavark would add podman0 and firewall rules to the shared host netns.
-netns = "host"
-
-[engine]
-# crun 1.21 fails here: "cgroups in hybrid mode not supported".
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "/run/podman5/libpod"
-EOF
-  cat > "$ROOT/etc/containers/storage.conf" <<'EOF'
-# Written by stargz-store tests/podman5/setup.sh.  The e2e tests use their own storage.conf files
-# (CONTAINERS_STORAGE_CONF) with --root/--runroot under /srv/sgz and /run/sgz.
-[storage]
-driver = "overlay"
-graphroot = "/srv/podman5/storage"
-runroot = "/run/podman5/storage"
-EOF
+  { echo "# Written by stargz-store tests/podman5/setup.sh."
+    podman_containers_conf /run/podman5/libpod
+  } > "$ROOT/etc/containers/containers.conf"
+  { echo "# Written by stargz-store tests/podman5/setup.sh.  The e2e tests use their own storage.conf files"
+    echo "# (CONTAINERS_STORAGE_CONF) with --root/--runroot under /srv/sgz and /run/sgz."
+    podman_storage_conf /srv/podman5/storage /run/podman5/storage
+  } > "$ROOT/etc/containers/storage.conf"
 }
 
 mounts() {

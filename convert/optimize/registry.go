@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package convert
+package optimize
 
 import (
 	"context"
@@ -22,6 +22,10 @@ import (
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/types"
 )
+
+// maxManifestSize bounds the manifest read from the scratch registry, as
+// containers/image bounds manifests (4 MiB).
+const maxManifestSize = 4 << 20
 
 // ScratchRegistry is a private registry on 127.0.0.1 (plain HTTP, no
 // authentication, blobs on disk) that `stargz-store optimize` pushes the
@@ -151,7 +155,7 @@ func (r *ScratchRegistry) LayerDigests(ctx context.Context, repo, tag string) ([
 		return nil, fmt.Errorf("scratch registry manifest %s:%s: %s", repo, tag, resp.Status)
 	}
 	var m ocispec.Manifest
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxConfigSize)).Decode(&m); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxManifestSize)).Decode(&m); err != nil {
 		return nil, fmt.Errorf("scratch registry manifest: %w", err)
 	}
 	out := make([]digest.Digest, len(m.Layers))

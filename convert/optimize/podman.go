@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package convert
+package optimize
 
 import (
 	"bufio"
@@ -16,12 +16,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/stargz-store/stargz-store/internal/podmanconf"
 )
 
 // DefaultPeriod is how long a workload runs when Workload.Period is 0.
@@ -157,34 +156,16 @@ func newPodmanInstance(w Workload) (*podmanInstance, error) {
 	return p, nil
 }
 
-// writeConfig writes the instance's configuration. The roots are set in
-// storage.conf, never with --root/--runroot: given on the command line
-// they make Podman drop every storage.conf driver option, the additional
-// layer store included.
+// writeConfig writes the instance's configuration (see package
+// podmanconf: the roots are set in storage.conf, never with flags).
 func (p *podmanInstance) writeConfig() error {
-	conf := fmt.Sprintf(`[containers]
-# explicit limits: Podman's defaults can exceed the host's hard RLIMIT_NOFILE
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-netns = "host"
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-# file locks under tmp_dir, not the shared /dev/shm/libpod_lock
-lock_type = "file"
-tmp_dir = %q
-`, filepath.Join(p.runRoot, "libpod"))
-	storage := fmt.Sprintf(`[storage]
-driver = "overlay"
-graphroot = %q
-runroot = %q
-
-[storage.options]
-additionallayerstores = [%q]
-`, p.root, filepath.Join(p.runRoot, "storage"), p.w.ALS+":ref")
-	for path, data := range map[string]string{p.conf: conf, p.storage: storage, p.auth: `{"auths":{}}`} {
-		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+	files := map[string][]byte{
+		p.conf:    podmanconf.ContainersConf(filepath.Join(p.runRoot, "libpod")),
+		p.storage: podmanconf.StorageConf(p.root, filepath.Join(p.runRoot, "storage"), p.w.ALS),
+		p.auth:    []byte(podmanconf.NoAuth),
+	}
+	for path, data := range files {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
 			return fmt.Errorf("podman configuration: %w", err)
 		}
 	}
@@ -339,81 +320,4 @@ func (p *podmanInstance) cleanup() error {
 		return fmt.Errorf("podman cleanup: %w", err)
 	}
 	return nil
-}
-
-// unmountBelow unmounts every mount point at or below dir, deepest first;
-// one that stays busy is detached (MNT_DETACH), so that nothing below dir
-// is reachable afterwards.
-func unmountBelow(dir string) error {
-	mounts, err := MountsBelow(dir)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, m := range mounts {
-		if err := unix.Unmount(m, 0); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-				errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// MountsBelow lists the mount points at or below dir, deepest first.
-func MountsBelow(dir string) ([]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	dir = filepath.Clean(dir)
-	seen := map[string]bool{}
-	var out []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(f[4])
-		if (mp == dir || strings.HasPrefix(mp, dir+"/")) && !seen[mp] {
-			seen[mp] = true
-			out = append(out, mp)
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(out)))
-	return out, nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of
-// /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, ok := octal3(s[i+1 : i+4]); ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func octal3(s string) (byte, bool) {
-	if len(s) != 3 {
-		return 0, false
-	}
-	var v int
-	for _, c := range s {
-		if c < '0' || c > '7' {
-			return 0, false
-		}
-		v = v*8 + int(c-'0')
-	}
-	return byte(v), v < 256
 }
