@@ -30,7 +30,7 @@ var onlyIn = map[string][]string{
 	"github.com/hanwen/go-fuse/v2": {"layerfs", "cmd/stargz-store"},
 	"github.com/BurntSushi/toml":   {"cmd/stargz-store"},
 	// The store speaks HTTP only through its registry client.
-	"net/http": {"store/remote", "registryauth", "convert", "cmd/stargz-bench", "internal/faultproxy", "tests/faultproxy"},
+	"net/http": {"store/remote", "registryauth", "convert", "convert/optimize", "cmd/stargz-bench", "internal/faultproxy", "tests/faultproxy"},
 }
 
 type pkg struct {
