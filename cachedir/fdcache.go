@@ -19,12 +19,12 @@ import (
 type fdCache struct {
 	// mu guards the field below.
 	mu sync.Mutex
-	c  *lru.Cache // digest.Digest → openEntry
+	c  *lru.Cache // entryID → openEntry
 }
 
 type openEntry struct {
 	f    *os.File
-	want digest.Digest // what f's content hashes to
+	want digest.Digest // what f's content was checked to hash to
 }
 
 func newFDCache(n int) *fdCache {
@@ -33,8 +33,9 @@ func newFDCache(n int) *fdCache {
 	return f
 }
 
-// get returns the file kept open for key if its content hashes to want.
-func (f *fdCache) get(key, want digest.Digest) (*os.File, bool) {
+// get returns the file kept open for key if its content was checked
+// against want ("" for an unchecked record).
+func (f *fdCache) get(key entryID, want digest.Digest) (*os.File, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v, ok := f.c.Get(key)
@@ -47,7 +48,7 @@ func (f *fdCache) get(key, want digest.Digest) (*os.File, bool) {
 // add keeps file, whose content hashes to want, open for key and returns
 // the file to read: file, or the one already kept for key and want (file
 // is then closed). A file kept for another want is replaced.
-func (f *fdCache) add(key, want digest.Digest, file *os.File) *os.File {
+func (f *fdCache) add(key entryID, want digest.Digest, file *os.File) *os.File {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if v, ok := f.c.Get(key); ok {
@@ -61,10 +62,10 @@ func (f *fdCache) add(key, want digest.Digest, file *os.File) *os.File {
 	return file
 }
 
-func (f *fdCache) remove(dg digest.Digest) {
+func (f *fdCache) remove(key entryID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.c.Remove(dg)
+	f.c.Remove(key)
 }
 
 func (f *fdCache) clear() {
