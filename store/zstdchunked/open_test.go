@@ -218,6 +218,9 @@ func TestOpenHostileTOC(t *testing.T) {
 		{"xattr not base64", func(off, end int64) []byte {
 			return tocDoc(`{"type":"dir","name":"a","xattrs":{"user.x":"!!"}}`)
 		}, index.ErrInvalid},
+		{"xattr of a hard link not base64", func(off, end int64) []byte {
+			return tocDoc(`{"type":"dir","name":"a"}`, `{"type":"hardlink","name":"h","linkName":"a","xattrs":{"user.x":"!!"}}`)
+		}, index.ErrInvalid},
 		{"xattr too large", func(off, end int64) []byte {
 			return tocDoc(fmt.Sprintf(`{"type":"dir","name":"a","xattrs":{"user.x":%q}}`, strings.Repeat("A", 90000)))
 		}, index.ErrInvalid},

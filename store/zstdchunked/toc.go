@@ -191,6 +191,12 @@ func (p *tocParser) add(e *tocEntry) error {
 	if err := index.CheckNames(e.Name, e.LinkName); err != nil {
 		return err
 	}
+	// Every entry's xattrs are decoded, as eStargz's decoder does, though
+	// only files keep them.
+	xattrs, err := decodeXattrs(e.Xattrs)
+	if err != nil {
+		return fmt.Errorf("%q: %w", e.Name, err)
+	}
 	if e.Type == "chunk" {
 		file := ""
 		if len(p.file) > 0 {
@@ -208,10 +214,6 @@ func (p *tocParser) add(e *tocEntry) error {
 	}
 	if e.Type == "hardlink" {
 		return p.b.AddHardlink(e.Name, e.LinkName)
-	}
-	xattrs, err := decodeXattrs(e.Xattrs)
-	if err != nil {
-		return fmt.Errorf("%q: %w", e.Name, err)
 	}
 	e.TOCEntry.Xattrs = xattrs
 	typ, err := p.b.AddTOC(&e.TOCEntry)
