@@ -62,14 +62,17 @@ type Dir struct {
 	checks atomic.Int64
 
 	// mu guards the fields below.
-	mu       sync.Mutex
-	lru      *list.List // of *item (both kinds), most recently used at the front
-	items    map[entryID]*list.Element
+	mu  sync.Mutex
+	lru *list.List // of *item (both kinds), most recently used at the front
+	// items holds a map per kind (indexed by kind; a map keyed by the
+	// digest string alone is the fast kind of Go map, and this is looked
+	// up on every read).
+	items    [kindRecord + 1]map[digest.Digest]*list.Element
 	usage    int64
-	reserved int64 // bytes of writers and commits not installed yet
-	pinned   map[entryID]int
-	limit    int64     // what eviction keeps usage under: max, lower while the disk is full (full.go)
-	fullAt   time.Time // when a write last found the disk full; zero when it has room
+	reserved int64                 // bytes of writers and commits not installed yet
+	pinned   map[digest.Digest]int // content entries
+	limit    int64                 // what eviction keeps usage under: max, lower while the disk is full (full.go)
+	fullAt   time.Time             // when a write last found the disk full; zero when it has room
 }
 
 // item is one entry on disk. Its fields other than id and size are
@@ -104,8 +107,8 @@ func Open(root string, opts Options) (*Dir, error) {
 		mem:    newMemCache(opts.MemorySize, opts.MemoryMaxEntry),
 		fds:    newFDCache(openFiles),
 		lru:    list.New(),
-		items:  map[entryID]*list.Element{},
-		pinned: map[entryID]int{},
+		items:  [...]map[digest.Digest]*list.Element{kindContent: {}, kindRecord: {}},
+		pinned: map[digest.Digest]int{},
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -154,7 +157,7 @@ func (d *Dir) recover() error {
 	}
 	sortByMtime(all)
 	for _, f := range all {
-		d.items[f.id] = d.lru.PushFront(&item{id: f.id, size: f.size})
+		d.items[f.id.kind][f.id.name] = d.lru.PushFront(&item{id: f.id, size: f.size})
 		d.usage += f.size
 	}
 	d.log.Info("cache opened", "path", d.root, "entries", len(all), "bytes", d.usage, "max", d.max)
@@ -281,7 +284,7 @@ func (d *Dir) Demote(dg digest.Digest) {
 	d.mem.remove(dg)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if el, ok := d.items[Content(dg).id()]; ok {
+	if el, ok := d.items[kindContent][dg]; ok {
 		d.lru.MoveToBack(el)
 	}
 }
@@ -291,20 +294,19 @@ func (d *Dir) Demote(dg digest.Digest) {
 // chunks a prefetch fills; records are not pinned.)
 func (d *Dir) Pin(dg digest.Digest) {
 	d.mu.Lock()
-	d.pinned[Content(dg).id()]++
+	d.pinned[dg]++
 	d.mu.Unlock()
 }
 
 // Unpin undoes one Pin.
 func (d *Dir) Unpin(dg digest.Digest) {
-	id := Content(dg).id()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.pinned[id] <= 1 {
-		delete(d.pinned, id)
+	if d.pinned[dg] <= 1 {
+		delete(d.pinned, dg)
 		return
 	}
-	d.pinned[id]--
+	d.pinned[dg]--
 }
 
 // Remove deletes the entry k names, if any, whatever its size.
@@ -323,11 +325,20 @@ func (d *Dir) Remove(k Key) error {
 func (d *Dir) forget(id entryID) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if el, ok := d.items[id]; ok {
+	if el, ok := d.itemLocked(id); ok {
 		d.dropLocked(el)
 	} else {
 		d.dropMemLocked(id)
 	}
+}
+
+// itemLocked returns the element of the entry id. d.mu must be held.
+func (d *Dir) itemLocked(id entryID) (*list.Element, bool) {
+	if int(id.kind) >= len(d.items) {
+		return nil, false
+	}
+	el, ok := d.items[id.kind][id.name]
+	return el, ok
 }
 
 // dropLocked takes the entry el out of the accounting, the memory LRU and
@@ -335,7 +346,7 @@ func (d *Dir) forget(id entryID) {
 func (d *Dir) dropLocked(el *list.Element) {
 	it := el.Value.(*item)
 	d.lru.Remove(el)
-	delete(d.items, it.id)
+	delete(d.items[it.id.kind], it.id.name)
 	d.usage -= it.size
 	d.dropMemLocked(it.id)
 }
@@ -356,7 +367,7 @@ func (d *Dir) evictLocked(need int64) bool {
 	for el := d.lru.Back(); el != nil && d.usage+need > d.limit; {
 		it := el.Value.(*item)
 		prev := el.Prev()
-		if d.pinned[it.id] == 0 {
+		if it.id.kind != kindContent || d.pinned[it.id.name] == 0 {
 			d.dropLocked(el)
 			if p, err := d.path(it.id); err == nil {
 				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -46,7 +46,7 @@ func (d *Dir) checkLength(k Key, f *os.File) error {
 		return fmt.Errorf("get %s: %w", k, err)
 	}
 	d.mu.Lock()
-	el, ok := d.items[k.id()]
+	el, ok := d.itemLocked(k.id())
 	if !ok {
 		d.mu.Unlock()
 		return fmt.Errorf("get %s: %w", k, ErrNotFound)
@@ -186,7 +186,7 @@ func (d *Dir) openEntry(k Key) (*os.File, error) {
 func (d *Dir) present(id entryID) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, ok := d.items[id]
+	_, ok := d.itemLocked(id)
 	return ok
 }
 
@@ -195,7 +195,7 @@ func (d *Dir) present(id entryID) bool {
 func (d *Dir) size(k Key, touch bool) (int64, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	el, ok := d.items[k.id()]
+	el, ok := d.itemLocked(k.id())
 	if !ok {
 		return 0, false
 	}

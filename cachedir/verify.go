@@ -62,7 +62,7 @@ func (d *Dir) verify(k Key, f *os.File) error {
 	}
 	for {
 		d.mu.Lock()
-		el, ok := d.items[k.id()]
+		el, ok := d.itemLocked(k.id())
 		if !ok {
 			d.mu.Unlock()
 			return fmt.Errorf("get %s: %w", k, ErrNotFound)
@@ -108,7 +108,7 @@ func (d *Dir) verify(k Key, f *os.File) error {
 // removeLocked removes the entry it, if it is still in the cache, after
 // a failed check. d.mu must be held.
 func (d *Dir) removeLocked(it *item) {
-	el, ok := d.items[it.id]
+	el, ok := d.itemLocked(it.id)
 	if !ok || el.Value.(*item) != it {
 		return
 	}

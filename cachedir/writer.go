@@ -201,8 +201,8 @@ func (d *Dir) install(w *Writer) error {
 	}
 	d.mu.Lock()
 	d.reserved -= w.n
-	if _, ok := d.items[id]; !ok && err == nil {
-		d.items[id] = d.lru.PushFront(&item{id: id, size: w.n, verified: w.k.want})
+	if _, ok := d.itemLocked(id); !ok && err == nil {
+		d.items[id.kind][id.name] = d.lru.PushFront(&item{id: id, size: w.n, verified: w.k.want})
 		d.usage += w.n
 	}
 	d.mu.Unlock()
