@@ -20,9 +20,10 @@ import (
 
 // Error classes of the cache.
 var (
-	// ErrNotFound: no entry for the digest.
+	// ErrNotFound: no entry for the key (or none that is what the key
+	// says).
 	ErrNotFound = errors.New("not in cache")
-	// ErrCorrupt: written bytes do not match the digest or size promised.
+	// ErrCorrupt: the bytes do not match the digest or size promised.
 	ErrCorrupt = errors.New("cache entry corrupt")
 	// ErrTooLarge: the entry does not fit in the cache (beside its
 	// pinned entries).
@@ -61,20 +62,23 @@ type Dir struct {
 	checks atomic.Int64
 
 	// mu guards the fields below.
-	mu       sync.Mutex
-	lru      *list.List // of *item, most recently used at the front
-	items    map[digest.Digest]*list.Element
+	mu  sync.Mutex
+	lru *list.List // of *item (both kinds), most recently used at the front
+	// items holds a map per kind (indexed by kind; a map keyed by the
+	// digest string alone is the fast kind of Go map, and this is looked
+	// up on every read).
+	items    [kindRecord + 1]map[digest.Digest]*list.Element
 	usage    int64
-	reserved int64 // bytes of writers and commits not installed yet
-	pinned   map[digest.Digest]int
-	limit    int64     // what eviction keeps usage under: max, lower while the disk is full (full.go)
-	fullAt   time.Time // when a write last found the disk full; zero when it has room
+	reserved int64                 // bytes of writers and commits not installed yet
+	pinned   map[digest.Digest]int // content entries
+	limit    int64                 // what eviction keeps usage under: max, lower while the disk is full (full.go)
+	fullAt   time.Time             // when a write last found the disk full; zero when it has room
 }
 
-// item is one entry on disk. Its fields other than d and size are
+// item is one entry on disk. Its fields other than id and size are
 // guarded by Dir.mu.
 type item struct {
-	d    digest.Digest
+	id   entryID
 	size int64
 	// verified is what the content was checked, in this process, to
 	// hash to ("" not yet); checking, when not nil, is closed when the
@@ -86,7 +90,7 @@ type item struct {
 // Open opens (creating) the cache under root, removes leftovers of
 // interrupted writes and counts what is there.
 func Open(root string, opts Options) (*Dir, error) {
-	for _, sub := range []string{"blobs", "tmp"} {
+	for _, sub := range []string{dirs[kindContent], dirs[kindRecord], "tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("open cache: %w", err)
 		}
@@ -103,7 +107,7 @@ func Open(root string, opts Options) (*Dir, error) {
 		mem:    newMemCache(opts.MemorySize, opts.MemoryMaxEntry),
 		fds:    newFDCache(openFiles),
 		lru:    list.New(),
-		items:  map[digest.Digest]*list.Element{},
+		items:  [...]map[digest.Digest]*list.Element{kindContent: {}, kindRecord: {}},
 		pinned: map[digest.Digest]int{},
 	}
 	if d.log == nil {
@@ -130,18 +134,8 @@ func maxSize(root string, set int64) (int64, error) {
 	return min(int64(10<<30), tenth), nil
 }
 
-// path is where the entry for d lives: blobs/<algo>/<first two hex>/<hex>.
-// Digests are validated first, so no key can name a path outside blobs.
-func (d *Dir) path(dg digest.Digest) (string, error) {
-	if err := dg.Validate(); err != nil {
-		return "", fmt.Errorf("cache key %q: %w", dg, err)
-	}
-	hex := dg.Encoded()
-	return filepath.Join(d.root, "blobs", string(dg.Algorithm()), hex[:2], hex), nil
-}
-
 // recover removes temporary files and rebuilds the LRU from what is on
-// disk, oldest modification first.
+// disk, both kinds, oldest modification first.
 func (d *Dir) recover() error {
 	tmp := filepath.Join(d.root, "tmp")
 	if err := os.RemoveAll(tmp); err != nil {
@@ -150,54 +144,92 @@ func (d *Dir) recover() error {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return fmt.Errorf("recover cache: %w", err)
 	}
-	found, err := d.scan()
-	if err != nil {
+	if err := d.adoptLegacy(); err != nil {
 		return err
 	}
-	for _, f := range found {
-		d.items[f.d] = d.lru.PushFront(&item{d: f.d, size: f.size})
+	var all []found
+	for _, k := range []kind{kindContent, kindRecord} {
+		found, err := d.scan(k)
+		if err != nil {
+			return err
+		}
+		all = append(all, found...)
+	}
+	sortByMtime(all)
+	for _, f := range all {
+		d.items[f.id.kind][f.id.name] = d.lru.PushFront(&item{id: f.id, size: f.size})
 		d.usage += f.size
 	}
-	d.log.Info("cache opened", "path", d.root, "entries", len(found), "bytes", d.usage, "max", d.max)
+	d.log.Info("cache opened", "path", d.root, "entries", len(all), "bytes", d.usage, "max", d.max)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.evictLocked(0)
 	return nil
 }
 
+// legacyDir is where an earlier version filed every entry, content and
+// records alike, under blobs/<algo>/<xx>/<hex>.
+const legacyDir = "blobs"
+
+// adoptLegacy takes over the entries of the earlier layout as content
+// entries, with one rename, so that an upgrade keeps its chunks, blobs,
+// manifests and configs. The records among them (filed under made-up
+// names) become content entries that no reader asks for, since no
+// content hashes to their names, and leave with eviction; were one ever
+// read, its check would fail and remove it. When content/ holds entries
+// already (a newer version ran before), the old tree is removed instead:
+// a refetch is all it costs.
+func (d *Dir) adoptLegacy() error {
+	old := filepath.Join(d.root, legacyDir)
+	if _, err := os.Stat(old); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	content := filepath.Join(d.root, dirs[kindContent])
+	if err := os.Remove(content); err == nil || errors.Is(err, fs.ErrNotExist) {
+		if err := os.Rename(old, content); err != nil {
+			return fmt.Errorf("recover cache: adopt %s: %w", old, err)
+		}
+		d.log.Info("cache entries of the earlier layout adopted as content entries", "path", old)
+		return nil
+	}
+	d.log.Warn("removing the cache entries of the earlier layout", "path", old)
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("recover cache: remove %s: %w", old, err)
+	}
+	return nil
+}
+
 type found struct {
-	d     digest.Digest
+	id    entryID
 	size  int64
 	mtime int64
 }
 
-// scan lists valid entries sorted by modification time; stray files are
-// removed.
-func (d *Dir) scan() ([]found, error) {
+// scan lists the valid entries of kind k; stray files are removed.
+func (d *Dir) scan(k kind) ([]found, error) {
 	var out []found
-	blobs := filepath.Join(d.root, "blobs")
-	err := filepath.WalkDir(blobs, func(p string, de fs.DirEntry, err error) error {
+	top := filepath.Join(d.root, dirs[k])
+	err := filepath.WalkDir(top, func(p string, de fs.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
 			return err
 		}
-		rel, _ := filepath.Rel(blobs, p)
+		rel, _ := filepath.Rel(top, p)
 		parts := strings.Split(rel, string(filepath.Separator))
 		info, ierr := de.Info()
-		dg := digest.Digest("")
+		id := entryID{kind: k}
 		if len(parts) == 3 {
-			dg = digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
+			id.name = digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
 		}
-		if ierr != nil || len(parts) != 3 || dg.Validate() != nil || parts[1] != parts[2][:2] {
+		if ierr != nil || len(parts) != 3 || id.name.Validate() != nil || parts[1] != parts[2][:2] || !de.Type().IsRegular() {
 			d.log.Warn("removing stray cache file", "path", p)
 			return os.Remove(p)
 		}
-		out = append(out, found{dg, info.Size(), info.ModTime().UnixNano()})
+		out = append(out, found{id, info.Size(), info.ModTime().UnixNano()})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scan cache: %w", err)
 	}
-	sortByMtime(out)
 	return out, nil
 }
 
@@ -209,52 +241,57 @@ func (d *Dir) Usage() (used, limit int64) {
 	return d.usage, d.limit
 }
 
-// Has reports whether dg is cached on disk.
-func (d *Dir) Has(dg digest.Digest) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.items[dg]
+// Has reports whether the entry k names is on disk, and is what k says
+// of its size.
+func (d *Dir) Has(k Key) bool {
+	_, ok := d.size(k, false)
 	return ok
 }
 
-// Contains reports whether dg is cached in memory or on disk.
-func (d *Dir) Contains(dg digest.Digest) bool {
-	if _, ok := d.mem.get(dg); ok {
+// Contains reports whether the entry k names is in memory or on disk
+// (Has). Only content entries are kept in memory.
+func (d *Dir) Contains(k Key) bool {
+	if _, ok := d.memGet(k); ok {
 		return true
 	}
-	return d.Has(dg)
+	return d.Has(k)
 }
 
 // Remember keeps b, the verified content of dg, in the memory LRU only:
-// the caller writes it to disk later (Put) or not at all.
+// the caller writes it to disk later (Put) or not at all. The memory LRU
+// holds content entries only: a byte there is what its digest says.
 func (d *Dir) Remember(dg digest.Digest, b []byte) { d.mem.add(dg, b) }
 
-// touch marks dg as just used.
-func (d *Dir) touch(dg digest.Digest) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	el, ok := d.items[dg]
-	if ok {
-		d.lru.MoveToFront(el)
+// memGet returns k's bytes from the memory LRU, if k is a content key
+// and they are there with the length k says.
+func (d *Dir) memGet(k Key) ([]byte, bool) {
+	if k.kind != kindContent {
+		return nil, false
 	}
-	return ok
+	b, ok := d.mem.get(k.name)
+	if !ok || (k.size >= 0 && int64(len(b)) != k.size) {
+		return nil, false
+	}
+	return b, true
 }
 
-// Demote marks dg as least recently used, so that it is the first entry
-// to go when room is needed, and drops it from memory: its content is now
-// also held elsewhere (the store demotes the chunks of a file it has
-// assembled whole). A later read makes it recent again.
+// Demote marks the content entry dg as least recently used, so that it
+// is the first entry to go when room is needed, and drops it from
+// memory: its content is now also held elsewhere (the store demotes the
+// chunks of a file it has assembled whole). A later read makes it recent
+// again.
 func (d *Dir) Demote(dg digest.Digest) {
 	d.mem.remove(dg)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if el, ok := d.items[dg]; ok {
+	if el, ok := d.items[kindContent][dg]; ok {
 		d.lru.MoveToBack(el)
 	}
 }
 
-// Pin protects dg (present or about to be written) from eviction until a
-// matching Unpin. Pins nest.
+// Pin protects the content entry dg (present or about to be written)
+// from eviction until a matching Unpin. Pins nest. (The store pins the
+// chunks a prefetch fills; records are not pinned.)
 func (d *Dir) Pin(dg digest.Digest) {
 	d.mu.Lock()
 	d.pinned[dg]++
@@ -272,28 +309,36 @@ func (d *Dir) Unpin(dg digest.Digest) {
 	d.pinned[dg]--
 }
 
-// Remove deletes the entry for dg, if any.
-func (d *Dir) Remove(dg digest.Digest) error {
-	p, err := d.path(dg)
+// Remove deletes the entry k names, if any, whatever its size.
+func (d *Dir) Remove(k Key) error {
+	p, err := d.path(k.id())
 	if err != nil {
 		return err
 	}
-	d.forget(dg)
+	d.forget(k.id())
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", dg, err)
+		return fmt.Errorf("remove %s: %w", k, err)
 	}
 	return nil
 }
 
-func (d *Dir) forget(dg digest.Digest) {
+func (d *Dir) forget(id entryID) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if el, ok := d.items[dg]; ok {
+	if el, ok := d.itemLocked(id); ok {
 		d.dropLocked(el)
 	} else {
-		d.mem.remove(dg)
-		d.fds.remove(dg)
+		d.dropMemLocked(id)
 	}
+}
+
+// itemLocked returns the element of the entry id. d.mu must be held.
+func (d *Dir) itemLocked(id entryID) (*list.Element, bool) {
+	if int(id.kind) >= len(d.items) {
+		return nil, false
+	}
+	el, ok := d.items[id.kind][id.name]
+	return el, ok
 }
 
 // dropLocked takes the entry el out of the accounting, the memory LRU and
@@ -301,23 +346,30 @@ func (d *Dir) forget(dg digest.Digest) {
 func (d *Dir) dropLocked(el *list.Element) {
 	it := el.Value.(*item)
 	d.lru.Remove(el)
-	delete(d.items, it.d)
+	delete(d.items[it.id.kind], it.id.name)
 	d.usage -= it.size
-	d.mem.remove(it.d)
-	d.fds.remove(it.d)
+	d.dropMemLocked(it.id)
 }
 
-// evictLocked removes least recently used, unpinned entries until need
-// more bytes (and the reserved ones) fit under the limit. It reports
-// whether they do.
+// dropMemLocked drops id from the memory LRU and the open files.
+func (d *Dir) dropMemLocked(id entryID) {
+	if id.kind == kindContent {
+		d.mem.remove(id.name)
+	}
+	d.fds.remove(id)
+}
+
+// evictLocked removes least recently used, unpinned entries of either
+// kind until need more bytes (and the reserved ones) fit under the limit.
+// It reports whether they do.
 func (d *Dir) evictLocked(need int64) bool {
 	need += d.reserved
 	for el := d.lru.Back(); el != nil && d.usage+need > d.limit; {
 		it := el.Value.(*item)
 		prev := el.Prev()
-		if d.pinned[it.d] == 0 {
+		if it.id.kind != kindContent || d.pinned[it.id.name] == 0 {
 			d.dropLocked(el)
-			if p, err := d.path(it.d); err == nil {
+			if p, err := d.path(it.id); err == nil {
 				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					d.log.Warn("evict cache entry", "path", p, "err", err)
 				}

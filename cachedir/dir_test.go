@@ -25,19 +25,20 @@ func open(t *testing.T, root string, opts Options) *Dir {
 	return d
 }
 
-func put(t *testing.T, d *Dir, s string) digest.Digest {
+// put stores s as a content entry and returns its key.
+func put(t *testing.T, d *Dir, s string) Key {
 	t.Helper()
-	dg := digest.FromString(s)
-	if err := d.Put(t.Context(), dg, []byte(s)); err != nil {
+	k := Content(digest.FromString(s))
+	if err := d.Put(t.Context(), k, []byte(s)); err != nil {
 		t.Fatalf("Put(%q) error = %v", s, err)
 	}
-	return dg
+	return k
 }
 
 func TestDirPutGet(t *testing.T) {
 	d := open(t, t.TempDir(), Options{MaxSize: 1 << 20, MemorySize: -1})
 	dg := put(t, d, "hello")
-	got, err := d.ReadAll(dg)
+	got, err := d.ReadAll(dg, 5)
 	if err != nil || string(got) != "hello" {
 		t.Fatalf("ReadAll() = %q, %v; want hello", got, err)
 	}
@@ -49,7 +50,7 @@ func TestDirPutGet(t *testing.T) {
 	if used, _ := d.Usage(); used != 5 {
 		t.Fatalf("Usage() = %d, want 5", used)
 	}
-	if _, err := d.Get(digest.FromString("absent")); !errors.Is(err, ErrNotFound) {
+	if _, err := d.Get(Content(digest.FromString("absent"))); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get(absent) error = %v, want ErrNotFound", err)
 	}
 	if err := d.Put(t.Context(), dg, []byte("hello")); err != nil {
@@ -62,7 +63,7 @@ func TestDirPutGet(t *testing.T) {
 
 func TestWriterCommitRefusesWrongContent(t *testing.T) {
 	d := open(t, t.TempDir(), Options{MaxSize: 1 << 20})
-	dg := digest.FromString("right")
+	dg := Content(digest.FromString("right"))
 	w, err := d.Writer(t.Context(), dg)
 	if err != nil {
 		t.Fatal(err)
@@ -84,12 +85,12 @@ func TestDirEvictsLeastRecentlyUsedUnpinned(t *testing.T) {
 	a := put(t, d, strings.Repeat("a", 10))
 	b := put(t, d, strings.Repeat("b", 10))
 	c := put(t, d, strings.Repeat("c", 10))
-	d.Pin(a)
-	if _, err := d.ReadAll(b); err != nil { // b is now more recent than c
+	d.Pin(a.name)
+	if _, err := d.ReadAll(b, 10); err != nil { // b is now more recent than c
 		t.Fatal(err)
 	}
 	e := put(t, d, strings.Repeat("e", 10))
-	for dg, want := range map[digest.Digest]bool{a: true, b: true, c: false, e: true} {
+	for dg, want := range map[Key]bool{a: true, b: true, c: false, e: true} {
 		if got := d.Has(dg); got != want {
 			t.Errorf("Has(%s) = %v, want %v", dg, got, want)
 		}
@@ -97,7 +98,7 @@ func TestDirEvictsLeastRecentlyUsedUnpinned(t *testing.T) {
 	if _, err := os.Stat(mustPath(t, d, c)); !os.IsNotExist(err) {
 		t.Errorf("evicted file still on disk: %v", err)
 	}
-	d.Unpin(a)
+	d.Unpin(a.name)
 	put(t, d, strings.Repeat("f", 10))
 	if d.Has(a) {
 		t.Error("unpinned least recently used entry survived eviction")
@@ -106,7 +107,7 @@ func TestDirEvictsLeastRecentlyUsedUnpinned(t *testing.T) {
 
 func TestDirRefusesEntryLargerThanCache(t *testing.T) {
 	d := open(t, t.TempDir(), Options{MaxSize: 4})
-	if err := d.Put(t.Context(), digest.FromString("12345"), []byte("12345")); !errors.Is(err, ErrTooLarge) {
+	if err := d.Put(t.Context(), Content(digest.FromString("12345")), []byte("12345")); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Put() error = %v, want ErrTooLarge", err)
 	}
 }
@@ -114,8 +115,8 @@ func TestDirRefusesEntryLargerThanCache(t *testing.T) {
 func TestDirPinnedEntriesBlockEviction(t *testing.T) {
 	d := open(t, t.TempDir(), Options{MaxSize: 10})
 	a := put(t, d, "0123456789")
-	d.Pin(a)
-	if err := d.Put(t.Context(), digest.FromString("x"), []byte("x")); !errors.Is(err, ErrTooLarge) {
+	d.Pin(a.name)
+	if err := d.Put(t.Context(), Content(digest.FromString("x")), []byte("x")); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Put() with a full pinned cache: error = %v, want ErrTooLarge", err)
 	}
 	if !d.Has(a) {
@@ -129,18 +130,28 @@ func TestOpenRecovers(t *testing.T) {
 	a := put(t, d, "kept")
 	d.Close()
 	os.WriteFile(filepath.Join(root, "tmp", "partial.123"), []byte("half"), 0o600)
-	stray := filepath.Join(root, "blobs", "sha256", "zz", "not-a-digest")
-	os.MkdirAll(filepath.Dir(stray), 0o700)
-	os.WriteFile(stray, []byte("junk"), 0o600)
+	var strays []string
+	for _, dir := range []string{"content", "records"} {
+		for _, rel := range []string{"sha256/zz/not-a-digest", "sha256/ab/" + digest.FromString("x").Encoded(), "top"} {
+			stray := filepath.Join(root, dir, rel)
+			os.MkdirAll(filepath.Dir(stray), 0o700)
+			os.WriteFile(stray, []byte("junk"), 0o600)
+			strays = append(strays, stray)
+		}
+	}
+	r := Record(digest.FromString("a record"), "")
+	if err := d.Put(t.Context(), r, []byte("record")); err != nil {
+		t.Fatal(err)
+	}
 
 	d2 := open(t, root, Options{MaxSize: 1 << 20})
-	if !d2.Has(a) {
+	if !d2.Has(a) || !d2.Has(r) {
 		t.Fatal("entry lost across reopen")
 	}
-	if used, _ := d2.Usage(); used != 4 {
-		t.Fatalf("Usage() after recovery = %d, want 4", used)
+	if used, _ := d2.Usage(); used != 4+6 {
+		t.Fatalf("Usage() after recovery = %d, want 10", used)
 	}
-	for _, p := range []string{filepath.Join(root, "tmp", "partial.123"), stray} {
+	for _, p := range append(strays, filepath.Join(root, "tmp", "partial.123")) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s survived recovery", p)
 		}
@@ -161,7 +172,7 @@ func TestOpenEvictsDownToNewLimit(t *testing.T) {
 
 func TestWriterOneWriterPerKey(t *testing.T) {
 	d := open(t, t.TempDir(), Options{MaxSize: 1 << 20})
-	dg := digest.FromString("once")
+	dg := Content(digest.FromString("once"))
 	w, err := d.Writer(t.Context(), dg)
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +202,7 @@ func TestWriterOneWriterPerKey(t *testing.T) {
 
 func TestWriterWaitHonoursContext(t *testing.T) {
 	d := open(t, t.TempDir(), Options{MaxSize: 1 << 20})
-	dg := digest.FromString("slow")
+	dg := Content(digest.FromString("slow"))
 	w, err := d.Writer(t.Context(), dg)
 	if err != nil {
 		t.Fatal(err)
@@ -223,35 +234,173 @@ func TestMemCacheBoundedInBytes(t *testing.T) {
 	}
 }
 
-func mustPath(t *testing.T, d *Dir, dg digest.Digest) string {
+func mustPath(t *testing.T, d *Dir, k Key) string {
 	t.Helper()
-	p, err := d.path(dg)
+	p, err := d.path(k.id())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
+// FuzzKeyPath: whatever the name, the path of a key of either kind is
+// clean and inside its kind's directory, and the zero Key has none.
 func FuzzKeyPath(f *testing.F) {
 	for _, s := range []string{
 		"sha256:" + strings.Repeat("a", 64), "sha256:../../etc/passwd", "../x", "sha512:" + strings.Repeat("0", 128),
-		"sha256:" + strings.Repeat("a", 63) + "/", "",
+		"sha256:" + strings.Repeat("a", 63) + "/", "", "sha256:" + strings.Repeat("a", 62) + "/.", "sha384:..",
 	} {
-		f.Add(s)
+		f.Add(s, false)
+		f.Add(s, true)
 	}
 	root := f.TempDir()
 	d, err := Open(root, Options{MaxSize: 1 << 20})
 	if err != nil {
 		f.Fatal(err)
 	}
-	blobs := filepath.Join(root, "blobs") + string(filepath.Separator)
-	f.Fuzz(func(t *testing.T, s string) {
-		p, err := d.path(digest.Digest(s))
+	if _, err := d.path(Key{}.id()); err == nil {
+		f.Fatal("the zero Key has a path")
+	}
+	f.Fuzz(func(t *testing.T, s string, record bool) {
+		k, top := Content(digest.Digest(s)), "content"
+		if record {
+			k, top = Record(digest.Digest(s), ""), "records"
+		}
+		p, err := d.path(k.id())
 		if err != nil {
 			return
 		}
-		if !strings.HasPrefix(p, blobs) || filepath.Clean(p) != p {
-			t.Fatalf("path(%q) = %q escapes %q", s, p, blobs)
+		dir := filepath.Join(root, top) + string(filepath.Separator)
+		if !strings.HasPrefix(p, dir) || filepath.Clean(p) != p || strings.Count(p[len(dir):], string(filepath.Separator)) != 2 {
+			t.Fatalf("path(%s) = %q escapes %q", k, p, dir)
 		}
 	})
+}
+
+// writeLegacy files b under name in the layout of an earlier version,
+// blobs/<algo>/<xx>/<hex>, as that version did for both kinds.
+func writeLegacy(t *testing.T, root string, name digest.Digest, b string) {
+	t.Helper()
+	p := filepath.Join(root, "blobs", string(name.Algorithm()), name.Encoded()[:2], name.Encoded())
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenAdoptsEarlierLayout: the entries of an earlier version become
+// content entries: chunks stay cached across the upgrade, checked at
+// their first read like every entry found at Open; a record of that
+// version (a made-up name) is no record now, and a read of it as content
+// fails its check and removes it.
+func TestOpenAdoptsEarlierLayout(t *testing.T) {
+	root := t.TempDir()
+	chunk := digest.FromString("a chunk")
+	name := digest.FromString("a made-up name")
+	writeLegacy(t, root, chunk, "a chunk")
+	writeLegacy(t, root, name, "a record's bytes")
+	d := open(t, root, Options{MaxSize: 1 << 20, MemorySize: -1})
+	if got, err := d.ReadAll(Content(chunk), 1<<20); err != nil || string(got) != "a chunk" {
+		t.Fatalf("ReadAll(adopted chunk) = %q, %v", got, err)
+	}
+	if d.Has(Record(name, "")) {
+		t.Error("a record of the earlier layout is a record now")
+	}
+	if _, err := d.ReadAll(Content(name), 1<<20); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("ReadAll(earlier record as content) = %v, want ErrCorrupt", err)
+	}
+	if used, _ := d.Usage(); used != int64(len("a chunk")) {
+		t.Errorf("Usage() = %d, want the chunk's %d bytes", used, len("a chunk"))
+	}
+	if _, err := os.Stat(filepath.Join(root, "blobs")); !os.IsNotExist(err) {
+		t.Errorf("blobs/ still there: %v", err)
+	}
+}
+
+// TestOpenRemovesEarlierLayoutBesideNew: when content/ is in use
+// already, the earlier tree is removed, and the entries of the new
+// layout stay.
+func TestOpenRemovesEarlierLayoutBesideNew(t *testing.T) {
+	root := t.TempDir()
+	d := open(t, root, Options{MaxSize: 1 << 20, MemorySize: -1})
+	kept := put(t, d, "kept")
+	d.Close()
+	old := digest.FromString("old")
+	writeLegacy(t, root, old, "old")
+	d2 := open(t, root, Options{MaxSize: 1 << 20, MemorySize: -1})
+	if !d2.Has(kept) || d2.Has(Content(old)) {
+		t.Fatalf("Has(kept) = %v, Has(old) = %v; want true, false", d2.Has(kept), d2.Has(Content(old)))
+	}
+	if used, _ := d2.Usage(); used != 4 {
+		t.Errorf("Usage() = %d, want 4", used)
+	}
+	if _, err := os.Stat(filepath.Join(root, "blobs")); !os.IsNotExist(err) {
+		t.Errorf("blobs/ still there: %v", err)
+	}
+}
+
+// TestKindsAreApart: a record and a content entry under the same digest
+// are two entries, each read by its own key, counted and evicted
+// together.
+func TestKindsAreApart(t *testing.T) {
+	d := open(t, t.TempDir(), Options{MaxSize: 1 << 20, MemorySize: 1 << 20})
+	c := put(t, d, "content bytes")
+	r := Record(c.name, digest.FromString("record bytes"))
+	if d.Has(r) {
+		t.Fatal("a content entry is found by a record key of its name")
+	}
+	if err := d.Put(t.Context(), r, []byte("record bytes")); err != nil {
+		t.Fatalf("Put(record under a content entry's digest) = %v", err)
+	}
+	d.Remember(c.name, []byte("content bytes"))
+	for k, want := range map[Key]string{c: "content bytes", r: "record bytes"} {
+		if got, err := d.ReadAll(k, 100); err != nil || string(got) != want {
+			t.Errorf("ReadAll(%s) = %q, %v; want %q", k, got, err, want)
+		}
+		p := make([]byte, 6)
+		if n, err := d.ReadAt(k, p, 0); err != nil || string(p[:n]) != want[:6] {
+			t.Errorf("ReadAt(%s) = %q, %v; want %q", k, p[:n], err, want[:6])
+		}
+	}
+	if used, _ := d.Usage(); used != int64(len("content bytes")+len("record bytes")) {
+		t.Errorf("Usage() = %d, want both entries", used)
+	}
+	if err := d.Remove(r); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Has(c) || d.Has(r) {
+		t.Errorf("after Remove(record): Has(content) = %v, Has(record) = %v", d.Has(c), d.Has(r))
+	}
+}
+
+// TestSizedKeyFindsOnlyItsSize: a reader whose key says another size
+// than the entry's gets a miss, on disk and in memory, and the entry
+// stays for the readers that agree with it.
+func TestSizedKeyFindsOnlyItsSize(t *testing.T) {
+	for _, mem := range []int64{-1, 1 << 20} {
+		d := open(t, t.TempDir(), Options{MaxSize: 1 << 20, MemorySize: mem})
+		k := put(t, d, "0123456789")
+		d.Remember(k.name, []byte("0123456789"))
+		wrong := k.Sized(11)
+		if d.Has(wrong) || d.Contains(wrong) {
+			t.Errorf("memory %d: Has/Contains of a key of another size = true", mem)
+		}
+		if _, err := d.ReadAll(wrong, 100); !errors.Is(err, ErrNotFound) {
+			t.Errorf("memory %d: ReadAll(other size) = %v, want ErrNotFound", mem, err)
+		}
+		if _, err := d.ReadAt(wrong, make([]byte, 1), 0); !errors.Is(err, ErrNotFound) {
+			t.Errorf("memory %d: ReadAt(other size) = %v, want ErrNotFound", mem, err)
+		}
+		if _, err := d.Get(wrong); !errors.Is(err, ErrNotFound) {
+			t.Errorf("memory %d: Get(other size) = %v, want ErrNotFound", mem, err)
+		}
+		if _, err := d.Writer(t.Context(), wrong); !errors.Is(err, ErrExists) {
+			t.Errorf("memory %d: Writer(other size) = %v, want ErrExists", mem, err)
+		}
+		if got, err := d.ReadAll(k.Sized(10), 100); err != nil || string(got) != "0123456789" {
+			t.Errorf("memory %d: ReadAll(its size) = %q, %v", mem, got, err)
+		}
+	}
 }

@@ -37,7 +37,7 @@ func putN(t *testing.T, d *Dir, n, size int, tag string) []digest.Digest {
 	for i := range n {
 		b := bytes.Repeat([]byte(fmt.Sprintf("%s-%03d|", tag, i)), size/9+1)[:size]
 		dg := digest.FromBytes(b)
-		if err := d.Put(t.Context(), dg, b); err != nil {
+		if err := d.Put(t.Context(), Content(dg), b); err != nil {
 			t.Fatalf("Put(%s %d) = %v", tag, i, err)
 		}
 		out = append(out, dg)
@@ -70,7 +70,7 @@ func testDiskFull(t *testing.T, op string, errno syscall.Errno) {
 	full.Store(true)
 	for i := range 3 {
 		b := []byte(fmt.Sprint("lost ", i))
-		if err := d.Put(t.Context(), digest.FromBytes(b), b); !errors.Is(err, errno) {
+		if err := d.Put(t.Context(), Content(digest.FromBytes(b)), b); !errors.Is(err, errno) {
 			t.Fatalf("Put on a full disk = %v, want %v", err, errno)
 		}
 	}
@@ -102,7 +102,7 @@ func testDiskFull(t *testing.T, op string, errno syscall.Errno) {
 		t.Errorf("%d 'room again' lines, want 1", n)
 	}
 	full.Store(true)
-	d.Put(t.Context(), digest.FromString("recurs"), []byte("recurs"))
+	d.Put(t.Context(), Content(digest.FromString("recurs")), []byte("recurs"))
 	if n := warn(); n != 2 {
 		t.Fatalf("%d warnings after the condition cleared and recurred, want 2", n)
 	}
@@ -115,14 +115,14 @@ func TestDiskFullWithNothingCached(t *testing.T) {
 	var full atomic.Bool
 	full.Store(true)
 	d.hook = fullHook(&full, "write", syscall.ENOSPC)
-	if err := d.Put(t.Context(), digest.FromString("x"), []byte("x")); !errors.Is(err, syscall.ENOSPC) {
+	if err := d.Put(t.Context(), Content(digest.FromString("x")), []byte("x")); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Put() = %v, want ENOSPC", err)
 	}
 	full.Store(false)
 	if _, limit := d.Usage(); limit != 0 {
 		t.Fatalf("limit = %d, want 0", limit)
 	}
-	if err := d.Put(t.Context(), digest.FromString("y"), []byte("y")); !errors.Is(err, ErrTooLarge) {
+	if err := d.Put(t.Context(), Content(digest.FromString("y")), []byte("y")); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Put() under a zero limit = %v, want ErrTooLarge", err)
 	}
 }
@@ -142,7 +142,7 @@ func TestDiskFullTmpfs(t *testing.T) {
 		b := bytes.Repeat([]byte{byte(i)}, 256<<10)
 		dg := digest.FromBytes(b)
 		before, _ = d.Usage()
-		if full = d.Put(t.Context(), dg, b); full == nil {
+		if full = d.Put(t.Context(), Content(dg), b); full == nil {
 			kept, content[dg] = append(kept, dg), b
 		}
 	}
@@ -156,12 +156,12 @@ func TestDiskFullTmpfs(t *testing.T) {
 	}
 	for i := range 16 {
 		b := bytes.Repeat([]byte{byte(100 + i)}, 256<<10)
-		if err := d.Put(t.Context(), digest.FromBytes(b), b); err != nil {
+		if err := d.Put(t.Context(), Content(digest.FromBytes(b)), b); err != nil {
 			t.Fatalf("Put %d after eviction = %v", i, err)
 		}
 	}
 	for _, dg := range kept {
-		got, err := d.ReadAll(dg)
+		got, err := d.ReadAll(Content(dg), 1<<20)
 		if errors.Is(err, ErrNotFound) {
 			continue // evicted
 		}

@@ -5,31 +5,29 @@ package cachedir
 import (
 	"context"
 	"sync"
-
-	digest "github.com/opencontainers/go-digest"
 )
 
-// keyLocks is a per-digest mutex whose Lock honours a context, so a writer
+// keyLocks is a per-entry mutex whose Lock honours a context, so a writer
 // that waits behind another can give up. The zero value is ready to use.
 type keyLocks struct {
 	// mu guards held.
 	mu   sync.Mutex
-	held map[digest.Digest]chan struct{} // closed when the holder unlocks
+	held map[entryID]chan struct{} // closed when the holder unlocks
 }
 
-// lock takes the lock for dg and returns its unlock function.
-func (k *keyLocks) lock(ctx context.Context, dg digest.Digest) (func(), error) {
+// lock takes the lock for id and returns its unlock function.
+func (k *keyLocks) lock(ctx context.Context, id entryID) (func(), error) {
 	for {
 		k.mu.Lock()
 		if k.held == nil {
-			k.held = map[digest.Digest]chan struct{}{}
+			k.held = map[entryID]chan struct{}{}
 		}
-		ch, busy := k.held[dg]
+		ch, busy := k.held[id]
 		if !busy {
 			ch = make(chan struct{})
-			k.held[dg] = ch
+			k.held[id] = ch
 			k.mu.Unlock()
-			return func() { k.unlock(dg, ch) }, nil
+			return func() { k.unlock(id, ch) }, nil
 		}
 		k.mu.Unlock()
 		select {
@@ -40,13 +38,13 @@ func (k *keyLocks) lock(ctx context.Context, dg digest.Digest) (func(), error) {
 	}
 }
 
-func (k *keyLocks) unlock(dg digest.Digest, ch chan struct{}) {
+func (k *keyLocks) unlock(id entryID, ch chan struct{}) {
 	k.mu.Lock()
-	if k.held[dg] != ch {
+	if k.held[id] != ch {
 		k.mu.Unlock()
 		panic("cachedir: unlock of a key that is not locked")
 	}
-	delete(k.held, dg)
+	delete(k.held, id)
 	k.mu.Unlock()
 	close(ch)
 }

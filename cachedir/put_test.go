@@ -16,39 +16,45 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-func TestPutNamedKeepsContentUnderAName(t *testing.T) {
+func TestUncheckedRecordKeepsContentUnderAName(t *testing.T) {
 	root := t.TempDir()
 	d := open(t, root, Options{MaxSize: 1 << 20, MemorySize: -1})
-	key := digest.FromString("the name, not the content")
-	if err := d.PutNamed(t.Context(), key, []byte("content")); err != nil {
-		t.Fatalf("PutNamed() = %v", err)
+	key := Record(digest.FromString("the name, not the content"), "")
+	if err := d.Put(t.Context(), key, []byte("content")); err != nil {
+		t.Fatalf("Put() = %v", err)
 	}
 	d.Close()
 	d2 := open(t, root, Options{MaxSize: 1 << 20, MemorySize: -1}) // survives a restart
-	if got, err := d2.ReadNamed(key, 1<<20); err != nil || string(got) != "content" {
-		t.Fatalf("ReadNamed() = %q, %v; want content", got, err)
+	if got, err := d2.ReadAll(key, 1<<20); err != nil || string(got) != "content" {
+		t.Fatalf("ReadAll() = %q, %v; want content", got, err)
 	}
-	if _, err := d2.ReadNamed(key, 6); err == nil {
-		t.Error("ReadNamed() of an entry over the bound: no error")
+	if _, err := d2.ReadAll(key, 6); err == nil {
+		t.Error("ReadAll() of an entry over the bound: no error")
+	}
+	if n := d2.checks.Load(); n != 0 {
+		t.Errorf("%d checks of an unchecked record", n)
 	}
 }
 
-func TestPutColdStaysOutOfMemory(t *testing.T) {
+func TestPutStaysOutOfMemory(t *testing.T) {
 	d := open(t, t.TempDir(), Options{MaxSize: 1 << 20})
-	dg := digest.FromString("cold")
-	if err := d.PutCold(t.Context(), dg, []byte("cold")); err != nil {
+	dg := Content(digest.FromString("cold"))
+	if err := d.Put(t.Context(), dg, []byte("cold")); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := d.mem.get(dg); ok {
-		t.Error("PutCold kept the entry in memory")
+	if _, ok := d.mem.get(dg.name); ok {
+		t.Error("Put kept the entry in memory")
 	}
 	if !d.Contains(dg) || !d.Has(dg) {
-		t.Error("PutCold entry not on disk")
+		t.Error("Put entry not on disk")
 	}
 	hot := digest.FromString("hot")
 	d.Remember(hot, []byte("hot"))
-	if !d.Contains(hot) || d.Has(hot) {
-		t.Errorf("Remember: Contains = %v, Has = %v; want in memory only", d.Contains(hot), d.Has(hot))
+	if !d.Contains(Content(hot)) || d.Has(Content(hot)) {
+		t.Errorf("Remember: Contains = %v, Has = %v; want in memory only", d.Contains(Content(hot)), d.Has(Content(hot)))
+	}
+	if d.Contains(Record(hot, "")) {
+		t.Error("a record key finds a content entry in memory")
 	}
 }
 
@@ -58,7 +64,7 @@ func TestConcurrentPutsStayUnderTheLimit(t *testing.T) {
 	for i := range 40 {
 		wg.Go(func() {
 			s := fmt.Sprintf("%02d", i) + strings.Repeat("x", 18)
-			d.Put(t.Context(), digest.FromString(s), []byte(s))
+			d.Put(t.Context(), Content(digest.FromString(s)), []byte(s))
 		})
 	}
 	wg.Wait()
@@ -71,6 +77,9 @@ func TestReadAtPartialFromDiskAndMemory(t *testing.T) {
 	for _, mem := range []int64{-1, 1 << 20} {
 		d := open(t, t.TempDir(), Options{MaxSize: 1 << 20, MemorySize: mem})
 		dg := put(t, d, "0123456789")
+		if mem > 0 {
+			d.Remember(dg.name, []byte("0123456789"))
+		}
 		for range 2 { // the second read uses the file kept open
 			p := make([]byte, 4)
 			if n, err := d.ReadAt(dg, p, 3); n != 4 || err != nil || string(p) != "3456" {
@@ -100,12 +109,12 @@ func TestReadAtAfterEvictionOfAnOpenFile(t *testing.T) {
 	if _, err := d.ReadAt(a, make([]byte, 10), 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ReadAt of an evicted entry = %v, want ErrNotFound", err)
 	}
-	if _, ok := d.fds.get(a, a); ok {
+	if _, ok := d.fds.get(a.id(), a.want); ok {
 		t.Error("evicted entry still open")
 	}
 }
 
-func TestNamedWriterChecksContentAndSize(t *testing.T) {
+func TestWriterChecksRecordContentAndSize(t *testing.T) {
 	content := []byte("the content of a whole file")
 	want := digest.FromBytes(content)
 	tests := []struct {
@@ -124,8 +133,8 @@ func TestNamedWriterChecksContentAndSize(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := open(t, t.TempDir(), Options{MaxSize: 1 << 20, MemorySize: -1})
-			key := digest.FromString("a name: " + tt.name)
-			w, err := d.NamedWriter(t.Context(), key, tt.want, tt.size)
+			key := Record(digest.FromString("a name: "+tt.name), tt.want).Sized(tt.size)
+			w, err := d.Writer(t.Context(), key)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,11 +148,11 @@ func TestNamedWriterChecksContentAndSize(t *testing.T) {
 			}
 			if tt.wantErr == nil {
 				got := make([]byte, len(tt.write))
-				if n, err := d.ReadNamedAt(key, tt.want, got, 0); n != len(got) || err != nil || !bytes.Equal(got, tt.write) {
-					t.Fatalf("ReadNamedAt(key) = %d, %v, %q; want %q", n, err, got, tt.write)
+				if n, err := d.ReadAt(key, got, 0); n != len(got) || err != nil || !bytes.Equal(got, tt.write) {
+					t.Fatalf("ReadAt(key) = %d, %v, %q; want %q", n, err, got, tt.write)
 				}
-				if n, ok := d.Size(key); !ok || n != int64(len(tt.write)) {
-					t.Fatalf("Size(key) = %d, %v; want %d", n, ok, len(tt.write))
+				if n, ok := d.size(key, false); !ok || n != int64(len(tt.write)) {
+					t.Fatalf("size(key) = %d, %v; want %d", n, ok, len(tt.write))
 				}
 			}
 		})
@@ -155,12 +164,13 @@ func TestDemotedEntryIsEvictedFirst(t *testing.T) {
 	a := put(t, d, strings.Repeat("a", 10))
 	b := put(t, d, strings.Repeat("b", 10))
 	c := put(t, d, strings.Repeat("c", 10))
-	d.Demote(c) // c is the newest; demoted, it goes before a
-	if _, ok := d.mem.get(c); ok {
+	d.Remember(c.name, []byte(strings.Repeat("c", 10)))
+	d.Demote(c.name) // c is the newest; demoted, it goes before a
+	if _, ok := d.mem.get(c.name); ok {
 		t.Error("Demote kept the entry in memory")
 	}
 	put(t, d, strings.Repeat("e", 10))
-	for dg, want := range map[digest.Digest]bool{a: true, b: true, c: false} {
+	for dg, want := range map[Key]bool{a: true, b: true, c: false} {
 		if got := d.Has(dg); got != want {
 			t.Errorf("Has(%s) = %v, want %v", dg, got, want)
 		}
@@ -177,8 +187,7 @@ func TestSizedWriterMakesRoomFirst(t *testing.T) {
 	a := put(t, d, strings.Repeat("a", 40))
 	b := put(t, d, strings.Repeat("b", 40))
 	content := strings.Repeat("c", 50)
-	dg := digest.FromString(content)
-	w, err := d.NamedWriter(t.Context(), dg, dg, int64(len(content)))
+	w, err := d.Writer(t.Context(), Content(digest.FromString(content)).Sized(int64(len(content))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +196,7 @@ func TestSizedWriterMakesRoomFirst(t *testing.T) {
 		t.Fatalf("after a 50-byte writer: Has(a) = %v, Has(b) = %v; want a evicted for it", d.Has(a), d.Has(b))
 	}
 	// The room is held: a concurrent Put must not take it.
-	if err := d.Put(t.Context(), digest.FromString(strings.Repeat("d", 20)), []byte(strings.Repeat("d", 20))); err != nil {
+	if err := d.Put(t.Context(), Content(digest.FromString(strings.Repeat("d", 20))), []byte(strings.Repeat("d", 20))); err != nil {
 		t.Fatal(err)
 	}
 	w.Write([]byte(content))
@@ -197,9 +206,9 @@ func TestSizedWriterMakesRoomFirst(t *testing.T) {
 	if used, max := d.Usage(); used > max {
 		t.Fatalf("Usage() = %d over %d", used, max)
 	}
-	big := digest.FromString("big")
-	if _, err := d.NamedWriter(t.Context(), big, big, 101); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("NamedWriter(101 bytes in a 100-byte cache) = %v, want ErrTooLarge", err)
+	big := Content(digest.FromString("big")).Sized(101)
+	if _, err := d.Writer(t.Context(), big); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Writer(101 bytes in a 100-byte cache) = %v, want ErrTooLarge", err)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(d.root, "tmp")); len(ents) != 0 {
 		t.Errorf("temporary files left: %v", ents)

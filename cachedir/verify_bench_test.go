@@ -25,7 +25,7 @@ func benchChunks(b *testing.B, root string, n, size int) []digest.Digest {
 	for range n {
 		_, _ = r.Read(buf)
 		dg := digest.FromBytes(buf)
-		if err := d.PutCold(b.Context(), dg, buf); err != nil {
+		if err := d.Put(b.Context(), Content(dg), buf); err != nil {
 			b.Fatal(err)
 		}
 		keys = append(keys, dg)
@@ -43,7 +43,7 @@ func BenchmarkVerifyHash(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	p, _ := d.path(keys[0])
+	p, _ := d.path(Content(keys[0]).id())
 	f, err := os.Open(p)
 	if err != nil {
 		b.Fatal(err)
@@ -75,7 +75,7 @@ func benchChunkReads(b *testing.B, restart bool) {
 	p := make([]byte, 8192)
 	read := func() {
 		for _, k := range keys {
-			if n, err := d.ReadAt(k, p, size/2); n != len(p) || err != nil {
+			if n, err := d.ReadAt(Content(k), p, size/2); n != len(p) || err != nil {
 				b.Fatalf("ReadAt = %d, %v", n, err)
 			}
 		}

@@ -20,7 +20,7 @@ import (
 
 // flipByte changes one byte of the file of entry key in place, as a disk
 // fault would.
-func flipByte(t *testing.T, d *Dir, key digest.Digest, at int64) {
+func flipByte(t *testing.T, d *Dir, key Key, at int64) {
 	t.Helper()
 	f, err := os.OpenFile(mustPath(t, d, key), os.O_RDWR, 0)
 	if err != nil {
@@ -44,31 +44,33 @@ func flipByte(t *testing.T, d *Dir, key digest.Digest, at int64) {
 func TestCorruptEntryFoundAfterRestartIsAMiss(t *testing.T) {
 	content := []byte(strings.Repeat("the content of an entry; ", 40000)) // 1 MB: several hash buffers
 	want := digest.FromBytes(content)
-	named := digest.FromString("a name, not a content digest")
+	c := Content(want)
+	r := Record(digest.FromString("a name, not a content digest"), want).Sized(int64(len(content)))
 	reads := []struct {
 		name string
-		key  digest.Digest
-		read func(d *Dir) ([]byte, error)
+		key  Key
+		read func(d *Dir, k Key) ([]byte, error)
 	}{
-		{"ReadAll", want, func(d *Dir) ([]byte, error) { return d.ReadAll(want) }},
-		{"ReadAt", want, func(d *Dir) ([]byte, error) {
+		{"ReadAll", c, func(d *Dir, k Key) ([]byte, error) { return d.ReadAll(k, 1<<30) }},
+		{"ReadAt", c, func(d *Dir, k Key) ([]byte, error) {
 			p := make([]byte, 10)
-			_, err := d.ReadAt(want, p, 500000)
+			_, err := d.ReadAt(k, p, 500000)
 			return p, err
 		}},
-		{"Get", want, func(d *Dir) ([]byte, error) { return readFile(d.Get(want)) }},
-		{"ReadNamedAt", named, func(d *Dir) ([]byte, error) {
+		{"Get", c, func(d *Dir, k Key) ([]byte, error) { return readFile(d.Get(k)) }},
+		{"record ReadAll", r, func(d *Dir, k Key) ([]byte, error) { return d.ReadAll(k, 1<<30) }},
+		{"record ReadAt", r, func(d *Dir, k Key) ([]byte, error) {
 			p := make([]byte, len(content))
-			_, err := d.ReadNamedAt(named, want, p, 0)
+			_, err := d.ReadAt(k, p, 0)
 			return p, err
 		}},
-		{"GetNamed", named, func(d *Dir) ([]byte, error) { return readFile(d.GetNamed(named, want)) }},
+		{"record Get", r, func(d *Dir, k Key) ([]byte, error) { return readFile(d.Get(k)) }},
 	}
 	for _, tt := range reads {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			d := open(t, root, Options{MaxSize: 1 << 30, MemorySize: -1})
-			w, err := d.NamedWriter(t.Context(), tt.key, want, int64(len(content)))
+			w, err := d.Writer(t.Context(), tt.key.Sized(int64(len(content))))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,7 +84,7 @@ func TestCorruptEntryFoundAfterRestartIsAMiss(t *testing.T) {
 
 			log, logs := testutil.NewLogger()
 			d2 := open(t, root, Options{MaxSize: 1 << 30, MemorySize: -1, Logger: log})
-			got, err := tt.read(d2)
+			got, err := tt.read(d2, tt.key)
 			if !errors.Is(err, ErrNotFound) || !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("read of a corrupt entry = %d bytes, %v; want ErrNotFound and ErrCorrupt", len(got), err)
 			}
@@ -97,7 +99,7 @@ func TestCorruptEntryFoundAfterRestartIsAMiss(t *testing.T) {
 				warns[0].Attrs["want"] != want.String() || !strings.HasPrefix(warns[0].Attrs["got"], "sha256:") {
 				t.Errorf("warnings = %v; want one with the path and both digests", warns)
 			}
-			if b, err := d2.ReadAll(sound); err != nil || string(b) != "a sound entry" {
+			if b, err := d2.ReadAll(sound, 100); err != nil || string(b) != "a sound entry" {
 				t.Errorf("ReadAll(sound entry) = %q, %v", b, err)
 			}
 		})
@@ -120,7 +122,7 @@ func TestEntriesCheckedOncePerProcess(t *testing.T) {
 	d := open(t, root, Options{MaxSize: 1 << 20, MemorySize: -1})
 	a, b := put(t, d, "entry a"), put(t, d, "entry b")
 	for range 3 {
-		if _, err := d.ReadAll(a); err != nil {
+		if _, err := d.ReadAll(a, 100); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,7 +135,7 @@ func TestEntriesCheckedOncePerProcess(t *testing.T) {
 	if _, err := d2.ReadAt(a, make([]byte, 3), 2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d2.ReadAll(a); err != nil {
+	if _, err := d2.ReadAll(a, 100); err != nil {
 		t.Fatal(err)
 	}
 	if f, err := d2.Get(a); err != nil {
@@ -144,7 +146,7 @@ func TestEntriesCheckedOncePerProcess(t *testing.T) {
 	if n := d2.checks.Load(); n != 1 {
 		t.Fatalf("%d checks after three reads of one entry, want 1", n)
 	}
-	if _, err := d2.ReadAll(b); err != nil {
+	if _, err := d2.ReadAll(b, 100); err != nil {
 		t.Fatal(err)
 	}
 	if n := d2.checks.Load(); n != 2 {
@@ -158,7 +160,7 @@ func TestConcurrentFirstReadsHashOnce(t *testing.T) {
 	root := t.TempDir()
 	d := open(t, root, Options{MaxSize: 1 << 30, MemorySize: -1})
 	content := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	dg := digest.FromBytes(content)
+	dg := Content(digest.FromBytes(content))
 	if err := d.Put(t.Context(), dg, content); err != nil {
 		t.Fatal(err)
 	}
@@ -186,11 +188,11 @@ func TestConcurrentFirstReadsHashOnce(t *testing.T) {
 func TestEntryRemovedWhileBeingRead(t *testing.T) {
 	root := t.TempDir()
 	d := open(t, root, Options{MaxSize: 1 << 30, MemorySize: -1})
-	var keys []digest.Digest
+	var keys []Key
 	var contents [][]byte
 	for i := range 16 {
 		c := bytes.Repeat([]byte{byte('a' + i)}, 300000)
-		dg := digest.FromBytes(c)
+		dg := Content(digest.FromBytes(c))
 		if err := d.Put(t.Context(), dg, c); err != nil {
 			t.Fatal(err)
 		}
@@ -222,9 +224,9 @@ func TestEntryRemovedWhileBeingRead(t *testing.T) {
 // is a miss and the entry stays.
 func TestEntryCheckedAsOtherContentIsAMiss(t *testing.T) {
 	d := open(t, t.TempDir(), Options{MaxSize: 1 << 20, MemorySize: -1})
-	key := digest.FromString("a name")
 	content := []byte("the content")
-	w, err := d.NamedWriter(t.Context(), key, digest.FromBytes(content), int64(len(content)))
+	key := Record(digest.FromString("a name"), digest.FromBytes(content))
+	w, err := d.Writer(t.Context(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,18 +234,18 @@ func TestEntryCheckedAsOtherContentIsAMiss(t *testing.T) {
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.ReadNamedAt(key, digest.FromString("other content"), make([]byte, 3), 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("ReadNamedAt(other want) = %v, want ErrNotFound", err)
+	if _, err := d.ReadAt(Record(key.name, digest.FromString("other content")), make([]byte, 3), 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadAt(other want) = %v, want ErrNotFound", err)
 	}
-	if _, err := d.ReadAt(key, make([]byte, 3), 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("ReadAt(named entry) = %v, want ErrNotFound", err)
+	if _, err := d.ReadAt(Content(key.name), make([]byte, 3), 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadAt(content key of the record's name) = %v, want ErrNotFound", err)
 	}
 	if !d.Has(key) {
 		t.Fatal("entry removed by a reader who wanted other content")
 	}
 	p := make([]byte, len(content))
-	if _, err := d.ReadNamedAt(key, digest.FromBytes(content), p, 0); err != nil || !bytes.Equal(p, content) {
-		t.Fatalf("ReadNamedAt(its want) = %q, %v", p, err)
+	if _, err := d.ReadAt(key, p, 0); err != nil || !bytes.Equal(p, content) {
+		t.Fatalf("ReadAt(its want) = %q, %v", p, err)
 	}
 }
 
@@ -258,7 +260,7 @@ func TestTruncatedEntryIsAMiss(t *testing.T) {
 		t.Fatal(err)
 	}
 	d2 := open(t, root, Options{MaxSize: 1 << 20, MemorySize: -1})
-	if b, err := d2.ReadAll(dg); !errors.Is(err, ErrNotFound) {
+	if b, err := d2.ReadAll(dg, 100); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ReadAll(truncated) = %q, %v; want ErrNotFound", b, err)
 	}
 }
@@ -277,12 +279,43 @@ func TestGrownEntryIsCheckedBeforeItIsAllocated(t *testing.T) {
 	d2 := open(t, root, Options{MaxSize: 1 << 40, MemorySize: -1})
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := d2.ReadAll(dg)
+	_, err := d2.ReadAll(dg, 1<<30)
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ReadAll(grown entry) = %v, want ErrNotFound", err)
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
 		t.Fatalf("ReadAll of a 64 MiB damaged entry allocated %d bytes", n)
+	}
+}
+
+// TestGetSeesAChangedLength: a file whose length changed after its check
+// in this process (what FUSE passthrough would hand the kernel) is
+// removed by Get, not handed out, and logged.
+func TestGetSeesAChangedLength(t *testing.T) {
+	for _, size := range []int64{5, 64} {
+		log, logs := testutil.NewLogger()
+		d := open(t, t.TempDir(), Options{MaxSize: 1 << 20, MemorySize: -1, Logger: log})
+		k := put(t, d, "a whole entry")
+		f, err := d.Get(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := os.Truncate(mustPath(t, d, k), size); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := d.Get(k); !errors.Is(err, ErrNotFound) || !errors.Is(err, ErrCorrupt) {
+			if f != nil {
+				f.Close()
+			}
+			t.Fatalf("Get(entry now %d bytes) = %v, want ErrNotFound and ErrCorrupt", size, err)
+		}
+		if d.Has(k) {
+			t.Errorf("entry of the wrong length (%d) kept", size)
+		}
+		if n := len(logs.Find(slog.LevelWarn, "cache entry has the wrong length: removed")); n != 1 {
+			t.Errorf("%d warnings, want 1", n)
+		}
 	}
 }

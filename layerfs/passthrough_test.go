@@ -117,10 +117,10 @@ func (w wholeFS) evictWhole(t *testing.T) {
 		t.Fatal("no whole-file entry to evict")
 	}
 	f.Close()
-	// blobs/<algo>/<xx>/<hex>
+	// records/<algo>/<xx>/<hex>: a whole-file entry is a record
 	hex := filepath.Base(f.Name())
 	algo := filepath.Base(filepath.Dir(filepath.Dir(f.Name())))
-	if err := w.cache.Remove(digest.NewDigestFromEncoded(digest.Algorithm(algo), hex)); err != nil {
+	if err := w.cache.Remove(cachedir.Record(digest.NewDigestFromEncoded(digest.Algorithm(algo), hex), "")); err != nil {
 		t.Fatal(err)
 	}
 	if f, ok := w.l.CachedFile(w.e); ok {
@@ -237,7 +237,7 @@ func TestMountPassthroughFallback(t *testing.T) {
 	// Everything but the open cache file gone: the store could not serve.
 	w.evictWhole(t)
 	for _, c := range w.e.Chunks {
-		if err := w.cache.Remove(c.Digest); err != nil {
+		if err := w.cache.Remove(cachedir.Content(c.Digest)); err != nil {
 			t.Fatal(err)
 		}
 	}

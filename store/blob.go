@@ -83,7 +83,7 @@ func (l *Layer) ReadBlobAt(ctx context.Context, p []byte, off int64) (int, error
 	}
 	want := p[:min(int64(len(p)), l.desc.Size-off)]
 	for range blobDownloadsPerRead {
-		n, err := l.cache.ReadAt(l.desc.Digest, want, off)
+		n, err := l.cache.ReadAt(cachedir.Content(l.desc.Digest).Sized(l.desc.Size), want, off)
 		if n == len(want) && (err == nil || errors.Is(err, io.EOF)) {
 			if len(want) < len(p) {
 				return n, io.EOF
@@ -151,7 +151,7 @@ func (l *Layer) blobDownload() (*blobDownload, error) {
 func (l *Layer) copyBlob(ctx context.Context) error {
 	start := time.Now()
 	dg, size := l.desc.Digest, l.desc.Size
-	w, err := l.cache.NamedWriter(ctx, dg, dg, size)
+	w, err := l.cache.Writer(ctx, cachedir.Content(dg).Sized(size))
 	switch {
 	case errors.Is(err, cachedir.ErrExists):
 		return nil

@@ -81,7 +81,7 @@ func TestBlobFileServesTheVerifiedBlob(t *testing.T) {
 	if n := blob.readCount(); n != 2 {
 		t.Errorf("%d reads of the registry, want 2 pieces", n)
 	}
-	if !cache.Has(x.desc.Digest) {
+	if !cache.Has(cachedir.Content(x.desc.Digest)) {
 		t.Error("the blob is not in the cache under its digest")
 	}
 }
@@ -108,7 +108,7 @@ func TestBlobFileRefusesACorruptBlob(t *testing.T) {
 	if n := blob.readCount(); n != 2 {
 		t.Errorf("%d reads of the registry, want one download (2 pieces)", n)
 	}
-	if cache.Has(x.desc.Digest) {
+	if cache.Has(cachedir.Content(x.desc.Digest)) {
 		t.Error("the corrupt blob was cached")
 	}
 }

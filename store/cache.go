@@ -13,13 +13,23 @@ import (
 	"sync"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/stargz-store/stargz-store/cachedir"
+	"github.com/stargz-store/stargz-store/store/index"
 )
 
+// What the store keeps in the cache (cachedir): chunks, under the digest
+// of their bytes (chunkCacheKey); a layer's blob copy for its blob file,
+// manifests and configs, under theirs (blob.go, source.go); and two kinds
+// of records under names of the store's own: a layer's TOC ranges (here)
+// and a file's whole content (wholefile.go).
+//
 // A layer's TOC is cached as the blob ranges the format reader read while
-// opening it (footer and compressed TOC), under a key named after the blob
-// and TOC digests. The ranges are not trusted: the format reader verifies
-// the TOC against desc.TOCDigest on every open, so a damaged entry fails
-// verification and the layer is opened from the registry instead.
+// opening it (footer and compressed TOC), in a record named after the
+// blob and TOC digests. The ranges are not checked by the cache: the
+// format reader verifies the TOC against desc.TOCDigest on every open, so
+// a damaged record fails verification and the layer is opened from the
+// registry instead.
 
 // tocMagic starts a cached TOC record; the version is in it.
 const tocMagic = "stargz-store toc ranges v1\n"
@@ -27,9 +37,18 @@ const tocMagic = "stargz-store toc ranges v1\n"
 // maxTOCRecord bounds a cached TOC record read back.
 const maxTOCRecord = 256 << 20
 
-// tocKey names the cache entry of a layer's TOC ranges.
-func tocKey(desc LayerDesc) digest.Digest {
-	return digest.FromString(tocMagic + string(desc.Format) + "\n" + desc.Digest.String() + "\n" + desc.TOCDigest.String())
+// tocKey is the key of the cache record of a layer's TOC ranges: an
+// unchecked record, which the format reader verifies.
+func tocKey(desc LayerDesc) cachedir.Key {
+	name := digest.FromString(tocMagic + string(desc.Format) + "\n" + desc.Digest.String() + "\n" + desc.TOCDigest.String())
+	return cachedir.Record(name, "")
+}
+
+// chunkCacheKey is the key of chunk c's cache entry: its bytes, which
+// hash to c.Digest and are c.Size long. A TOC that gives a digest
+// another size than the content it names finds no entry.
+func chunkCacheKey(c index.Chunk) cachedir.Key {
+	return cachedir.Content(c.Digest).Sized(c.Size)
 }
 
 // segment is one range of the blob.
@@ -195,7 +214,7 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 	}
 	key := tocKey(desc)
 	r := &recordingReader{ctx: ctx, blob: blob}
-	if b, err := opts.Cache.ReadNamed(key, maxTOCRecord); err == nil {
+	if b, err := opts.Cache.ReadAll(key, maxTOCRecord); err == nil {
 		if segs, err := decodeSegments(b); err == nil {
 			r.segs = segs
 		}
@@ -229,7 +248,7 @@ func openCached(ctx context.Context, open openFunc, blob BlobReader, desc LayerD
 		// Replace what is there: a record that lacked a range, or one
 		// that was damaged beyond decoding.
 		_ = opts.Cache.Remove(key)
-		if err := opts.Cache.PutNamed(ctx, key, rec); err != nil && opts.Logger != nil {
+		if err := opts.Cache.Put(ctx, key, rec); err != nil && opts.Logger != nil {
 			opts.Logger.Debug("cache TOC", "digest", desc.Digest.String(), "err", err)
 		}
 	}

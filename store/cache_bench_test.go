@@ -77,7 +77,7 @@ func BenchmarkHotChunkParallel(b *testing.B) {
 	// A fresh layer over the same cache would find it warm; measure the
 	// cold fetch too: drop the chunk from the cache first.
 	c, _ := ent.ChunkAt(16384)
-	if err := l.cache.Remove(c.Digest); err != nil {
+	if err := l.cache.Remove(chunkCacheKey(c)); err != nil {
 		b.Fatal(err)
 	}
 	l2, err := OpenLayer(b.Context(), blob, l.desc, LayerOptions{Cache: l.cache})

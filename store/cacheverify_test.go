@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 
+	digest "github.com/opencontainers/go-digest"
+
 	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/internal/testutil"
 )
@@ -21,7 +23,7 @@ import (
 func damageCache(t *testing.T, root string) int {
 	t.Helper()
 	n := 0
-	err := filepath.WalkDir(filepath.Join(root, "blobs"), func(p string, de fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
 			return err
 		}
@@ -37,6 +39,22 @@ func damageCache(t *testing.T, root string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// damageEntry flips one byte in the middle of the file of the content
+// entry dg in the cache directory root (content/<algo>/<xx>/<hex>), as a
+// disk fault between two runs of the store might.
+func damageEntry(t *testing.T, root string, dg digest.Digest) {
+	t.Helper()
+	p := filepath.Join(root, "content", string(dg.Algorithm()), dg.Encoded()[:2], dg.Encoded())
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x01
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestCacheDamagedBetweenRunsServesRightBytes: every file of the cache
@@ -105,7 +123,7 @@ func TestWholeFileDamagedOnDiskNotReadAfterRestart(t *testing.T) {
 		readFile(t, l, "data/big")
 		synctest.Wait()
 		for _, c := range big.Chunks {
-			if err := cache.Remove(c.Digest); err != nil {
+			if err := cache.Remove(chunkCacheKey(c)); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -43,8 +43,8 @@ func (l *Layer) lookup(key chunkKey, c index.Chunk) ([]byte, bool) {
 		l.mu.RUnlock()
 		return data, ok
 	}
-	data, err := l.cache.ReadAll(c.Digest)
-	if err != nil || int64(len(data)) != c.Size {
+	data, err := l.cache.ReadAll(chunkCacheKey(c), c.Size)
+	if err != nil {
 		return nil, false
 	}
 	return data, true
@@ -52,19 +52,13 @@ func (l *Layer) lookup(key chunkKey, c index.Chunk) ([]byte, bool) {
 
 // readCached reads the part of chunk c that p wants from file offset off
 // straight from the cache, without reading the rest of the chunk. It
-// reports false when the chunk is not cached (or there is no cache), or
-// when the entry under its digest is not c.Size bytes: only a named entry
-// (whole file, TOC ranges) whose name a chunk's content hashes to could be
-// (wholefile.go).
+// reports false when the chunk is not cached (or there is no cache).
 func (l *Layer) readCached(c index.Chunk, p []byte, off int64) (int, bool) {
 	if l.cache == nil || c.Zero {
 		return 0, false
 	}
-	if size, ok := l.cache.Size(c.Digest); ok && size != c.Size {
-		return 0, false
-	}
 	want := p[:min(int64(len(p)), c.End()-off)]
-	n, err := l.cache.ReadAt(c.Digest, want, off-c.Offset)
+	n, err := l.cache.ReadAt(chunkCacheKey(c), want, off-c.Offset)
 	if n != len(want) || (err != nil && !errors.Is(err, io.EOF)) {
 		return 0, false
 	}
@@ -83,7 +77,7 @@ func (l *Layer) has(r chunkRef) bool {
 		l.mu.RUnlock()
 		return ok
 	}
-	return l.cache.Contains(c.Digest)
+	return l.cache.Contains(chunkCacheKey(c))
 }
 
 // keep stores verified chunks: with a cache, on disk and, unless they
@@ -111,7 +105,7 @@ func (l *Layer) keep(refs []chunkRef, data [][]byte, kind fetchKind, mem *grant)
 	put := func() bool {
 		for i, r := range refs {
 			dg := r.chunk().Digest
-			if err := l.cache.PutCold(l.ctx, dg, data[i]); err != nil {
+			if err := l.cache.Put(l.ctx, chunkCacheKey(r.chunk()), data[i]); err != nil {
 				if l.ctx.Err() != nil {
 					return false
 				}

@@ -258,7 +258,7 @@ func TestEvictionKeepsPinnedPrefetchData(t *testing.T) {
 		t.Errorf("prefetch pinned %d bytes, more than half the cache's %d", pinned, max)
 	}
 	for _, dg := range pins {
-		if !cache.Has(dg) {
+		if !cache.Has(cachedir.Content(dg)) {
 			t.Errorf("pinned prefetched chunk %s was evicted", dg)
 		}
 	}

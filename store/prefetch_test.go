@@ -89,7 +89,7 @@ func TestTOCCacheDamagedRecordFallsBackToTheBlob(t *testing.T) {
 		t.Fatalf("second open made %d blob reads, want 0 (TOC cached)", n)
 	}
 	// Damage every recorded byte after the magic.
-	rec, err := cache.ReadNamed(tocKey(desc), maxTOCRecord)
+	rec, err := cache.ReadAll(tocKey(desc), maxTOCRecord)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestTOCCacheDamagedRecordFallsBackToTheBlob(t *testing.T) {
 	if err := cache.Remove(tocKey(desc)); err != nil {
 		t.Fatal(err)
 	}
-	if err := cache.PutNamed(t.Context(), tocKey(desc), encodeSegments(segs)); err != nil {
+	if err := cache.Put(t.Context(), tocKey(desc), encodeSegments(segs)); err != nil {
 		t.Fatal(err)
 	}
 	open()

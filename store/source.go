@@ -107,7 +107,7 @@ func (s *cachedSource) manifest(ctx context.Context, tagOrDigest string) ([]byte
 		d, err = s.ref.Digest(), nil
 	}
 	if err == nil {
-		if raw, ok := s.cached(d); ok {
+		if raw, ok := s.cached(d, maxManifestSize); ok {
 			return raw, manifest.GuessMIMEType(raw), nil
 		}
 	}
@@ -120,7 +120,7 @@ func (s *cachedSource) manifest(ctx context.Context, tagOrDigest string) ([]byte
 }
 
 func (s *cachedSource) blob(ctx context.Context, d digest.Digest, max int64) ([]byte, error) {
-	if b, ok := s.cached(d); ok && int64(len(b)) <= max {
+	if b, ok := s.cached(d, max); ok {
 		return b, nil
 	}
 	b, err := s.src.blob(ctx, d, max)
@@ -131,17 +131,17 @@ func (s *cachedSource) blob(ctx context.Context, d digest.Digest, max int64) ([]
 	return b, nil
 }
 
-// cached returns the entry for d if it is there: the cache has checked
-// that it matches d.
-func (s *cachedSource) cached(d digest.Digest) ([]byte, bool) {
+// cached returns the entry for d if it is there and at most max bytes:
+// the cache has checked that it matches d.
+func (s *cachedSource) cached(d digest.Digest, max int64) ([]byte, bool) {
 	if d.Validate() != nil {
 		return nil, false
 	}
-	b, err := s.cache.ReadAll(d)
+	b, err := s.cache.ReadAll(cachedir.Content(d), max)
 	return b, err == nil
 }
 
 // keep stores b under d; a failure only loses the cache entry.
 func (s *cachedSource) keep(ctx context.Context, d digest.Digest, b []byte) {
-	_ = s.cache.PutCold(ctx, d, b)
+	_ = s.cache.Put(ctx, cachedir.Content(d), b)
 }

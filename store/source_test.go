@@ -64,7 +64,8 @@ func TestSourceBlobVerifiedByCaller(t *testing.T) {
 // damaged entry is fetched again.
 func TestCachedSource(t *testing.T) {
 	reg, primary, _ := sourceEnv(t)
-	cache := openCache(t, t.TempDir(), 1<<30)
+	root := t.TempDir()
+	cache := openCache(t, root, 1<<30)
 	src := &cachedSource{src: reg, ref: reg.ref, cache: cache}
 	raw, mt, err := src.manifest(t.Context(), "")
 	if err != nil {
@@ -92,15 +93,16 @@ func TestCachedSource(t *testing.T) {
 	if n := primary.Count(testutil.Request.IsBlob); n != 1 {
 		t.Errorf("config read twice: %d blob requests, want 1", n)
 	}
-	// Damage the cached manifest: it is fetched again, right.
-	if err := cache.Remove(d); err != nil {
-		t.Fatal(err)
-	}
-	if err := cache.PutNamed(t.Context(), d, []byte(`{"schemaVersion":2}`)); err != nil {
-		t.Fatal(err)
-	}
+	// Damage the cached manifest between two runs: it is fetched again,
+	// right.
+	cache.Close()
+	damageEntry(t, root, d)
+	src = &cachedSource{src: reg, ref: reg.ref, cache: openCache(t, root, 1<<30)}
 	got, _, err = src.manifest(t.Context(), d.String())
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Errorf("manifest by digest over a damaged entry = %q, %v", got, err)
+	}
+	if n := primary.Count(testutil.Request.IsManifest); n != 3 {
+		t.Errorf("manifest by digest over a damaged entry: %d registry requests in all, want 3", n)
 	}
 }

@@ -28,12 +28,12 @@ import (
 // cold end of the LRU, so that under pressure the cache drops them first
 // rather than keep the bytes twice.
 //
-// Every read of the entry says that digest to the cache (GetNamed,
-// ReadNamedAt), which checks the entry against it once per process, as
-// it checks chunks against theirs: an entry damaged on disk is removed
-// and the file read from its chunks. A file whose TOC gives no file
-// digest gets no whole-file entry: nothing would say what the entry must
-// hash to after a restart.
+// The entry is a cache record (wholeKey) that says that digest and the
+// file's size, so every read of it has the cache check the entry against
+// them once per process, as it checks chunks against theirs: an entry
+// damaged on disk is removed and the file read from its chunks. A file
+// whose TOC gives no file digest gets no whole-file entry: nothing would
+// say what the entry must hash to after a restart.
 
 // minWholeSize is the smallest file that gets a whole-file entry. Below
 // one FUSE read (1 MiB) passthrough measured no faster than the daemon.
@@ -46,17 +46,15 @@ const maxAssemblies = 1
 // wholeMagic starts the name of a whole-file entry; the version is in it.
 const wholeMagic = "stargz-store whole file v1\n"
 
-// wholeKey names the whole-file entry of e by its content: its size and
-// its digest. The content of a file is the same whatever the layer's
-// format, so the entry is shared by every layer holding that file. The
-// name is the digest of a string of about 100 bytes, far below
-// minWholeSize: a chunk holding that string would be filed under the same
-// name, so readers of either check the entry's size first (a reader that
-// wants other content than the entry's is refused by the cache anyway;
-// the size check keeps it from removing the other's entry; see
-// docs/design.md, "Whole-file entries").
-func wholeKey(e *index.Entry) digest.Digest {
-	return digest.FromString(wholeMagic + strconv.FormatInt(e.Size, 10) + "\n" + e.Digest.String())
+// wholeKey is the key of e's whole-file entry: a cache record named by
+// the file's content, its size and its digest, whose bytes must hash to
+// e.Digest and be e.Size long. The content of a file is the same whatever
+// the layer's format, so the entry is shared by every layer holding that
+// file. Records and chunks are filed apart, so no chunk can meet the
+// name.
+func wholeKey(e *index.Entry) cachedir.Key {
+	name := digest.FromString(wholeMagic + strconv.FormatInt(e.Size, 10) + "\n" + e.Digest.String())
+	return cachedir.Record(name, e.Digest).Sized(e.Size)
 }
 
 // wholeState is where a file of the layer stands with its whole-file
@@ -97,54 +95,27 @@ func (l *Layer) CachedFile(e *index.Entry) (*os.File, bool) {
 		if c.Zero || c.Offset != 0 || c.Size != e.Size {
 			return nil, false
 		}
-		return l.openSized(c.Digest, c.Digest, e.Size)
+		f, err := l.cache.Get(chunkCacheKey(c))
+		return f, err == nil
 	}
 	if !l.wantsWhole(e) {
 		return nil, false
 	}
-	if f, ok := l.openSized(wholeKey(e), e.Digest, e.Size); ok {
+	if f, err := l.cache.Get(wholeKey(e)); err == nil {
 		return f, true
 	}
 	l.assembleIfComplete(e)
 	return nil, false
 }
 
-// openSized opens the cache entry key, whose content must hash to want,
-// if it is size bytes long. An entry recorded with another size is not
-// what the caller wants (left alone); a file whose size is not the one
-// recorded is damaged: it is removed.
-func (l *Layer) openSized(key, want digest.Digest, size int64) (*os.File, bool) {
-	if n, ok := l.cache.Size(key); !ok || n != size {
-		return nil, false
-	}
-	f, err := l.cache.GetNamed(key, want)
-	if err != nil {
-		return nil, false
-	}
-	fi, err := f.Stat()
-	if err == nil && fi.Size() == size {
-		return f, true
-	}
-	f.Close()
-	if err == nil {
-		l.log.Warn("cache entry has the wrong size, removing it", "digest", key.String(), "bytes", fi.Size(), "want", size)
-		_ = l.cache.Remove(key)
-	}
-	return nil, false
-}
-
-// readWhole reads p from e's whole-file entry at off, when it has one of
-// the right size: the chunks it was made from may have been evicted.
+// readWhole reads p from e's whole-file entry at off, when it has one:
+// the chunks it was made from may have been evicted.
 func (l *Layer) readWhole(e *index.Entry, p []byte, off int64) (int, bool) {
 	if !l.wantsWhole(e) || off >= e.Size {
 		return 0, false
 	}
-	key := wholeKey(e)
-	if size, ok := l.cache.Size(key); !ok || size != e.Size {
-		return 0, false
-	}
 	want := p[:min(int64(len(p)), e.Size-off)]
-	n, err := l.cache.ReadNamedAt(key, e.Digest, want, off)
+	n, err := l.cache.ReadAt(wholeKey(e), want, off)
 	if n != len(want) || (err != nil && !errors.Is(err, io.EOF)) {
 		return 0, false
 	}
@@ -252,7 +223,7 @@ func (l *Layer) assemble(ctx context.Context, e *index.Entry) error {
 	if err := e.Digest.Validate(); err != nil {
 		return fmt.Errorf("assemble %s: no file digest: %w", e.Name, err)
 	}
-	w, err := l.cache.NamedWriter(ctx, wholeKey(e), e.Digest, e.Size)
+	w, err := l.cache.Writer(ctx, wholeKey(e))
 	if errors.Is(err, cachedir.ErrExists) {
 		return nil
 	}
@@ -288,7 +259,7 @@ func (l *Layer) copyChunk(w io.Writer, c index.Chunk, buf []byte) error {
 	for off := int64(0); off < c.Size; {
 		p := buf[:min(int64(len(buf)), c.Size-off)]
 		if !c.Zero {
-			n, err := l.cache.ReadAt(c.Digest, p, off)
+			n, err := l.cache.ReadAt(chunkCacheKey(c), p, off)
 			if errors.Is(err, cachedir.ErrNotFound) { // evicted, or found damaged and removed
 				return errChunkGone
 			}

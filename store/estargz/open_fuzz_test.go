@@ -128,6 +128,15 @@ func rdCapSeeds(t testing.TB) [][]byte {
 		doc(chain...),
 		doc(append(chain[1:], rdE("name", "l50", "type", "hardlink", "linkName", "l0"))...),
 		doc(many...),
+		// The rules package index applies to both formats (AddTOC).
+		doc(rdE("name", "d", "type", "dir", "size", 5)),
+		doc(rdE("name", "f", "type", "fifo", "mode", 0o100644, "modtime", "2024-05-06T07:08:09,5+02:00", "devMajor", 1, "devMinor", 3)),
+		doc(rdE("name", "f", "type", "fifo", "mode", int64(1)<<32, "modtime", "2024-05-06T24:00:00Z")),
+		doc(rdE("name", "d", "type", "dir", "digest", "not a digest", "linkName", "x")),
+		doc(rdE("name", "x", "type", "fifo", "xattrs", map[string]any{"user.a": nil, "user.b": "YQ"})),
+		doc(rdE("name", "x", "type", "fifo", "xattrs", map[string]any{"user.a": strings.Repeat("A", 90000)})),
+		doc(rdRegE("a", 10, "chunkSize", 4), rdE("name", "./a", "type", "chunk", "chunkOffset", 4, "chunkDigest", rdDigest)),
+		doc(rdE("name", "d", "type", "dir"), rdE("name", "d", "type", "chunk", "chunkDigest", rdDigest)),
 	}
 }
 

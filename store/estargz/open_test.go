@@ -172,6 +172,10 @@ func rdTOCCases() []rdTOCCase {
 		}, wantErr: index.ErrInvalid},
 		{name: "offsets go backwards", entries: []map[string]any{rdRegE("a", 3, "offset", 10), rdRegE("b", 3, "offset", 5)}, wantErr: index.ErrInvalid},
 		{name: "xattr not base64", entries: []map[string]any{rdE("name", "x", "type", "fifo", "xattrs", map[string]any{"user.a": "!!"})}, wantErr: index.ErrInvalid},
+		{name: "xattr of a hard link not base64", entries: []map[string]any{
+			rdE("name", "x", "type", "fifo"), rdE("name", "h", "type", "hardlink", "linkName", "x", "xattrs", map[string]any{"user.a": "!!"}),
+		}, wantErr: index.ErrInvalid},
+		{name: "xattr too large", entries: []map[string]any{rdE("name", "x", "type", "fifo", "xattrs", map[string]any{"user.a": strings.Repeat("A", 90000)})}, wantErr: index.ErrInvalid},
 		{name: "implicit directories past the limit", entries: manyDeep(40, 2000), wantErr: index.ErrInvalid},
 	}
 }

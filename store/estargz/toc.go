@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -39,29 +38,17 @@ const (
 	entrySlack   = 1 << 16
 )
 
-// tocEntry is one element of the TOC's "entries" array (format version 1).
-// Fields not listed here are ignored. Field meanings follow the eStargz
-// specification; see the package documentation.
+// tocEntry is one element of the TOC's "entries" array (format version 1):
+// the fields both formats share (index.TOCEntry) and eStargz's payload
+// fields. Fields not listed here are ignored. Field meanings follow the
+// eStargz specification; see the package documentation.
 type tocEntry struct {
-	Name        string            `json:"name"`
-	Type        string            `json:"type"`
-	Size        int64             `json:"size"`
-	ModTime     string            `json:"modtime"`
-	LinkName    string            `json:"linkName"`
-	Mode        int64             `json:"mode"`
-	UID         int               `json:"uid"`
-	GID         int               `json:"gid"`
-	UserName    string            `json:"userName"`
-	GroupName   string            `json:"groupName"`
-	Offset      int64             `json:"offset"`
-	InnerOffset int64             `json:"innerOffset"`
-	DevMajor    int64             `json:"devMajor"`
-	DevMinor    int64             `json:"devMinor"`
-	Xattrs      map[string][]byte `json:"xattrs"`
-	Digest      string            `json:"digest"`
-	ChunkOffset int64             `json:"chunkOffset"`
-	ChunkSize   int64             `json:"chunkSize"`
-	ChunkDigest string            `json:"chunkDigest"`
+	index.TOCEntry
+	Offset      int64  `json:"offset"`
+	InnerOffset int64  `json:"innerOffset"`
+	ChunkOffset int64  `json:"chunkOffset"`
+	ChunkSize   int64  `json:"chunkSize"`
+	ChunkDigest string `json:"chunkDigest"`
 }
 
 // pendingChunk is a chunk whose compressed end is known only once the
@@ -81,8 +68,6 @@ type tocParser struct {
 
 	// Carried forward from earlier entries.
 	userNames, groupNames map[int]string
-	lastModTime           string
-	lastModTimeParsed     time.Time
 
 	file       string // the regular file later "chunk" entries belong to
 	fileSize   int64
@@ -126,6 +111,8 @@ func parseTOC(ctx context.Context, data string, tocOffset int64) (tocResult, err
 	// bytes (the digest alone is 71), so a document full of bare keys
 	// cannot make this allocation large.
 	p.chunks = make([]pendingChunk, 0, min(strings.Count(d.s, `"chunkDigest"`), len(data)/96))
+	// eStargz writers give regular files only a size: IgnoreOtherSizes
+	// stays false.
 	p.b = index.NewBuilder(index.Limits{BlobEnd: tocOffset, MaxEntries: p.maxEntries, MaxInflateRatio: maxDeflateRatio})
 	version, sawEntries, err := decodeTOC(d, p.addNth)
 	if err != nil {
@@ -245,14 +232,11 @@ func (p *tocParser) add(e *tocEntry) error {
 	if e.Type == "hardlink" {
 		return p.b.AddHardlink(e.Name, e.LinkName)
 	}
-	ie, err := p.entry(e)
+	typ, err := p.b.AddTOC(&e.TOCEntry)
 	if err != nil {
 		return err
 	}
-	if err := p.b.Add(ie); err != nil {
-		return err
-	}
-	if ie.Type != index.TypeReg {
+	if typ != index.TypeReg {
 		return nil
 	}
 	p.landmark(e)
@@ -278,58 +262,6 @@ func (p *tocParser) carryNames(e *tocEntry) {
 	}
 }
 
-// entry converts the metadata of a non-chunk, non-hardlink entry.
-func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
-	typ, ok := index.ParseType(e.Type)
-	if !ok {
-		return index.Entry{}, fmt.Errorf("%w: %q has unknown type %q", index.ErrInvalid, e.Name, e.Type)
-	}
-	switch {
-	case e.Mode < 0 || e.Mode > 1<<32-1:
-		return index.Entry{}, fmt.Errorf("%w: %q has mode %#o", index.ErrInvalid, e.Name, e.Mode)
-	case e.DevMajor < 0 || e.DevMajor > 1<<32-1 || e.DevMinor < 0 || e.DevMinor > 1<<32-1:
-		return index.Entry{}, fmt.Errorf("%w: %q has device %d,%d", index.ErrInvalid, e.Name, e.DevMajor, e.DevMinor)
-	}
-	mt, err := p.modTime(e.ModTime)
-	if err != nil {
-		return index.Entry{}, fmt.Errorf("%w: %q has modtime %q", index.ErrInvalid, e.Name, e.ModTime)
-	}
-	var d digest.Digest
-	if e.Digest != "" && typ == index.TypeReg {
-		d = digest.Digest(e.Digest)
-		if err := validateDigest(d); err != nil {
-			return index.Entry{}, fmt.Errorf("%w: %q has digest %q: %v", index.ErrInvalid, e.Name, e.Digest, err)
-		}
-	}
-	if len(e.Xattrs) == 0 {
-		e.Xattrs = nil
-	}
-	return index.Entry{
-		Name: e.Name, Type: typ, Mode: uint32(e.Mode),
-		UID: e.UID, GID: e.GID, UserName: e.UserName, GroupName: e.GroupName,
-		Size: e.Size, ModTime: mt, LinkName: e.LinkName,
-		DevMajor: uint32(e.DevMajor), DevMinor: uint32(e.DevMinor),
-		Xattrs: e.Xattrs, Digest: d,
-	}, nil
-}
-
-// modTime parses an RFC 3339 time; entries of one layer mostly share a
-// few times, so the last one is remembered.
-func (p *tocParser) modTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if s == p.lastModTime {
-		return p.lastModTimeParsed, nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, err
-	}
-	p.lastModTime, p.lastModTimeParsed = s, t
-	return t, nil
-}
-
 // landmark records the prefetch landmarks, which live at the root.
 func (p *tocParser) landmark(e *tocEntry) {
 	if !strings.HasSuffix(e.Name, "prefetch.landmark") {
@@ -346,15 +278,8 @@ func (p *tocParser) landmark(e *tocEntry) {
 // addChunkEntry handles a "chunk" entry: the next piece of the regular
 // file before it.
 func (p *tocParser) addChunkEntry(e *tocEntry) error {
-	if p.file == "" {
-		return fmt.Errorf("%w: chunk entry %q follows no regular file", index.ErrInvalid, e.Name)
-	}
-	if e.Name != "" && e.Name != p.file {
-		a, errA := index.Clean(e.Name)
-		b, errB := index.Clean(p.file)
-		if errA != nil || errB != nil || a != b {
-			return fmt.Errorf("%w: chunk entry %q follows file %q", index.ErrInvalid, e.Name, p.file)
-		}
+	if err := index.CheckChunkName(e.Name, p.file); err != nil {
+		return err
 	}
 	return p.queueChunk(e)
 }
@@ -419,22 +344,4 @@ func (p *tocParser) addChunks() error {
 		}
 	}
 	return nil
-}
-
-// validateDigest is digest.Validate with a fast path for sha256, which
-// nearly every digest is; Validate runs a regexp.
-func validateDigest(d digest.Digest) error {
-	if hex, ok := strings.CutPrefix(string(d), "sha256:"); ok && len(hex) == 64 && isLowerHex(hex) {
-		return nil
-	}
-	return d.Validate()
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

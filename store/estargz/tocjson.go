@@ -3,7 +3,6 @@
 package estargz
 
 import (
-	"encoding/base64"
 	"fmt"
 	"strconv"
 	"unicode/utf16"
@@ -343,7 +342,8 @@ func (d *tocDecoder) skip(depth int) error {
 	return err
 }
 
-// xattrs decodes the xattrs object, whose values are base64.
+// xattrs decodes the xattrs object, whose values are base64
+// (index.DecodeXattr).
 func (d *tocDecoder) xattrs(m *map[string][]byte) error {
 	if d.null() {
 		*m = nil
@@ -368,12 +368,11 @@ func (d *tocDecoder) xattrs(m *map[string][]byte) error {
 		if err != nil {
 			return err
 		}
-		v := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
-		k, err := base64.StdEncoding.Decode(v, []byte(s))
+		v, err := index.DecodeXattr(key, s)
 		if err != nil {
-			return d.errorf("xattr %q: %v", key, err)
+			return fmt.Errorf("decode TOC JSON at byte %d: %w", d.pos, err)
 		}
-		(*m)[key] = v[:k]
+		(*m)[key] = v
 	}
 }
 

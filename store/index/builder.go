@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -33,6 +34,12 @@ type Limits struct {
 	// (CompressedEnd-CompressedOffset). Deflate cannot exceed about 1032;
 	// zstd has no such bound, so its reader leaves this 0.
 	MaxInflateRatio int64
+	// IgnoreOtherSizes says what a size on a TOC entry other than a
+	// regular file means (AddTOC). false: the TOC is malformed; eStargz
+	// writers give regular files only a size. true: nothing, and it is
+	// dropped; containers/storage writes every tar header's size into a
+	// zstd:chunked TOC, and tar ignores the size of header-only entries.
+	IgnoreOtherSizes bool
 }
 
 // Builder collects entries in TOC order and builds an Index. The zero value
@@ -43,6 +50,11 @@ type Builder struct {
 	explicit map[*Entry]bool // entries the TOC named, as opposed to implicit parents
 	entries  []*Entry
 	links    []link
+
+	// The last modtime AddTOC parsed: entries of one layer mostly share
+	// a few.
+	lastModTime       string
+	lastModTimeParsed time.Time
 }
 
 type link struct{ name, target string }

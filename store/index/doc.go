@@ -9,6 +9,15 @@
 // store, the FUSE tree) sees only an [Index] and never cares which format a
 // layer is.
 //
+// Both formats spell their TOC entries alike (zstd:chunked's TOC extends
+// eStargz's): a format reader decodes each into a TOCEntry and hands it to
+// Builder.AddTOC, the one validation of an entry's metadata (type, mode,
+// device numbers, modtime, size, file digest; names, owners and xattrs as
+// Add checks them), with the one difference between the formats an
+// explicit parameter (Limits.IgnoreOtherSizes). Hard links and chunk
+// entries are the formats' own (AddHardlink, AddChunk, CheckChunkName),
+// and xattr values are base64 in both (DecodeXattr).
+//
 // What the builder guarantees about a built Index, so that no caller has to
 // check again:
 //

@@ -143,6 +143,16 @@ func capSeeds(d string) [][]byte {
 		tocDoc(`{"type":"reg","name":"z","size":68719476736,"offset":10,"endOffset":31,"chunkType":"zeros"}`),
 		tocDoc(fmt.Sprintf(`{"type":"symlink","name":"s","linkName":%q}`, strings.Repeat("t", index.MaxLinkNameLen+1))),
 		tocDoc(chain...),
+		// The rules package index applies to both formats (AddTOC).
+		tocDoc(`{"type":"dir","name":"d","size":5}`, `{"type":"symlink","name":"s","linkName":"d","size":1}`),
+		tocDoc(`{"type":"fifo","name":"f","mode":33188,"modtime":"2024-05-06T07:08:09,5+02:00","devMajor":1,"devMinor":3}`),
+		tocDoc(`{"type":"fifo","name":"f","mode":4294967296,"modtime":"2024-05-06T24:00:00Z"}`),
+		tocDoc(`{"type":"dir","name":"d","digest":"not a digest","linkName":"x"}`),
+		tocDoc(`{"type":"fifo","name":"x","xattrs":{"user.a":null,"user.b":"YQ"}}`),
+		tocDoc(fmt.Sprintf(`{"type":"fifo","name":"x","xattrs":{"user.a":%q}}`, strings.Repeat("A", 90000))),
+		tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":12,"offset":10,"endOffset":31,"chunkSize":6,"chunkDigest":%q}`, d),
+			fmt.Sprintf(`{"type":"chunk","name":"./a","offset":10,"chunkOffset":6,"chunkSize":6,"chunkDigest":%q}`, d)),
+		tocDoc(`{"type":"dir","name":"d"}`, `{"type":"chunk","name":"d","chunkSize":1}`),
 	}
 }
 

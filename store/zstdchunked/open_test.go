@@ -218,6 +218,27 @@ func TestOpenHostileTOC(t *testing.T) {
 		{"xattr not base64", func(off, end int64) []byte {
 			return tocDoc(`{"type":"dir","name":"a","xattrs":{"user.x":"!!"}}`)
 		}, index.ErrInvalid},
+		{"xattr of a hard link not base64", func(off, end int64) []byte {
+			return tocDoc(`{"type":"dir","name":"a"}`, `{"type":"hardlink","name":"h","linkName":"a","xattrs":{"user.x":"!!"}}`)
+		}, index.ErrInvalid},
+		{"xattr too large", func(off, end int64) []byte {
+			return tocDoc(fmt.Sprintf(`{"type":"dir","name":"a","xattrs":{"user.x":%q}}`, strings.Repeat("A", 90000)))
+		}, index.ErrInvalid},
+		// containers/storage copies every tar header's size; tar ignores
+		// it on header-only entries, and so does the index.
+		{"size on a directory", func(off, end int64) []byte {
+			return tocDoc(`{"type":"dir","name":"d","size":5}`, `{"type":"symlink","name":"s","linkName":"a","size":1}`,
+				fmt.Sprintf(`{"type":"reg","name":"a","size":12,"digest":%q,"offset":%d,"endOffset":%d}`, d, off, end))
+		}, nil},
+		{"chunk names another file", func(off, end int64) []byte {
+			return tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":12,"offset":%d,"endOffset":%d,"chunkSize":6,"chunkDigest":%q}`, off, end, d),
+				fmt.Sprintf(`{"type":"chunk","name":"b","offset":%d,"chunkOffset":6,"chunkSize":6,"chunkDigest":%q}`, off, d))
+		}, index.ErrInvalid},
+		{"bad modtime", func(off, end int64) []byte { return tocDoc(`{"type":"dir","name":"a","modtime":"yesterday"}`) }, index.ErrInvalid},
+		{"mode too large", func(off, end int64) []byte { return tocDoc(`{"type":"dir","name":"a","mode":4294967296}`) }, index.ErrInvalid},
+		{"bad file digest", func(off, end int64) []byte {
+			return tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":12,"digest":"sha256:zz","offset":%d,"endOffset":%d}`, off, end))
+		}, index.ErrInvalid},
 		{"version 2", func(off, end int64) []byte { return []byte(`{"version":2,"entries":[]}`) }, index.ErrInvalid},
 		{"no entries", func(off, end int64) []byte { return []byte(`{"version":1}`) }, index.ErrInvalid},
 		{"two entries arrays", func(off, end int64) []byte { return []byte(`{"version":1,"entries":[],"entries":[]}`) }, index.ErrInvalid},

@@ -5,14 +5,11 @@ package zstdchunked
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"strings"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -39,21 +36,12 @@ const (
 
 // tocEntry is one element of the TOC's "entries" array, the fields of
 // containers/storage's minimal.FileMetadata that the index needs (that
-// package is internal). Times are parsed by hand; accesstime and
-// changetime are not kept.
+// package is internal): those eStargz spells alike (index.TOCEntry), with
+// the xattr values still base64, and zstd:chunked's payload fields.
+// accesstime and changetime are not kept.
 type tocEntry struct {
-	Type        string            `json:"type"`
-	Name        string            `json:"name"`
-	LinkName    string            `json:"linkName"`
-	Mode        int64             `json:"mode"`
-	Size        int64             `json:"size"`
-	UID         int               `json:"uid"`
-	GID         int               `json:"gid"`
-	ModTime     string            `json:"modtime"`
-	DevMajor    int64             `json:"devMajor"`
-	DevMinor    int64             `json:"devMinor"`
-	Xattrs      map[string]string `json:"xattrs"`
-	Digest      string            `json:"digest"`
+	index.TOCEntry
+	Xattrs      map[string]string `json:"xattrs"` // decoded into TOCEntry.Xattrs
 	Offset      int64             `json:"offset"`
 	EndOffset   int64             `json:"endOffset"`
 	ChunkSize   int64             `json:"chunkSize"`
@@ -72,9 +60,6 @@ type tocParser struct {
 	// file is the regular file being read: its reg entry and the chunk
 	// entries after it, added when the next file starts.
 	file []tocEntry
-
-	lastModTime       string
-	lastModTimeParsed time.Time
 }
 
 // ctxEvery is how many TOC entries are parsed between looks at the
@@ -88,7 +73,10 @@ const ctxEvery = 1024
 // error when ctx is done.
 func parseTOC(ctx context.Context, data []byte, blobEnd int64) (*index.Index, digest.Digest, error) {
 	p := &tocParser{ctx: ctx}
-	p.b = index.NewBuilder(index.Limits{BlobEnd: blobEnd, MaxEntries: len(data)/minEntryJSON + entrySlack})
+	p.b = index.NewBuilder(index.Limits{BlobEnd: blobEnd, MaxEntries: len(data)/minEntryJSON + entrySlack,
+		// containers/storage copies every tar header's size, which tar
+		// ignores on header-only entries.
+		IgnoreOtherSizes: true})
 	version, tarSplit, err := decodeDocument(json.NewDecoder(bytes.NewReader(data)), p.addNth)
 	if err != nil {
 		return nil, "", err
@@ -203,16 +191,19 @@ func (p *tocParser) add(e *tocEntry) error {
 	if err := index.CheckNames(e.Name, e.LinkName); err != nil {
 		return err
 	}
+	// Every entry's xattrs are decoded, as eStargz's decoder does, though
+	// only files keep them.
+	xattrs, err := decodeXattrs(e.Xattrs)
+	if err != nil {
+		return fmt.Errorf("%q: %w", e.Name, err)
+	}
 	if e.Type == "chunk" {
-		if len(p.file) == 0 {
-			return fmt.Errorf("%w: chunk entry %q follows no regular file", index.ErrInvalid, e.Name)
+		file := ""
+		if len(p.file) > 0 {
+			file = p.file[0].Name
 		}
-		if e.Name != "" && e.Name != p.file[0].Name {
-			a, errA := index.Clean(e.Name)
-			b, errB := index.Clean(p.file[0].Name)
-			if errA != nil || errB != nil || a != b {
-				return fmt.Errorf("%w: chunk entry %q follows file %q", index.ErrInvalid, e.Name, p.file[0].Name)
-			}
+		if err := index.CheckChunkName(e.Name, file); err != nil {
+			return err
 		}
 		e.Xattrs = nil
 		p.file = append(p.file, *e)
@@ -224,58 +215,16 @@ func (p *tocParser) add(e *tocEntry) error {
 	if e.Type == "hardlink" {
 		return p.b.AddHardlink(e.Name, e.LinkName)
 	}
-	ie, err := p.entry(e)
+	e.TOCEntry.Xattrs = xattrs
+	typ, err := p.b.AddTOC(&e.TOCEntry)
 	if err != nil {
 		return err
 	}
-	if err := p.b.Add(ie); err != nil {
-		return err
-	}
-	if ie.Type == index.TypeReg && ie.Size > 0 {
-		e.Xattrs = nil
+	if typ == index.TypeReg && e.Size > 0 {
+		e.Xattrs, e.TOCEntry.Xattrs = nil, nil
 		p.file = append(p.file, *e)
 	}
 	return nil
-}
-
-// entry converts the metadata of a non-chunk, non-hardlink entry.
-func (p *tocParser) entry(e *tocEntry) (index.Entry, error) {
-	typ, ok := index.ParseType(e.Type)
-	if !ok {
-		return index.Entry{}, fmt.Errorf("%w: %q has unknown type %q", index.ErrInvalid, e.Name, e.Type)
-	}
-	switch {
-	case e.Mode < 0 || e.Mode > 1<<32-1:
-		return index.Entry{}, fmt.Errorf("%w: %q has mode %#o", index.ErrInvalid, e.Name, e.Mode)
-	case e.DevMajor < 0 || e.DevMajor > 1<<32-1 || e.DevMinor < 0 || e.DevMinor > 1<<32-1:
-		return index.Entry{}, fmt.Errorf("%w: %q has device %d,%d", index.ErrInvalid, e.Name, e.DevMajor, e.DevMinor)
-	}
-	mt, err := p.modTime(e.ModTime)
-	if err != nil {
-		return index.Entry{}, fmt.Errorf("%w: %q has modtime %q", index.ErrInvalid, e.Name, e.ModTime)
-	}
-	xattrs, err := decodeXattrs(e.Xattrs)
-	if err != nil {
-		return index.Entry{}, fmt.Errorf("%w: %q: %v", index.ErrInvalid, e.Name, err)
-	}
-	size := e.Size
-	if typ != index.TypeReg {
-		size = 0 // tar writers may put a size on other headers; it means nothing there
-	}
-	var d digest.Digest
-	if e.Digest != "" && typ == index.TypeReg {
-		d = digest.Digest(e.Digest)
-		if err := validateDigest(d); err != nil {
-			return index.Entry{}, fmt.Errorf("%w: %q has digest %q: %v", index.ErrInvalid, e.Name, e.Digest, err)
-		}
-	}
-	return index.Entry{
-		Name: e.Name, Type: typ, Mode: uint32(e.Mode),
-		UID: e.UID, GID: e.GID,
-		Size: size, ModTime: mt, LinkName: e.LinkName,
-		DevMajor: uint32(e.DevMajor), DevMinor: uint32(e.DevMinor),
-		Xattrs: xattrs, Digest: d,
-	}, nil
 }
 
 // decodeXattrs decodes the base64 values containers/storage writes.
@@ -285,30 +234,13 @@ func decodeXattrs(in map[string]string) (map[string][]byte, error) {
 	}
 	out := make(map[string][]byte, len(in))
 	for k, v := range in {
-		b, err := base64.StdEncoding.DecodeString(v)
+		b, err := index.DecodeXattr(k, v)
 		if err != nil {
-			return nil, fmt.Errorf("xattr %q is not base64: %v", k, err)
+			return nil, err
 		}
 		out[k] = b
 	}
 	return out, nil
-}
-
-// modTime parses an RFC 3339 time; entries of one layer mostly share a
-// few times, so the last one is remembered.
-func (p *tocParser) modTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if s == p.lastModTime {
-		return p.lastModTimeParsed, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, err
-	}
-	p.lastModTime, p.lastModTimeParsed = s, t
-	return t, nil
 }
 
 // flushFile adds the chunks of the regular file read last.
@@ -379,22 +311,4 @@ func (p *tocParser) addChunk(name string, c index.Chunk, typ string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %q: chunk at %d has unknown chunkType %q", index.ErrInvalid, name, c.Offset, typ)
-}
-
-// validateDigest is digest.Validate with a fast path for sha256, which
-// nearly every digest is; Validate runs a regexp.
-func validateDigest(d digest.Digest) error {
-	if h, ok := strings.CutPrefix(string(d), "sha256:"); ok && len(h) == 64 && isLowerHex(h) {
-		return nil
-	}
-	return d.Validate()
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

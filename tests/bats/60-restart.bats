@@ -73,7 +73,7 @@ damage_files() {
     podman4 run --rm "$ESGZ" /bin/sh -c "$(list_tree_script)" sh $SGZ_BUSYBOX_DIRS > "$t/before.view"
     assert_same_view "$t/gzip.view" "$t/before.view"
     stop_store main || fail "the store did not stop cleanly on SIGTERM"
-    n=$(damage_files "$SGZ_WORK/store-main/root/cache/blobs")
+    n=$(damage_files "$SGZ_WORK/store-main/root/cache")
     log "damaged $n cache files"
     [ "$n" -gt 10 ] || fail "only $n files in the cache to damage"
     off=$(store_log_lines main)
