@@ -107,7 +107,7 @@ func (s *cachedSource) manifest(ctx context.Context, tagOrDigest string) ([]byte
 		d, err = s.ref.Digest(), nil
 	}
 	if err == nil {
-		if raw, ok := s.cached(d, maxManifestSize); ok {
+		if raw, ok := s.cached(d, remote.MaxManifestSize); ok {
 			return raw, manifest.GuessMIMEType(raw), nil
 		}
 	}

@@ -17,9 +17,9 @@ import (
 	"github.com/stargz-store/stargz-store/registryauth"
 )
 
-// maxManifestSize bounds a manifest or index read into memory (as
+// MaxManifestSize bounds a manifest or index read into memory (as
 // containers/image does).
-const maxManifestSize = 4 << 20
+const MaxManifestSize = 4 << 20
 
 // Repository reads the manifests and small blobs (image configs, TOC
 // blobs) of one image reference with whole GETs: registries.conf mirrors
@@ -40,7 +40,7 @@ func NewRepository(ref refspec.Reference, eps []registryauth.Endpoint, o Options
 }
 
 // GetManifest returns the manifest named by tagOrDigest ("" means the
-// reference's own), at most maxManifestSize bytes, and its media type,
+// reference's own), at most MaxManifestSize bytes, and its media type,
 // from the first endpoint that serves it. Errors wrap ErrNotFound or
 // registryauth.ErrUnauthorized when the primary said so.
 func (r *Repository) GetManifest(ctx context.Context, tagOrDigest string) ([]byte, string, error) {
@@ -103,15 +103,15 @@ func (r *Repository) get(ctx context.Context, op, what string, newReq func(conte
 	return err
 }
 
-// readManifest reads a manifest answer, at most maxManifestSize bytes,
+// readManifest reads a manifest answer, at most MaxManifestSize bytes,
 // and its media type.
 func readManifest(resp *http.Response) ([]byte, string, error) {
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
 	if err != nil {
 		return nil, "", fmt.Errorf("read manifest: %w", err)
 	}
-	if len(raw) > maxManifestSize {
-		return nil, "", fmt.Errorf("manifest larger than %d bytes", maxManifestSize)
+	if len(raw) > MaxManifestSize {
+		return nil, "", fmt.Errorf("manifest larger than %d bytes", MaxManifestSize)
 	}
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || mt == "" || mt == "text/plain" || mt == "application/json" || mt == "application/octet-stream" {
