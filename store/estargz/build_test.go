@@ -229,7 +229,7 @@ func btCompareEntry(t *testing.T, got, want btEntry) {
 		Typeflag                     byte
 		Mode, Size, Devmajor         int64
 		Devminor                     int64
-		Uid, Gid                     int
+		UID, GID                     int
 		MTime                        int64
 		Xattrs                       map[string]string
 	}
@@ -646,13 +646,13 @@ func TestBuildDropsTOCAndLandmarks(t *testing.T) {
 // btErrWriter fails after n bytes.
 type btErrWriter struct{ n int }
 
-var btErrWrite = errors.New("disk full")
+var errBTWrite = errors.New("disk full")
 
 func (w *btErrWriter) Write(p []byte) (int, error) {
 	if len(p) > w.n {
 		n := w.n
 		w.n = 0
-		return n, btErrWrite
+		return n, errBTWrite
 	}
 	w.n -= len(p)
 	return len(p), nil
@@ -663,8 +663,8 @@ func TestBuildWriteError(t *testing.T) {
 	in := btMakeTar(t, []btEntry{btRegEnt("big", btRandBytes(1, 1<<20))})
 	for _, n := range []int{0, 100, 300 << 10} {
 		_, err := Build(context.Background(), &btErrWriter{n: n}, bytes.NewReader(in), int64(len(in)), BuildOptions{CompressionLevel: gzip.BestSpeed})
-		if !errors.Is(err, btErrWrite) {
-			t.Errorf("Build(writer failing after %d) = %v, want %v", n, err, btErrWrite)
+		if !errors.Is(err, errBTWrite) {
+			t.Errorf("Build(writer failing after %d) = %v, want %v", n, err, errBTWrite)
 		}
 	}
 }

@@ -190,7 +190,7 @@ func tocJSONFrom(ctx context.Context, region []byte, maxTOC int64, alg digest.Al
 	if h.Name != TOCTarName {
 		return "", "", fmt.Errorf("%w: TOC member holds %q, want %q", ErrNotEStargz, h.Name, TOCTarName)
 	}
-	if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+	if h.Typeflag != tar.TypeReg { // tar.Reader reports TypeRegA as TypeReg
 		return "", "", fmt.Errorf("%w: TOC member holds %s of tar type %q, not a regular file", ErrNotEStargz, TOCTarName, h.Typeflag)
 	}
 	if h.Size > maxTOC {

@@ -66,7 +66,7 @@ func FuzzOpen(f *testing.F) {
 	data := []byte("hello, world")
 	d := digest.FromBytes(data).String()
 	f.Add(tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":12,"digest":%q,"offset":10,"endOffset":31}`, d)))
-	f.Add(tocDoc(fmt.Sprintf(`{"type":"reg","name":"a","size":12,"offset":10,"endOffset":31,"chunkSize":6,"chunkType":"zeros"}`),
+	f.Add(tocDoc(`{"type":"reg","name":"a","size":12,"offset":10,"endOffset":31,"chunkSize":6,"chunkType":"zeros"}`,
 		fmt.Sprintf(`{"type":"chunk","name":"a","offset":10,"chunkOffset":6,"chunkSize":6,"chunkDigest":%q}`, d)))
 	f.Add(tocDoc(`{"type":"dir","name":"d","xattrs":{"user.a":"YQ=="}}`, `{"type":"hardlink","name":"d/h","linkName":"a"}`,
 		`{"type":"symlink","name":"s","linkName":"../../x"}`, `{"type":"char","name":"c","devMajor":1,"devMinor":3}`))
