@@ -21,7 +21,7 @@ import (
 // waits behind. The zero value is not usable: claimed must be a map.
 type fetchBook struct {
 	// reading counts the file reads fetching now; lastRead is when one
-	// last ended (Unix ns).
+	// last ended, or the prefetch did (Unix ns).
 	reading  atomic.Int32
 	lastRead atomic.Int64
 
@@ -114,8 +114,8 @@ func (b *fetchBook) readEnded() {
 // readFetched records that a file read fetched from the registry now.
 func (b *fetchBook) readFetched() { b.lastRead.Store(time.Now().UnixNano()) }
 
-// quietIn returns how long until no file read will have fetched for d,
-// 0 when that is already so: d while a read fetches.
+// quietIn returns how long until no file read will have fetched for d:
+// d while a read fetches, 0 or less when that is already so.
 func (b *fetchBook) quietIn(d time.Duration) time.Duration {
 	if b.reading.Load() > 0 {
 		return d
