@@ -33,7 +33,7 @@ func TestBackgroundWaitsForQuietLayer(t *testing.T) {
 			t.Fatalf("%d requests 1.5s after a read, want 1 (background waits 2s)", n)
 		}
 		time.Sleep(time.Second)
-		<-l.fetched
+		<-l.pre.fetched
 		if n := reads(); n < 2 {
 			t.Fatalf("%d requests after the quiet period, want the background's too", n)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/stargz-store/stargz-store/cachedir"
@@ -60,6 +61,13 @@ const blobDownloadsPerRead = 2
 
 // errNoCache: the layer has no cache to download its blob into.
 var errNoCache = errors.New("the blob file needs the cache")
+
+// blobFile is what a layer's blob file needs: the download behind it.
+type blobFile struct {
+	// mu guards the fields below.
+	mu sync.Mutex
+	dl *blobDownload // the running or last download of the blob
+}
 
 // blobDownload is one download of a layer's blob into the cache.
 type blobDownload struct {
@@ -121,9 +129,10 @@ func (l *Layer) waitBlob(ctx context.Context) error {
 // blobDownload returns the running download of the blob, starting one
 // unless the last one found the registry's blob wrong.
 func (l *Layer) blobDownload() (*blobDownload, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if dl := l.blobDL; dl != nil {
+	b := &l.blobFile
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if dl := b.dl; dl != nil {
 		select {
 		case <-dl.done:
 			if errors.Is(dl.err, ErrVerify) {
@@ -134,14 +143,14 @@ func (l *Layer) blobDownload() (*blobDownload, error) {
 		}
 	}
 	dl := &blobDownload{done: make(chan struct{})}
-	started := l.goLocked(func() {
+	started := l.spawn(func() {
 		dl.err = l.copyBlob(l.ctx)
 		close(dl.done)
 	})
 	if !started {
 		return nil, fmt.Errorf("layer %s is closing: %w", l.desc.Digest, context.Canceled)
 	}
-	l.blobDL = dl
+	b.dl = dl
 	return dl, nil
 }
 

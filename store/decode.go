@@ -27,8 +27,8 @@ type decoding struct {
 	spans []span
 	bufs  [][]byte
 	kind  fetchKind
-	first func([]byte) // gets refs[0]'s verified data when it is decoded on the way; may be nil
-	mem   *grant       // the memory of the piece, held by the cache writes of its chunks
+	to    *handoff // gets refs[0]'s verified data when it is decoded on the way; may be nil
+	mem   *grant   // the memory of the piece, held by the cache writes of its chunks
 	sem   chan struct{}
 	wg    sync.WaitGroup
 
@@ -42,8 +42,8 @@ type decoding struct {
 	kept  []bool
 }
 
-func newDecoding(l *Layer, refs []chunkRef, spans []span, bufs [][]byte, kind fetchKind, first func([]byte), mem *grant) *decoding {
-	d := &decoding{l: l, refs: refs, spans: spans, bufs: bufs, kind: kind, first: first, mem: mem,
+func newDecoding(l *Layer, refs []chunkRef, spans []span, bufs [][]byte, kind fetchKind, to *handoff, mem *grant) *decoding {
+	d := &decoding{l: l, refs: refs, spans: spans, bufs: bufs, kind: kind, to: to, mem: mem,
 		sem:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 		order: make([][]int, len(spans)), next: make([]int, len(spans)),
 		datas: make([][]byte, len(refs)), errs: make([]error, len(refs)), kept: make([]bool, len(refs))}
@@ -97,8 +97,8 @@ func (d *decoding) decodeOne(k int, comp []byte) {
 	refs, datas := []chunkRef{d.refs[k]}, [][]byte{data}
 	d.l.keep(refs, datas, d.kind, d.mem)
 	d.kept[k] = true
-	if k == 0 && d.first != nil {
-		d.first(data)
+	if k == 0 && d.to != nil {
+		d.to.give(data, nil)
 	}
 	d.l.speculateELF(refs, datas)
 }
@@ -142,4 +142,18 @@ func (d *decoding) finish() ([][]byte, []error) {
 	}
 	wg.Wait()
 	return d.datas, d.errs
+}
+
+// spanOf returns the index of the span holding blob offset off.
+func spanOf(spans []span, off int64) int {
+	j, _ := slices.BinarySearchFunc(spans, off, func(s span, off int64) int {
+		switch {
+		case s.end <= off:
+			return -1
+		case s.off > off:
+			return 1
+		}
+		return 0
+	})
+	return j
 }

@@ -84,8 +84,15 @@ func (g *gateBlob) fetched() (total, twice int) {
 // with a cache, the gate open.
 func openGated(t *testing.T, files []testutil.File, readAhead int64) (*Layer, *gateBlob) {
 	t.Helper()
+	l, blob, _ := openGatedCache(t, files, readAhead, cachedir.Options{MaxSize: 1 << 30})
+	return l, blob
+}
+
+// openGatedCache is openGated with a cache opened with opts, returned.
+func openGatedCache(t *testing.T, files []testutil.File, readAhead int64, opts cachedir.Options) (*Layer, *gateBlob, *cachedir.Dir) {
+	t.Helper()
 	tl := testutil.ESGZLayer(t, testutil.Tar(t, files...), testutil.ESGZOptions{ChunkSize: 8192})
-	cache, err := cachedir.Open(t.TempDir(), cachedir.Options{MaxSize: 1 << 30})
+	cache, err := cachedir.Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +104,7 @@ func openGated(t *testing.T, files []testutil.File, readAhead int64) (*Layer, *g
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return l, blob
+	return l, blob, cache
 }
 
 // chunkBytes returns the compressed bytes of every non-zero chunk of l.
@@ -178,6 +185,48 @@ func TestBackgroundSkipsChunksBeingRead(t *testing.T) {
 		total, twice := blob.fetched()
 		if twice != 0 || total != chunkBytes(l) {
 			t.Errorf("fetched %d bytes, %d of them again; want the %d chunk bytes once", total, twice, chunkBytes(l))
+		}
+	})
+}
+
+// TestWaitingReadFindsChunkBeforeItsCacheWrite: a read that waited for
+// another read's fetch of its chunk finds the chunk when that fetch ends,
+// even when the chunk is neither in the memory LRU (off here; a chunk
+// larger than its entries never is) nor on disk yet (its cache write is
+// held): the layer holds it until it is written, and nothing fetches it
+// again.
+func TestWaitingReadFindsChunkBeforeItsCacheWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, blob, cache := openGatedCache(t, sampleFiles(t, "held"), 0, cachedir.Options{MaxSize: 1 << 30, MemorySize: -1})
+		e, _ := l.Index().Lookup("etc/hostname")
+		w, err := cache.Writer(t.Context(), chunkCacheKey(e.Chunks[0])) // the layer's write of the chunk waits for it
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Abort()
+		gate := blob.reset()
+		var wg sync.WaitGroup
+		got := make([][]byte, 2)
+		for i := range got {
+			wg.Go(func() {
+				p := make([]byte, e.Size)
+				n, err := l.ReadAt(context.Background(), e, p, 0)
+				if err != nil && !errors.Is(err, io.EOF) {
+					t.Errorf("ReadAt() = %v", err)
+				}
+				got[i] = p[:n]
+			})
+			synctest.Wait() // the first read's request is held, the second waits for it
+		}
+		close(gate)
+		wg.Wait()
+		for i, g := range got {
+			if string(g) != "host-held\n" {
+				t.Errorf("read %d: %q", i, g)
+			}
+		}
+		if n := blob.readCount(); n != 1 {
+			t.Errorf("2 reads of a chunk whose cache write waits made %d requests, want 1", n)
 		}
 	})
 }

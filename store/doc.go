@@ -44,6 +44,68 @@
 // kernel one backing file; reads through Layer.ReadAt fall back to it
 // when chunks were evicted. See wholefile.go.
 //
+// # Read path
+//
+// A read of a file, Layer.ReadAt, goes down these files in this order:
+//
+//  1. layer.go: ReadAt bounds the read's wait (LayerOptions.ReadTimeout)
+//     and walks the file's chunks; readChunk serves each: a run of zeros
+//     from nothing, else
+//  2. chunks.go: readCached, the bytes wanted straight from the cache;
+//     else
+//  3. wholefile.go: readWhole, from the file's whole-file entry; else
+//  4. fetch.go: chunk. It looks the chunk up (chunks.go: in memory or in
+//     the cache) and claims it (claims.go). A chunk that another fetch
+//     has claimed is waited for, then looked up again: this is the one
+//     place where a read is de-duplicated. planRead adds to the claim
+//     what the request brings along, the chunks no other fetch has: the
+//     rest of the chunk's gzip member and the read-ahead (readahead.go),
+//     the small files of its directory (speculate.go). fetchDetached then
+//     runs the fetch on a goroutine of the layer, on the layer's context:
+//     this is the one place a fetch is detached from its reader, who
+//     waits with its own context for its chunk alone.
+//  5. fetch.go: fetchRefs cuts the fetch into pieces of one request each
+//     (fetchmem.go), each with its own claim (claims.go: split);
+//     fetchPiece takes the piece's memory from the fetch budget
+//     (fetchmem.go) and reads its ranges through the layer's BlobReader
+//     (readSpans; the registry client). The prefetch, the guesses and the
+//     background fetch claim their chunks the same way, leaving out the
+//     claimed ones, and enter here.
+//  6. decode.go: each chunk whose bytes are in is decoded and verified
+//     while the rest arrives, and kept; the reader gets its chunk at
+//     once, before the read-ahead behind it.
+//  7. fetch.go: settle decodes what was left, keeps it and looks for ELF
+//     heads among the chunks (speculate.go: guesses start there); the
+//     piece's claim ends and whoever waited looks again.
+//  8. chunks.go: keep holds the chunks in memory at once, so that every
+//     later look finds them, and leaves their cache write to a goroutine
+//     (the background fetch writes its own before its claim ends); a
+//     file whose last chunk this was is queued for whole-file assembly
+//     (wholefile.go).
+//
+// Who runs what: every goroutine below is the layer's (Layer.spawn),
+// runs on its context and is waited for by Close.
+//
+//   - the reader: no fetch. It claims, starts the fetch and waits.
+//   - a fetch goroutine per read's fetch (fetchDetached) and per guess
+//     (speculate); a fetch decodes on goroutines of its own (at most
+//     GOMAXPROCS at work), which it waits for.
+//   - the layer's fetching goroutine: the prefetch, then the background
+//     fetch, one request after the other (prefetch.go).
+//   - a cache-write goroutine per batch of chunks a read's fetch, the
+//     prefetch or a guess keeps; it holds the batch's fetch memory until
+//     the chunks are written.
+//   - at most one assembly goroutine (wholefile.go), and at most one
+//     download of the blob for the blob file (blob.go).
+//
+// Locks: a Layer's state is cut by concern, each part a small struct
+// with its own mutex in its own file (claims.go, readahead.go,
+// speculate.go, wholefile.go, prefetch.go, chunks.go, blob.go), and
+// Layer.mu guards only whether Close began. Only two holds nest: the
+// whole-file and blob-download mutexes around Layer.mu (spawn), and the
+// prefetch's around the cache's (Pin). No lock is held across network or
+// disk I/O. The order is spelled out at the top of layer.go.
+//
 // # Memory
 //
 // What the daemon holds in memory is bounded whatever an image or a
@@ -95,7 +157,8 @@
 // # Contexts
 //
 // Fetches that several readers may wait for run on a context owned by the
-// layer (see internal/flight), not by the caller that started them; Close
+// layer (fetchDetached; the Manager's resolves and opens through
+// internal/flight on its own), not by the caller that started them; Close
 // cancels them. A layer's context, and the Manager's for the blob tails it
 // fetches ahead while resolving, are the only contexts kept in a struct.
 package store

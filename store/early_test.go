@@ -93,10 +93,10 @@ func TestReadReturnsBeforeReadAhead(t *testing.T) {
 			t.Fatal("the read waited for the read-ahead behind its chunk")
 		}
 		// Chunk 1 was decoded and kept on the way too; chunk 2 is still out.
-		if _, ok := l.lookup(chunkRef{e, 1}.key(), c1); !ok {
+		if _, ok := l.lookup(chunkRef{e, 1}); !ok {
 			t.Error("chunk 1 was not kept when its bytes were in")
 		}
-		if _, ok := l.lookup(chunkRef{e, 2}.key(), e.Chunks[2]); ok {
+		if _, ok := l.lookup(chunkRef{e, 2}); ok {
 			t.Error("chunk 2 kept before its bytes came")
 		}
 		close(blob.gate)

@@ -68,10 +68,10 @@ func benchColdLayer(b *testing.B, files []testutil.File, o testutil.ESGZOptions)
 // forget drops the chunks a layer without a cache holds.
 func (l *Layer) forget() {
 	l.wg.Wait()
-	l.mu.Lock()
-	clear(l.chunks)
-	clear(l.seq)
-	l.mu.Unlock()
+	l.held.clear()
+	l.ahead.mu.Lock()
+	clear(l.ahead.seq)
+	l.ahead.mu.Unlock()
 }
 
 // readKernel reads e as the kernel does, 128 KiB at a time.

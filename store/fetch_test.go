@@ -217,7 +217,7 @@ func TestBackgroundFetchSurvivesRegistryOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-l.fetched:
+	case <-l.pre.fetched:
 	case <-t.Context().Done():
 		t.Fatal(t.Context().Err())
 	}
@@ -239,16 +239,16 @@ func TestEvictionKeepsPinnedPrefetchData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-l.fetched
+	<-l.pre.fetched
 	for _, f := range files {
 		if f.Name == "bin/other" { // reading it evicts what it can
 			readFile(t, l, f.Name)
 		}
 	}
 	l.wg.Wait() // cache writes of the reads
-	l.mu.RLock()
-	pins, pinned := slices.Clone(l.pins), l.pinned
-	l.mu.RUnlock()
+	l.pre.mu.Lock()
+	pins, pinned := slices.Clone(l.pre.pins), l.pre.pinned
+	l.pre.mu.Unlock()
 	if len(pins) == 0 {
 		t.Fatal("no prefetched chunk pinned")
 	}

@@ -81,72 +81,12 @@ func limitsFor(n int64) pieceLimits {
 	return pieceLimits{span: max(minPiece, min(maxPieceSpan, n/16)), weight: max(4*minPiece, n*7/16)}
 }
 
-// take waits until the budget has room for a piece of weight n of a
-// fetch of kind, and takes it. Only file reads are on-demand here: the
-// prefetch, speculative and background fetches are background work.
-func (b *fetchBudget) take(ctx context.Context, kind fetchKind, n int64) (*grant, error) {
-	cls := limit.Background
-	if kind == fetchRead {
-		cls = limit.OnDemand
-	}
-	got, err := b.lim.Acquire(ctx, cls, n)
-	if err != nil {
-		return nil, err
-	}
-	g := &grant{lim: b.lim, cls: cls, n: got}
-	g.holders.Store(1)
-	return g, nil
-}
-
-// grant is the memory one piece took from the budget. It goes back when
-// the piece and every cache write holding its chunks are done.
-type grant struct {
-	lim     *limit.Limiter
-	cls     limit.Class
-	n       int64
-	holders atomic.Int32 // the piece, and its cache writes running
-}
-
-// hold marks one more holder of the piece's memory.
-func (g *grant) hold() { g.holders.Add(1) }
-
-// done ends one holder; the last gives the memory back.
-func (g *grant) done() {
-	if g.holders.Add(-1) == 0 {
-		g.lim.Release(g.cls, g.n)
-	}
-}
-
 // piece is a part of a fetch that is read with one request.
 type piece struct {
 	// refs are its chunks: the fetch's first chunk first if the piece
 	// holds it, the others in blob order.
 	refs  []chunkRef
 	spans []span // the merged compressed ranges, sorted
-}
-
-// weight returns the bytes a piece holds while it is fetched by a fetch
-// of kind: its compressed buffers; unless it is background work, which
-// decodes at the end, a copy of each chunk's compressed bytes for the
-// decoders on the way; a part of a multi-range answer; and the decoded
-// chunks.
-func (p piece) weight(kind fetchKind) int64 {
-	var n, largest int64
-	for _, s := range p.spans {
-		n += s.len()
-		largest = max(largest, s.len())
-	}
-	if len(p.spans) > 1 {
-		n += largest
-	}
-	for _, r := range p.refs {
-		c := r.chunk()
-		n += c.Size
-		if kind != fetchBackground {
-			n += c.CompressedEnd - c.CompressedOffset
-		}
-	}
-	return n
 }
 
 // planPieces cuts the chunks of a fetch into pieces within lim, merging
@@ -228,4 +168,64 @@ func (p *planned) add(r chunkRef, gap int64) {
 		return
 	}
 	p.spans = append(p.spans, span{c.CompressedOffset, c.CompressedEnd})
+}
+
+// weight returns the bytes a piece holds while it is fetched by a fetch
+// of kind: its compressed buffers; unless it is background work, which
+// decodes at the end, a copy of each chunk's compressed bytes for the
+// decoders on the way; a part of a multi-range answer; and the decoded
+// chunks.
+func (p piece) weight(kind fetchKind) int64 {
+	var n, largest int64
+	for _, s := range p.spans {
+		n += s.len()
+		largest = max(largest, s.len())
+	}
+	if len(p.spans) > 1 {
+		n += largest
+	}
+	for _, r := range p.refs {
+		c := r.chunk()
+		n += c.Size
+		if kind != fetchBackground {
+			n += c.CompressedEnd - c.CompressedOffset
+		}
+	}
+	return n
+}
+
+// take waits until the budget has room for a piece of weight n of a
+// fetch of kind, and takes it. Only file reads are on-demand here: the
+// prefetch, speculative and background fetches are background work.
+func (b *fetchBudget) take(ctx context.Context, kind fetchKind, n int64) (*grant, error) {
+	cls := limit.Background
+	if kind == fetchRead {
+		cls = limit.OnDemand
+	}
+	got, err := b.lim.Acquire(ctx, cls, n)
+	if err != nil {
+		return nil, err
+	}
+	g := &grant{lim: b.lim, cls: cls, n: got}
+	g.holders.Store(1)
+	return g, nil
+}
+
+// grant is the memory one piece took from the budget. It goes back when
+// the piece and every cache write holding its chunks are done.
+type grant struct {
+	lim     *limit.Limiter
+	cls     limit.Class
+	n       int64
+	holders atomic.Int32 // the piece, and its cache writes running
+}
+
+// hold marks one more holder of the piece's memory.
+func (g *grant) hold() { g.holders.Add(1) }
+
+// done ends one holder; the last gives the memory back.
+func (g *grant) done() {
+	if g.holders.Add(-1) == 0 {
+		g.lim.Release(g.cls, g.n)
+	}
 }

@@ -234,9 +234,9 @@ func TestPrefetchHostileRegionBoundedMemory(t *testing.T) {
 	if n := rb.requests.Load(); n < 2 {
 		t.Errorf("prefetch of %d MiB in %d request(s), want pieces", region>>20, n)
 	}
-	l.mu.RLock()
-	pinned := l.pinned
-	l.mu.RUnlock()
+	l.pre.mu.Lock()
+	pinned := l.pre.pinned
+	l.pre.mu.Unlock()
 	if pinned == 0 || pinned > cacheSize/2 {
 		t.Errorf("prefetch pinned %d bytes, want some and at most half the cache (%d)", pinned, cacheSize/2)
 	}
@@ -315,11 +315,10 @@ func TestReadsProceedWhileBackgroundHoldsBudget(t *testing.T) {
 		var bgs sync.WaitGroup
 		for _, e := range []*index.Entry{es[0], es[2]} {
 			bgs.Go(func() {
-				mine, done, _ := l.claim(chunkRefsOf(e), false)
-				if _, err := l.fetchRefs(l.ctx, mine, done, fetchBackground, 0, nil); err != nil {
+				c := l.fetches.claim(chunkRefsOf(e))
+				if _, err := l.fetchRefs(l.ctx, c, fetchBackground, 0, nil); err != nil {
 					t.Errorf("background fetch of %s = %v", e.Name, err)
 				}
-				l.unclaim(mine, done)
 			})
 		}
 		synctest.Wait()
@@ -385,11 +384,8 @@ func TestReaderWakesWhenItsPieceEnds(t *testing.T) {
 		if n := len(planPieces(refs, mergeGap, mem.pieces)); n < 2 {
 			t.Fatalf("%d pieces, want several", n)
 		}
-		mine, done, _ := l.claim(refs, false)
-		go func() {
-			l.fetchRefs(l.ctx, mine, done, fetchPrefetch, 0, nil)
-			l.unclaim(mine, done)
-		}()
+		c := l.fetches.claim(refs)
+		go l.fetchRefs(l.ctx, c, fetchPrefetch, 0, nil)
 		synctest.Wait() // the first piece's request is held
 		got := make(chan error, 1)
 		p := make([]byte, 1000)

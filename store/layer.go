@@ -15,10 +15,25 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/stargz-store/stargz-store/cachedir"
-	"github.com/stargz-store/stargz-store/internal/flight"
 	"github.com/stargz-store/stargz-store/refspec"
 	"github.com/stargz-store/stargz-store/store/index"
 )
+
+// Lock order. A Layer's state is cut by concern, each part a small struct
+// with its own mutex in its own file; Layer.mu guards only whether Close
+// began. Outermost first:
+//
+//	wholeFiles.mu (wholefile.go), blobFile.mu (blob.go)
+//	    -> Layer.mu (spawn: starting the assembler, or the download)
+//	prefetchState.mu (prefetch.go)
+//	    -> cachedir's locks (pin: Pin takes only the cache's mutex)
+//	fetchBook.mu (claims.go), readAhead.mu (readahead.go),
+//	speculation.mu (speculate.go), heldChunks.mu (chunks.go), Layer.mu
+//	    -> nothing: no other lock is taken while one of these is held.
+//
+// No other two of a layer's locks are ever held together, the cache is
+// called with none held (but for Pin above), and none is held across
+// network or disk I/O.
 
 // BlobReader reads ranges of a layer's compressed blob, usually with HTTP
 // range requests. Implementations must be safe for concurrent use.
@@ -107,62 +122,42 @@ type chunkKey struct {
 // background fetch, and waits for them.
 //
 // Besides fetches, a layer with a cache runs at most one goroutine that
-// assembles whole-file entries (wholefile.go).
-//
-// Lock order: Layer.mu, then cachedir's locks (the cache is never called
-// with mu held, except Pin/Unpin which take only its own mutex).
+// assembles whole-file entries (wholefile.go). Its state is cut by
+// concern (see the lock order above); Layer itself holds what every read
+// needs.
 type Layer struct {
 	id        uint32
 	desc      LayerDesc
 	blob      BlobReader
 	fmt       *opened
-	log       *slog.Logger
-	cache     *cachedir.Dir
-	readAhead int64
-	readLimit time.Duration        // LayerOptions.ReadTimeout
-	noWhole   bool                 // LayerOptions.NoWholeFiles
-	assembly  chan struct{}        // a slot per whole-file assembly running
-	mem       *fetchBudget         // memory fetches may hold (fetchmem.go)
-	pinLimit  *pinBudget           // cache bytes prefetches may pin (prefetch.go)
-	onClose   func()               // LayerOptions.onClose
 	members   map[int64][]chunkRef // gzip members holding more than one chunk
 	indexSize int64                // the heap the index keeps, estimated (indexmem.go)
-	fetch     *flight.Group[chunkKey, []byte]
-	closed    sync.Once
-	// ctx is the layer's lifetime, cancelled by Close: prefetch,
-	// background fetch and cache writes run on it (the documented
-	// exception to "no ctx in a struct", as for flight.Group).
+	log       *slog.Logger
+	cache     *cachedir.Dir
+	held      heldChunks    // verified chunks in memory (chunks.go)
+	readLimit time.Duration // LayerOptions.ReadTimeout
+	mem       *fetchBudget  // memory fetches may hold (fetchmem.go)
+	onClose   func()        // LayerOptions.onClose
+
+	fetches  fetchBook     // claims, and the reads fetching (claims.go)
+	ahead    readAhead     // sequential read-ahead (readahead.go)
+	spec     speculation   // guesses (speculate.go)
+	whole    wholeFiles    // whole-file assembly (wholefile.go)
+	pre      prefetchState // the layer's own fetching, and its pins (prefetch.go)
+	blobFile blobFile      // the download behind the blob file (blob.go)
+
+	// ctx is the layer's lifetime, cancelled by Close: the fetches of
+	// reads, the prefetch, background and speculative fetches and cache
+	// writes run on it (the documented exception to "no ctx in a
+	// struct").
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // goroutines the layer started
-	// prefetched is closed when the prefetch has ended (or was not run),
-	// fetched when the background fetch has too.
-	prefetched, fetched chan struct{}
-	// lastRead is when a file read last fetched from the registry (Unix
-	// ns), reading how many such fetches run: the background fetch waits
-	// for a quiet period.
-	lastRead atomic.Int64
-	reading  atomic.Int32
-	// guess is LayerOptions.Speculate; specLeft the compressed bytes
-	// guesses may still fetch.
-	guess    bool
-	specLeft atomic.Int64
+	wg     sync.WaitGroup // goroutines the layer started (spawn)
+	closed sync.Once
 
 	// mu guards the fields below.
-	mu       sync.RWMutex
-	chunks   map[chunkKey][]byte        // without a cache: verified chunks, kept while the layer lives
-	pending  map[chunkKey]chan struct{} // chunks a running fetch (of any kind) will store; closed when it ends
-	pins     []digest.Digest            // cache entries pinned for the layer's life
-	pinned   int64                      // their bytes, taken from pinLimit
-	seq      map[uint32]seqState        // per file: where its last fetch for a read ended
-	guessed  map[uint32]bool            // files looked at for speculative fetches
-	stopping bool                       // Close began: start no goroutine
-	// whole, wholeNext and wholeBusy track whole-file assembly: each
-	// file's state, the files waiting, whether a goroutine assembles.
-	whole     map[uint32]wholeState
-	wholeNext []*index.Entry
-	wholeBusy bool
-	blobDL    *blobDownload // the running or last download of the blob for its blob file (blob.go)
+	mu       sync.Mutex
+	stopping bool // Close began: start no goroutine
 }
 
 // chunkRef is one chunk of one file.
@@ -212,40 +207,31 @@ func OpenLayer(ctx context.Context, blob BlobReader, desc LayerDesc, opts LayerO
 		opts.pins = newPinBudget(opts.Cache)
 	}
 	l := &Layer{
-		id:         lastLayerID.Add(1),
-		desc:       desc,
-		blob:       blob,
-		fmt:        f,
-		log:        log,
-		cache:      opts.Cache,
-		readAhead:  opts.ReadAhead,
-		readLimit:  opts.ReadTimeout,
-		noWhole:    opts.NoWholeFiles,
-		assembly:   opts.assembly,
-		mem:        opts.mem,
-		pinLimit:   opts.pins,
-		onClose:    opts.onClose,
-		members:    sharedMembers(f.index),
-		indexSize:  indexBytes(f.index),
-		fetch:      flight.New[chunkKey, []byte](ctx),
-		ctx:        lctx,
-		cancel:     cancel,
-		prefetched: make(chan struct{}),
-		fetched:    make(chan struct{}),
-		chunks:     map[chunkKey][]byte{},
-		pending:    map[chunkKey]chan struct{}{},
-		seq:        map[uint32]seqState{},
-		guessed:    map[uint32]bool{},
-		guess:      opts.Speculate,
-		whole:      map[uint32]wholeState{},
+		id:        lastLayerID.Add(1),
+		desc:      desc,
+		blob:      blob,
+		fmt:       f,
+		members:   sharedMembers(f.index),
+		indexSize: indexBytes(f.index),
+		log:       log,
+		cache:     opts.Cache,
+		held:      heldChunks{m: map[chunkKey][]byte{}},
+		readLimit: opts.ReadTimeout,
+		mem:       opts.mem,
+		onClose:   opts.onClose,
+		fetches:   fetchBook{claimed: map[chunkKey]chan struct{}{}},
+		ahead:     readAhead{budget: opts.ReadAhead, seq: map[uint32]seqState{}},
+		spec:      speculation{on: opts.Speculate, looked: map[uint32]bool{}},
+		whole:     wholeFiles{off: opts.NoWholeFiles, slots: opts.assembly, state: map[uint32]wholeState{}},
+		pre:       prefetchState{prefetched: make(chan struct{}), fetched: make(chan struct{}), limit: opts.pins},
+		ctx:       lctx,
+		cancel:    cancel,
 	}
-	l.specLeft.Store(speculateBudget)
+	l.spec.left.Store(speculateBudget)
 	if writeTOC != nil {
-		l.mu.Lock()
 		// Not cancelled by Close, which waits for it: a few hundred
 		// KiB to the local disk, and the next open needs it.
-		l.goLocked(func() { writeTOC(context.WithoutCancel(l.ctx)) })
-		l.mu.Unlock()
+		l.spawn(func() { writeTOC(context.WithoutCancel(l.ctx)) })
 	}
 	return l, nil
 }
@@ -272,15 +258,6 @@ func sharedMembers(ix *index.Index) map[int64][]chunkRef {
 	}
 	return out
 }
-
-// readerAt binds a BlobReader to a context for the format readers, which
-// take an io.ReaderAt.
-type readerAt struct {
-	ctx context.Context
-	r   BlobReader
-}
-
-func (r readerAt) ReadAt(p []byte, off int64) (int, error) { return r.r.ReadAt(r.ctx, p, off) }
 
 // Index returns the layer's table of contents.
 func (l *Layer) Index() *index.Index { return l.fmt.index }
@@ -324,7 +301,8 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 
 // readChunk reads into p what it wants of chunk c of e from file offset
 // off: zeros for a run of them (never allocated: the TOC gives their
-// size), else from the cache, the file's whole-file entry or a fetch.
+// size), else from the cache (chunks.go), the file's whole-file entry
+// (wholefile.go) or a fetch (fetch.go).
 func (l *Layer) readChunk(ctx context.Context, e *index.Entry, c index.Chunk, p []byte, off int64) (int, error) {
 	if c.Zero {
 		k := int(min(int64(len(p)), c.End()-off))
@@ -337,39 +315,12 @@ func (l *Layer) readChunk(ctx context.Context, e *index.Entry, c index.Chunk, p 
 	if k, ok := l.readWhole(e, p, off); ok {
 		return k, nil
 	}
-	data, err := l.chunk(ctx, e, c)
+	i := slices.IndexFunc(e.Chunks, func(x index.Chunk) bool { return x.Offset == c.Offset })
+	data, err := l.chunk(ctx, chunkRef{e, i})
 	if err != nil {
 		return 0, err
 	}
 	return copy(p, data[off-c.Offset:]), nil
-}
-
-// chunk returns the verified content of chunk c of e, which is not a
-// run of zeros, fetching it once.
-func (l *Layer) chunk(ctx context.Context, e *index.Entry, c index.Chunk) ([]byte, error) {
-	key := chunkKey{e.ID, c.Offset}
-	for {
-		if data, ok := l.lookup(key, c); ok {
-			return data, nil
-		}
-		// A running fetch (of neighbouring chunks, the prefetch or the
-		// background fetch) will store this one: join it.
-		l.mu.RLock()
-		ch := l.pending[key]
-		l.mu.RUnlock()
-		if ch == nil {
-			break
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	i := slices.IndexFunc(e.Chunks, func(x index.Chunk) bool { return x.Offset == c.Offset })
-	return l.fetch.Do(ctx, key, func(ctx context.Context) ([]byte, error) {
-		return l.fetchWith(ctx, chunkRef{e, i})
-	})
 }
 
 // Close stops the layer's fetches, prefetch and background fetch and
@@ -381,17 +332,9 @@ func (l *Layer) Close() error {
 		l.stopping = true
 		l.mu.Unlock()
 		l.cancel()
-		l.fetch.Close()
 		l.wg.Wait()
-		l.mu.Lock()
-		l.chunks = map[chunkKey][]byte{}
-		pins, pinned := l.pins, l.pinned
-		l.pins, l.pinned = nil, 0
-		l.mu.Unlock()
-		for _, dg := range pins {
-			l.cache.Unpin(dg)
-		}
-		l.pinLimit.give(pinned)
+		l.held.clear()
+		l.unpinAll()
 		if l.onClose != nil {
 			l.onClose()
 		}
@@ -399,9 +342,11 @@ func (l *Layer) Close() error {
 	return nil
 }
 
-// goLocked starts f as a goroutine the layer owns, unless Close began.
-// It reports whether it started. l.mu must be held.
-func (l *Layer) goLocked(f func()) bool {
+// spawn starts f as a goroutine the layer owns, unless Close began. It
+// reports whether it started.
+func (l *Layer) spawn(f func()) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.stopping {
 		return false
 	}

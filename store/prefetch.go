@@ -5,8 +5,11 @@ package store
 import (
 	"context"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/stargz-store/stargz-store/cachedir"
 )
@@ -34,6 +37,20 @@ const defaultBackgroundBatch = 4 << 20
 // and CDNs refuse Range headers with too many.
 const maxBatchRanges = 32
 
+// prefetchState is the state of the fetching a layer starts on its own
+// (startFetching): when it ends, and the chunks its prefetch pinned.
+type prefetchState struct {
+	// prefetched is closed when the prefetch has ended (or was not run),
+	// fetched when the background fetch has too.
+	prefetched, fetched chan struct{}
+	limit               *pinBudget // cache bytes prefetches may pin
+
+	// mu guards the fields below.
+	mu     sync.Mutex
+	pins   []digest.Digest // cache entries pinned for the layer's life
+	pinned int64           // their bytes, taken from limit
+}
+
 // startFetching starts the layer's prefetch and then its background fetch
 // on a goroutine the layer owns, and returns a channel closed when the
 // prefetch has ended. Call it once.
@@ -41,28 +58,26 @@ func (l *Layer) startFetching(o fetchOptions) <-chan struct{} {
 	if l.PrefetchEnd() <= 0 {
 		l.speculateStartup(o.startup, o.command)
 	}
-	l.mu.Lock()
-	started := l.goLocked(func() {
-		defer close(l.fetched)
+	started := l.spawn(func() {
+		defer close(l.pre.fetched)
 		if o.prefetch {
 			if err := l.prefetch(l.ctx); err != nil && l.ctx.Err() == nil {
 				l.log.Warn("prefetch failed", "digest", l.desc.Digest.String(), "err", err)
 			}
 		}
-		close(l.prefetched)
-		l.readFetched()
+		close(l.pre.prefetched)
+		l.fetches.readFetched()
 		if o.background && l.cache != nil {
 			if err := l.background(l.ctx, o); err != nil && l.ctx.Err() == nil {
 				l.log.Warn("background fetch stopped", "digest", l.desc.Digest.String(), "err", err)
 			}
 		}
 	})
-	l.mu.Unlock()
 	if !started {
-		close(l.prefetched)
-		close(l.fetched)
+		close(l.pre.prefetched)
+		close(l.pre.fetched)
 	}
-	return l.prefetched
+	return l.pre.prefetched
 }
 
 // prefetchRefs returns the chunks inside [0, PrefetchEnd).
@@ -96,17 +111,15 @@ func (l *Layer) prefetch(ctx context.Context) error {
 	if len(refs) == 0 {
 		return nil
 	}
-	mine, done, _ := l.claim(refs, false)
+	c := l.fetches.claim(refs)
 	// The prioritized files are contiguous at the start of the blob, so
 	// merge across any gap, unless a read is fetching some of them: then
 	// leave its bytes out.
 	gap := l.PrefetchEnd()
-	if len(mine) < len(refs) {
+	if len(c.refs) < len(refs) {
 		gap = mergeGap
 	}
-	_, err := l.fetchRefs(ctx, mine, done, fetchPrefetch, gap, nil)
-	l.unclaim(mine, done)
-	if err != nil {
+	if _, err := l.fetchRefs(ctx, c, fetchPrefetch, gap, nil); err != nil {
 		return err
 	}
 	l.log.Info("layer prefetched", "digest", l.desc.Digest.String(), "chunks", len(refs), "bytes", l.PrefetchEnd(), "dur", time.Since(start))
@@ -120,24 +133,38 @@ func (l *Layer) pin(refs []chunkRef) {
 	if l.cache == nil {
 		return
 	}
-	l.mu.Lock()
+	p := &l.pre
+	p.mu.Lock()
 	n := 0
 	for _, r := range refs {
 		c := r.chunk()
-		if !l.pinLimit.take(c.Size) {
+		if !p.limit.take(c.Size) {
 			break
 		}
 		l.cache.Pin(c.Digest)
-		l.pins = append(l.pins, c.Digest)
-		l.pinned += c.Size
+		p.pins = append(p.pins, c.Digest)
+		p.pinned += c.Size
 		n++
 	}
-	pinned := l.pinned
-	l.mu.Unlock()
+	pinned := p.pinned
+	p.mu.Unlock()
 	if n < len(refs) {
 		l.log.Info("prefetch pins only part of its chunks", "digest", l.desc.Digest.String(),
-			"chunks", n, "of", len(refs), "bytes", pinned, "limit", l.pinLimit.max)
+			"chunks", n, "of", len(refs), "bytes", pinned, "limit", p.limit.max)
 	}
+}
+
+// unpinAll unpins what the prefetch pinned: the layer closes.
+func (l *Layer) unpinAll() {
+	p := &l.pre
+	p.mu.Lock()
+	pins, pinned := p.pins, p.pinned
+	p.pins, p.pinned = nil, 0
+	p.mu.Unlock()
+	for _, dg := range pins {
+		l.cache.Unpin(dg)
+	}
+	p.limit.give(pinned)
 }
 
 // pinBudget bounds the cache bytes prefetches keep pinned, across the
@@ -183,9 +210,6 @@ func (b *pinBudget) give(n int64) {
 	}
 }
 
-// readFetched records that a file read fetched from the registry now.
-func (l *Layer) readFetched() { l.lastRead.Store(time.Now().UnixNano()) }
-
 // waitQuiet waits until no file read of the layer has fetched from the
 // registry for d and none is fetching: the background fetch then stays
 // out of a container's start-up.
@@ -194,10 +218,7 @@ func (l *Layer) waitQuiet(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 	for {
-		wait := d - time.Since(time.Unix(0, l.lastRead.Load()))
-		if l.reading.Load() > 0 {
-			wait = d
-		}
+		wait := l.fetches.quietIn(d)
 		if wait <= 0 {
 			return nil
 		}
@@ -255,19 +276,17 @@ func (l *Layer) background(ctx context.Context, o fetchOptions) error {
 			return err
 		}
 		// Chunks a read or the prefetch is fetching are theirs.
-		batch, done, _ := l.claim(batch, false)
-		if len(batch) == 0 {
-			close(done)
+		c := l.fetches.claim(batch)
+		if len(c.refs) == 0 {
+			l.fetches.release(c)
 			continue
 		}
 		t0 := time.Now()
-		_, err := l.fetchRefs(ctx, batch, done, fetchBackground, 0, nil)
-		l.unclaim(batch, done)
-		if err != nil {
+		if _, err := l.fetchRefs(ctx, c, fetchBackground, 0, nil); err != nil {
 			return err
 		}
-		fetched += int64(len(batch))
-		for _, r := range batch {
+		fetched += int64(len(c.refs))
+		for _, r := range c.refs {
 			bytes += r.chunk().CompressedEnd - r.chunk().CompressedOffset
 		}
 		if o.share > 0 && o.share < 1 {

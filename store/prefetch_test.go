@@ -59,7 +59,7 @@ func TestPrefetchTimeoutReleasesTheLookup(t *testing.T) {
 			t.Errorf("%d prefetch reads, want 1", n)
 		}
 		select {
-		case <-l.prefetched:
+		case <-l.pre.prefetched:
 			t.Error("prefetch ended though its read is still stalled")
 		default:
 		}

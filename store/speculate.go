@@ -7,6 +7,8 @@ import (
 	"errors"
 	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -43,48 +45,109 @@ import (
 // speculateBudget bounds the compressed bytes a layer fetches on guesses.
 const speculateBudget = 32 << 20
 
-// maxLinkHops bounds symbolic links followed resolving one path, as the
-// kernel's 40.
-const maxLinkHops = 40
+// speculation is a layer's guessing: whether it guesses, the bytes its
+// guesses may still fetch, and the files and directories looked at.
+type speculation struct {
+	on   bool         // LayerOptions.Speculate
+	left atomic.Int64 // compressed bytes guesses may still fetch
 
-// errUnavailable: a byte an ELF parse wanted is in no chunk at hand.
-var errUnavailable = errors.New("chunk not at hand")
+	// mu guards the fields below.
+	mu     sync.Mutex
+	looked map[uint32]bool // entries looked at for guesses
+}
 
-// speculateStartup fetches the layer's start-up files that exist in it
-// in one request and, in another so that the small files do not wait
-// behind it, the first of the command's places that holds a file.
-func (l *Layer) speculateStartup(names, command []string) {
-	var es []*index.Entry
-	for _, n := range names {
-		if e, ok := resolvePath(l.Index(), n); ok {
-			es = append(es, e)
+// firstLook reports whether e has not been looked at for guesses yet,
+// and marks it.
+func (s *speculation) firstLook(e *index.Entry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.looked[e.ID] {
+		return false
+	}
+	s.looked[e.ID] = true
+	return true
+}
+
+// unlook forgets that e was looked at: it is to be looked at again.
+func (s *speculation) unlook(e *index.Entry) {
+	s.mu.Lock()
+	delete(s.looked, e.ID)
+	s.mu.Unlock()
+}
+
+// spend takes n bytes from what guesses may fetch; it reports false when
+// they are spent.
+func (s *speculation) spend(n int64) bool { return s.left.Add(-n) >= 0 }
+
+// Directory read-ahead. Interpreted programs read many small files of a
+// few directories at start-up (python3 imports encodings/__init__, then
+// aliases, then utf_8, each a round trip), and nothing names them ahead.
+// So when a read fetches a small file, the store fetches in the same
+// request the other small files of its directory, once per directory and
+// only when they are few: a directory whose small files compress to more
+// than dirBudget is not guessed at all.
+const (
+	smallFile = 64 << 10  // uncompressed size of a file the rule applies to
+	dirBudget = 512 << 10 // compressed bytes of a directory's small files
+)
+
+// siblings returns the chunks of the small regular files next to r's
+// file that the fetch of r should bring along, or nil. have lists what
+// the fetch already holds.
+func (l *Layer) siblings(r chunkRef, have []chunkRef) []chunkRef {
+	if !l.spec.on || r.i != 0 || r.e.Size > smallFile {
+		return nil
+	}
+	ix := l.Index()
+	dir, ok := ix.Lookup(path.Dir(r.e.Name))
+	if !ok || dir.Type != index.TypeDir || !l.spec.firstLook(dir) {
+		return nil
+	}
+	seen := map[chunkKey]bool{}
+	for _, x := range have {
+		seen[x.key()] = true
+	}
+	var out []chunkRef
+	var size int64
+	for _, d := range ix.Children(dir) {
+		e := d.Entry
+		if e == r.e || e.Type != index.TypeReg || e.Size > smallFile {
+			continue // r's own file: read-ahead decides
+		}
+		for i, c := range e.Chunks {
+			x := chunkRef{e, i}
+			if c.Zero || seen[x.key()] || l.has(x) {
+				continue
+			}
+			seen[x.key()] = true
+			if size += c.CompressedEnd - c.CompressedOffset; size > dirBudget {
+				return nil
+			}
+			out = append(out, x)
 		}
 	}
-	l.speculate(es, "start-up files")
-	for _, n := range command {
-		if e, ok := resolvePath(l.Index(), n); ok && e.Type == index.TypeReg {
-			l.speculate([]*index.Entry{e}, "default command")
-			return
-		}
+	if len(out) == 0 || !l.spec.spend(size) {
+		return nil
 	}
+	return out
 }
 
 // speculateELF looks at the chunks a fetch just verified for heads of
 // ELF files and fetches what the loader will open for them.
 func (l *Layer) speculateELF(refs []chunkRef, data [][]byte) {
-	if !l.guess {
+	if !l.spec.on {
 		return
 	}
 	var es []*index.Entry
 	for i, r := range refs {
-		if r.i != 0 || !elfdeps.IsELF(data[i]) || !l.firstLook(r.e) {
+		if r.i != 0 || !elfdeps.IsELF(data[i]) || !l.spec.firstLook(r.e) {
 			continue
 		}
 		d, err := elfdeps.Read(fileView{l: l, e: r.e, refs: refs, data: data})
 		if errors.Is(err, elfdeps.ErrDynamic) && errors.Is(err, errUnavailable) {
 			// The libraries are named further on, in a chunk still on its
 			// way: fetch the loader now, look again when it is in.
-			l.unlook(r.e)
+			l.spec.unlook(r.e)
 			d.Needed, d.RunPath = nil, nil
 		} else if err != nil {
 			l.log.Debug("no ELF dependencies", "path", r.e.Name, "err", err)
@@ -95,23 +158,50 @@ func (l *Layer) speculateELF(refs []chunkRef, data [][]byte) {
 	l.speculate(es, "ELF dependencies")
 }
 
-// firstLook reports whether e has not been looked at for guesses yet,
-// and marks it.
-func (l *Layer) firstLook(e *index.Entry) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.guessed[e.ID] {
-		return false
-	}
-	l.guessed[e.ID] = true
-	return true
+// errUnavailable: a byte an ELF parse wanted is in no chunk at hand.
+var errUnavailable = errors.New("chunk not at hand")
+
+// fileView reads file e from the chunks of a fetch in hand and from the
+// cache, never from the registry: an ELF parse must not fetch.
+type fileView struct {
+	l    *Layer
+	e    *index.Entry
+	refs []chunkRef
+	data [][]byte
 }
 
-// unlook forgets that e was looked at: it is to be looked at again.
-func (l *Layer) unlook(e *index.Entry) {
-	l.mu.Lock()
-	delete(l.guessed, e.ID)
-	l.mu.Unlock()
+func (v fileView) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		at := off + int64(n)
+		c, ok := v.e.ChunkAt(at)
+		if !ok {
+			return n, errUnavailable
+		}
+		k, ok := v.inHand(c, p[n:], at)
+		if !ok {
+			if k, ok = v.l.readCached(c, p[n:], at); !ok {
+				return n, errUnavailable
+			}
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// inHand copies from chunk c if the fetch holds it.
+func (v fileView) inHand(c index.Chunk, p []byte, at int64) (int, bool) {
+	if c.Zero {
+		k := int(min(int64(len(p)), c.End()-at))
+		clear(p[:k])
+		return k, true
+	}
+	for i, r := range v.refs {
+		if r.e == v.e && r.chunk().Offset == c.Offset {
+			return copy(p, v.data[i][at-c.Offset:]), true
+		}
+	}
+	return 0, false
 }
 
 // loaderOpens resolves, in the layer, the files the dynamic loader opens
@@ -199,109 +289,43 @@ func (l *Layer) speculate(es []*index.Entry, why string) {
 			size += r.chunk().CompressedEnd - r.chunk().CompressedOffset
 		}
 	}
-	if len(refs) == 0 || l.specLeft.Add(-size) < 0 {
+	if len(refs) == 0 || !l.spec.spend(size) {
 		return
 	}
-	mine, done, _ := l.claim(refs, false)
-	if len(mine) == 0 {
-		close(done)
+	c := l.fetches.claim(refs)
+	if len(c.refs) == 0 {
+		l.fetches.release(c)
 		return
 	}
-	l.mu.Lock()
-	started := l.goLocked(func() {
-		defer l.unclaim(mine, done)
-		if _, err := l.fetchRefs(l.ctx, mine, done, fetchPrefetch, 0, nil); err != nil && l.ctx.Err() == nil {
+	started := l.spawn(func() {
+		if _, err := l.fetchRefs(l.ctx, c, fetchPrefetch, 0, nil); err != nil && l.ctx.Err() == nil {
 			l.log.Debug("speculative fetch failed", "digest", l.desc.Digest.String(), "why", why, "err", err)
 		}
 	})
-	l.mu.Unlock()
 	if !started {
-		l.unclaim(mine, done)
+		l.fetches.release(c)
 		return
 	}
-	l.log.Debug("speculative fetch", "digest", l.desc.Digest.String(), "why", why, "files", len(es), "chunks", len(mine))
+	l.log.Debug("speculative fetch", "digest", l.desc.Digest.String(), "why", why, "files", len(es), "chunks", len(c.refs))
 }
 
-// resolvePath finds name in the layer as a path lookup in the container
-// would: following symbolic links in every component, absolute targets
-// from the layer's root. It reports false for a path that leaves the
-// layer's files, loops or does not exist.
-func resolvePath(ix *index.Index, name string) (*index.Entry, bool) {
-	parts := strings.Split(name, "/")
-	cur := "" // resolved so far, "" is the root
-	for hops := 0; len(parts) > 0; {
-		p := parts[0]
-		parts = parts[1:]
-		switch p {
-		case "", ".":
-			continue
-		case "..":
-			if cur = path.Dir(cur); cur == "." {
-				cur = ""
-			}
-			continue
-		}
-		next := path.Join(cur, p)
-		e, ok := ix.Lookup(next)
-		if !ok {
-			return nil, false
-		}
-		if e.Type != index.TypeSymlink {
-			cur = next
-			continue
-		}
-		if hops++; hops > maxLinkHops {
-			return nil, false
-		}
-		if strings.HasPrefix(e.LinkName, "/") {
-			cur = ""
-		}
-		parts = append(strings.Split(e.LinkName, "/"), parts...)
-	}
-	return ix.Lookup(cur)
-}
-
-// fileView reads file e from the chunks of a fetch in hand and from the
-// cache, never from the registry: an ELF parse must not fetch.
-type fileView struct {
-	l    *Layer
-	e    *index.Entry
-	refs []chunkRef
-	data [][]byte
-}
-
-func (v fileView) ReadAt(p []byte, off int64) (int, error) {
-	n := 0
-	for n < len(p) {
-		at := off + int64(n)
-		c, ok := v.e.ChunkAt(at)
-		if !ok {
-			return n, errUnavailable
-		}
-		k, ok := v.inHand(c, p[n:], at)
-		if !ok {
-			if k, ok = v.l.readCached(c, p[n:], at); !ok {
-				return n, errUnavailable
-			}
-		}
-		n += k
-	}
-	return n, nil
-}
-
-// inHand copies from chunk c if the fetch holds it.
-func (v fileView) inHand(c index.Chunk, p []byte, at int64) (int, bool) {
-	if c.Zero {
-		k := int(min(int64(len(p)), c.End()-at))
-		clear(p[:k])
-		return k, true
-	}
-	for i, r := range v.refs {
-		if r.e == v.e && r.chunk().Offset == c.Offset {
-			return copy(p, v.data[i][at-c.Offset:]), true
+// speculateStartup fetches the layer's start-up files that exist in it
+// in one request and, in another so that the small files do not wait
+// behind it, the first of the command's places that holds a file.
+func (l *Layer) speculateStartup(names, command []string) {
+	var es []*index.Entry
+	for _, n := range names {
+		if e, ok := resolvePath(l.Index(), n); ok {
+			es = append(es, e)
 		}
 	}
-	return 0, false
+	l.speculate(es, "start-up files")
+	for _, n := range command {
+		if e, ok := resolvePath(l.Index(), n); ok && e.Type == index.TypeReg {
+			l.speculate([]*index.Entry{e}, "default command")
+			return
+		}
+	}
 }
 
 // defaultPath is the PATH a runtime gives a container whose image sets
@@ -344,55 +368,45 @@ func commandPaths(cfg ocispec.ImageConfig) []string {
 	return out
 }
 
-// Directory read-ahead. Interpreted programs read many small files of a
-// few directories at start-up (python3 imports encodings/__init__, then
-// aliases, then utf_8, each a round trip), and nothing names them ahead.
-// So when a read fetches a small file, the store fetches in the same
-// request the other small files of its directory, once per directory and
-// only when they are few: a directory whose small files compress to more
-// than dirBudget is not guessed at all.
-const (
-	smallFile = 64 << 10  // uncompressed size of a file the rule applies to
-	dirBudget = 512 << 10 // compressed bytes of a directory's small files
-)
+// maxLinkHops bounds symbolic links followed resolving one path, as the
+// kernel's 40.
+const maxLinkHops = 40
 
-// siblings returns the chunks of the small regular files next to r's
-// file that the fetch of r should bring along, or nil. have lists what
-// the fetch already holds.
-func (l *Layer) siblings(r chunkRef, have []chunkRef) []chunkRef {
-	if !l.guess || r.i != 0 || r.e.Size > smallFile {
-		return nil
-	}
-	ix := l.Index()
-	dir, ok := ix.Lookup(path.Dir(r.e.Name))
-	if !ok || dir.Type != index.TypeDir || !l.firstLook(dir) {
-		return nil
-	}
-	seen := map[chunkKey]bool{}
-	for _, x := range have {
-		seen[x.key()] = true
-	}
-	var out []chunkRef
-	var size int64
-	for _, d := range ix.Children(dir) {
-		e := d.Entry
-		if e == r.e || e.Type != index.TypeReg || e.Size > smallFile {
-			continue // r's own file: read-ahead decides
-		}
-		for i, c := range e.Chunks {
-			x := chunkRef{e, i}
-			if c.Zero || seen[x.key()] || l.has(x) {
-				continue
+// resolvePath finds name in the layer as a path lookup in the container
+// would: following symbolic links in every component, absolute targets
+// from the layer's root. It reports false for a path that leaves the
+// layer's files, loops or does not exist.
+func resolvePath(ix *index.Index, name string) (*index.Entry, bool) {
+	parts := strings.Split(name, "/")
+	cur := "" // resolved so far, "" is the root
+	for hops := 0; len(parts) > 0; {
+		p := parts[0]
+		parts = parts[1:]
+		switch p {
+		case "", ".":
+			continue
+		case "..":
+			if cur = path.Dir(cur); cur == "." {
+				cur = ""
 			}
-			seen[x.key()] = true
-			if size += c.CompressedEnd - c.CompressedOffset; size > dirBudget {
-				return nil
-			}
-			out = append(out, x)
+			continue
 		}
+		next := path.Join(cur, p)
+		e, ok := ix.Lookup(next)
+		if !ok {
+			return nil, false
+		}
+		if e.Type != index.TypeSymlink {
+			cur = next
+			continue
+		}
+		if hops++; hops > maxLinkHops {
+			return nil, false
+		}
+		if strings.HasPrefix(e.LinkName, "/") {
+			cur = ""
+		}
+		parts = append(strings.Split(e.LinkName, "/"), parts...)
 	}
-	if len(out) == 0 || l.specLeft.Add(-size) < 0 {
-		return nil
-	}
-	return out
+	return ix.Lookup(cur)
 }

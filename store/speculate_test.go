@@ -64,7 +64,7 @@ func TestSpeculateELFDependencies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		files := debianFiles(progELF())
 		l, blob := openGated(t, files, 1<<20)
-		l.guess = true
+		l.spec.on = true
 		close(blob.reset())
 		if got := readFile(t, l, "usr/bin/prog"); !bytes.Equal(got, progELF()) {
 			t.Fatal("usr/bin/prog: wrong content")
@@ -211,7 +211,7 @@ func TestCommandPaths(t *testing.T) {
 func TestSpeculateCommand(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l, blob := openGated(t, debianFiles(progELF()), 1<<20)
-		l.guess = true
+		l.spec.on = true
 		close(blob.reset())
 		l.startFetching(fetchOptions{startup: []string{"etc/passwd"}, command: []string{"/usr/local/bin/prog", "/usr/bin/prog", "/bin/prog"}})
 		synctest.Wait()
@@ -257,7 +257,7 @@ func TestSpeculateSiblings(t *testing.T) {
 			files = append(files, testutil.File{Name: fmt.Sprintf("crowd/f%d", i), Data: randomText(100+i, 60<<10)})
 		}
 		l, blob := openGated(t, files, 0)
-		l.guess = true
+		l.spec.on = true
 		close(blob.reset())
 		reads := blob.readCount
 		readFile(t, l, "enc/m0.pyc")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -66,14 +67,41 @@ const (
 	wholeFailed                       // refused: not tried again while the layer lives
 )
 
+// wholeFiles is a layer's whole-file assembly: each file's state, the
+// files waiting, whether a goroutine assembles them.
+type wholeFiles struct {
+	off   bool          // LayerOptions.NoWholeFiles
+	slots chan struct{} // a slot per assembly running, shared by a Manager's layers
+
+	// mu guards the fields below.
+	mu    sync.Mutex
+	state map[uint32]wholeState
+	queue []*index.Entry
+	busy  bool
+}
+
 // errChunkGone: a chunk was evicted while its file was being assembled;
 // the file is queued again when that chunk is cached again.
 var errChunkGone = errors.New("chunk left the cache")
 
 // wantsWhole reports whether e gets a whole-file entry.
 func (l *Layer) wantsWhole(e *index.Entry) bool {
-	return l.cache != nil && !l.noWhole && e.Type == index.TypeReg && len(e.Chunks) > 1 && e.Size >= minWholeSize &&
+	return l.cache != nil && !l.whole.off && e.Type == index.TypeReg && len(e.Chunks) > 1 && e.Size >= minWholeSize &&
 		e.Digest.Validate() == nil
+}
+
+// readWhole reads p from e's whole-file entry at off, when it has one:
+// the chunks it was made from may have been evicted.
+func (l *Layer) readWhole(e *index.Entry, p []byte, off int64) (int, bool) {
+	if !l.wantsWhole(e) || off >= e.Size {
+		return 0, false
+	}
+	want := p[:min(int64(len(p)), e.Size-off)]
+	n, err := l.cache.ReadAt(wholeKey(e), want, off)
+	if n != len(want) || (err != nil && !errors.Is(err, io.EOF)) {
+		return 0, false
+	}
+	return n, true
 }
 
 // CachedFile opens the cache file that holds exactly the content of the
@@ -108,20 +136,6 @@ func (l *Layer) CachedFile(e *index.Entry) (*os.File, bool) {
 	return nil, false
 }
 
-// readWhole reads p from e's whole-file entry at off, when it has one:
-// the chunks it was made from may have been evicted.
-func (l *Layer) readWhole(e *index.Entry, p []byte, off int64) (int, bool) {
-	if !l.wantsWhole(e) || off >= e.Size {
-		return 0, false
-	}
-	want := p[:min(int64(len(p)), e.Size-off)]
-	n, err := l.cache.ReadAt(wholeKey(e), want, off)
-	if n != len(want) || (err != nil && !errors.Is(err, io.EOF)) {
-		return 0, false
-	}
-	return n, true
-}
-
 // assembleCompleted queues the assembly of the files of refs whose chunks
 // are now all cached: refs were just stored.
 func (l *Layer) assembleCompleted(refs []chunkRef) {
@@ -140,9 +154,10 @@ func (l *Layer) assembleIfComplete(e *index.Entry) {
 	if !l.wantsWhole(e) {
 		return
 	}
-	l.mu.RLock()
-	_, tried := l.whole[e.ID]
-	l.mu.RUnlock()
+	w := &l.whole
+	w.mu.Lock()
+	_, tried := w.state[e.ID]
+	w.mu.Unlock()
 	if tried || l.cache.Has(wholeKey(e)) {
 		return
 	}
@@ -151,15 +166,15 @@ func (l *Layer) assembleIfComplete(e *index.Entry) {
 			return
 		}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.whole[e.ID]; ok {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.state[e.ID]; ok {
 		return
 	}
-	l.whole[e.ID] = wholeQueued
-	l.wholeNext = append(l.wholeNext, e)
-	if !l.wholeBusy {
-		l.wholeBusy = l.goLocked(l.assembleQueued)
+	w.state[e.ID] = wholeQueued
+	w.queue = append(w.queue, e)
+	if !w.busy {
+		w.busy = l.spawn(l.assembleQueued)
 	}
 }
 
@@ -167,24 +182,25 @@ func (l *Layer) assembleIfComplete(e *index.Entry) {
 // empty or the layer closes. It runs on a goroutine of the layer, at most
 // one per layer.
 func (l *Layer) assembleQueued() {
+	w := &l.whole
 	for {
-		l.mu.Lock()
-		if len(l.wholeNext) == 0 || l.ctx.Err() != nil {
-			l.wholeBusy = false
-			l.mu.Unlock()
+		w.mu.Lock()
+		if len(w.queue) == 0 || l.ctx.Err() != nil {
+			w.busy = false
+			w.mu.Unlock()
 			return
 		}
-		e := l.wholeNext[0]
-		l.wholeNext = l.wholeNext[1:]
-		l.mu.Unlock()
+		e := w.queue[0]
+		w.queue = w.queue[1:]
+		w.mu.Unlock()
 		err := l.assembleOne(l.ctx, e)
-		l.mu.Lock()
+		w.mu.Lock()
 		if err == nil || errors.Is(err, errChunkGone) {
-			delete(l.whole, e.ID)
+			delete(w.state, e.ID)
 		} else {
-			l.whole[e.ID] = wholeFailed
+			w.state[e.ID] = wholeFailed
 		}
-		l.mu.Unlock()
+		w.mu.Unlock()
 	}
 }
 
@@ -192,11 +208,11 @@ func (l *Layer) assembleQueued() {
 // free, and logs the outcome.
 func (l *Layer) assembleOne(ctx context.Context, e *index.Entry) error {
 	select {
-	case l.assembly <- struct{}{}:
+	case l.whole.slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-l.assembly }()
+	defer func() { <-l.whole.slots }()
 	start := time.Now()
 	err := l.assemble(ctx, e)
 	switch {
