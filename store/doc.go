@@ -68,7 +68,8 @@
 //     (fetchmem.go), each with its own claim (claims.go: split);
 //     fetchPiece takes the piece's memory from the fetch budget
 //     (fetchmem.go) and reads its ranges through the layer's BlobReader
-//     (readSpans; the registry client). The prefetch, the guesses and the
+//     (readSpans; registry.go adapts store/remote's Blob, the one part
+//     that speaks HTTP). The prefetch, the guesses and the
 //     background fetch claim their chunks the same way, leaving out the
 //     claimed ones, and enter here.
 //  6. decode.go: each chunk whose bytes are in is decoded and verified
