@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // A fetch decodes its chunks while the answer is still arriving: each
@@ -24,7 +26,7 @@ import (
 type decoding struct {
 	l     *Layer
 	refs  []chunkRef
-	spans []span
+	spans []remote.Span
 	bufs  [][]byte
 	kind  fetchKind
 	to    *handoff // gets refs[0]'s verified data when it is decoded on the way; may be nil
@@ -42,13 +44,13 @@ type decoding struct {
 	kept  []bool
 }
 
-func newDecoding(l *Layer, refs []chunkRef, spans []span, bufs [][]byte, kind fetchKind, to *handoff, mem *grant) *decoding {
+func newDecoding(l *Layer, refs []chunkRef, spans []remote.Span, bufs [][]byte, kind fetchKind, to *handoff, mem *grant) *decoding {
 	d := &decoding{l: l, refs: refs, spans: spans, bufs: bufs, kind: kind, to: to, mem: mem,
 		sem:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 		order: make([][]int, len(spans)), next: make([]int, len(spans)),
 		datas: make([][]byte, len(refs)), errs: make([]error, len(refs)), kept: make([]bool, len(refs))}
 	for k, r := range refs {
-		j := spanOf(spans, r.chunk().CompressedOffset)
+		j := remote.SpanOf(spans, r.chunk().CompressedOffset)
 		d.order[j] = append(d.order[j], k)
 	}
 	for _, o := range d.order {
@@ -59,14 +61,14 @@ func newDecoding(l *Layer, refs []chunkRef, spans []span, bufs [][]byte, kind fe
 	return d
 }
 
-// fill is the fillFunc of the fetch: bufs[i][:n] are in. Background
+// fill is the remote.Fill of the fetch: bufs[i][:n] are in. Background
 // fetches decode at the end only: they are not waited for, and their
 // decoding would take CPU from reads.
 func (d *decoding) fill(i int, n int64) {
 	if d.kind == fetchBackground {
 		return
 	}
-	end := d.spans[i].off + n
+	end := d.spans[i].Off + n
 	for d.next[i] < len(d.order[i]) {
 		k := d.order[i][d.next[i]]
 		c := d.refs[k].chunk()
@@ -75,7 +77,7 @@ func (d *decoding) fill(i int, n int64) {
 		}
 		d.next[i]++
 		// A copy: a retried request rewrites the buffer.
-		comp := bytes.Clone(d.bufs[i][c.CompressedOffset-d.spans[i].off : c.CompressedEnd-d.spans[i].off])
+		comp := bytes.Clone(d.bufs[i][c.CompressedOffset-d.spans[i].Off : c.CompressedEnd-d.spans[i].Off])
 		d.wg.Go(func() {
 			d.sem <- struct{}{}
 			defer func() { <-d.sem }()
@@ -122,9 +124,9 @@ func (d *decoding) finish() ([][]byte, []error) {
 	}
 	one := func(k int) {
 		c := d.refs[k].chunk()
-		j := spanOf(d.spans, c.CompressedOffset)
+		j := remote.SpanOf(d.spans, c.CompressedOffset)
 		d.datas[k] = make([]byte, c.Size)
-		d.errs[k] = d.l.fmt.decode(d.datas[k], d.bufs[j][c.CompressedOffset-d.spans[j].off:c.CompressedEnd-d.spans[j].off], c)
+		d.errs[k] = d.l.fmt.decode(d.datas[k], d.bufs[j][c.CompressedOffset-d.spans[j].Off:c.CompressedEnd-d.spans[j].Off], c)
 	}
 	if size < parallelDecode || len(left) < 2 {
 		for _, k := range left {
@@ -142,18 +144,4 @@ func (d *decoding) finish() ([][]byte, []error) {
 	}
 	wg.Wait()
 	return d.datas, d.errs
-}
-
-// spanOf returns the index of the span holding blob offset off.
-func spanOf(spans []span, off int64) int {
-	j, _ := slices.BinarySearchFunc(spans, off, func(s span, off int64) int {
-		switch {
-		case s.end <= off:
-			return -1
-		case s.off > off:
-			return 1
-		}
-		return 0
-	})
-	return j
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stargz-store/stargz-store/cachedir"
 	"github.com/stargz-store/stargz-store/internal/testutil"
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // trickleBlob answers range requests from memory in two steps, as a slow
@@ -30,19 +31,19 @@ func (t *trickleBlob) ReadAt(_ context.Context, p []byte, off int64) (int, error
 	return bytes.NewReader(t.b).ReadAt(p, off)
 }
 
-func (t *trickleBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte, _ fetchKind, fill fillFunc) error {
+func (t *trickleBlob) readRanges(ctx context.Context, spans []remote.Span, bufs [][]byte, _ fetchKind, fill remote.Fill) error {
 	t.reads++
-	n := min(t.head, spans[0].len())
-	copy(bufs[0][:n], t.b[spans[0].off:])
-	fill.done(0, n)
+	n := min(t.head, spans[0].Len())
+	copy(bufs[0][:n], t.b[spans[0].Off:])
+	fill.Done(0, n)
 	select {
 	case <-t.gate:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	for i, s := range spans {
-		copy(bufs[i], t.b[s.off:s.end])
-		fill.done(i, s.len())
+		copy(bufs[i], t.b[s.Off:s.End])
+		fill.Done(i, s.Len())
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // fetchKind says who asked for a fetch: a file read (on-demand priority,
@@ -25,7 +27,7 @@ const (
 // with one multi-range request). BlobReaders without it are read range by
 // range.
 type rangeReader interface {
-	readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error
+	readRanges(ctx context.Context, spans []remote.Span, bufs [][]byte, kind fetchKind, fill remote.Fill) error
 }
 
 // mergeGap is the largest hole between two compressed ranges that is
@@ -189,7 +191,7 @@ func (l *Layer) fetchPiece(ctx context.Context, p piece, kind fetchKind, h *hand
 	defer mem.done()
 	bufs := make([][]byte, len(p.spans))
 	for i, s := range p.spans {
-		bufs[i] = make([]byte, s.len())
+		bufs[i] = make([]byte, s.Len())
 	}
 	dec := newDecoding(l, p.refs, p.spans, bufs, kind, h, mem)
 	if err := l.readSpans(ctx, p.spans, bufs, kind, dec.fill); err != nil {
@@ -201,16 +203,16 @@ func (l *Layer) fetchPiece(ctx context.Context, p piece, kind fetchKind, h *hand
 }
 
 // readSpans reads the spans through the blob, in one request when it can.
-func (l *Layer) readSpans(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error {
+func (l *Layer) readSpans(ctx context.Context, spans []remote.Span, bufs [][]byte, kind fetchKind, fill remote.Fill) error {
 	if rr, ok := l.blob.(rangeReader); ok {
 		return rr.readRanges(ctx, spans, bufs, kind, fill)
 	}
 	for i, s := range spans {
-		n, err := l.blob.ReadAt(ctx, bufs[i], s.off)
+		n, err := l.blob.ReadAt(ctx, bufs[i], s.Off)
 		if err != nil && !(errors.Is(err, io.EOF) && n == len(bufs[i])) {
 			return err
 		}
-		fill.done(i, s.len())
+		fill.Done(i, s.Len())
 	}
 	return nil
 }

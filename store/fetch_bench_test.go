@@ -13,6 +13,7 @@ import (
 
 	"github.com/stargz-store/stargz-store/internal/testutil"
 	"github.com/stargz-store/stargz-store/store/index"
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // rangeBlob is a blob in memory that answers several ranges at once and
@@ -28,11 +29,11 @@ func (r *rangeBlob) ReadAt(_ context.Context, p []byte, off int64) (int, error) 
 	return bytes.NewReader(r.b).ReadAt(p, off)
 }
 
-func (r *rangeBlob) readRanges(_ context.Context, spans []span, bufs [][]byte, _ fetchKind, fill fillFunc) error {
+func (r *rangeBlob) readRanges(_ context.Context, spans []remote.Span, bufs [][]byte, _ fetchKind, fill remote.Fill) error {
 	for i, s := range spans {
-		for n := int64(0); n < s.len(); {
-			n += int64(copy(bufs[i][n:min(n+fillStep, s.len())], r.b[s.off+n:s.end]))
-			fill.done(i, n)
+		for n := int64(0); n < s.Len(); {
+			n += int64(copy(bufs[i][n:min(n+fillStep, s.Len())], r.b[s.Off+n:s.End]))
+			fill.Done(i, n)
 		}
 	}
 	return nil

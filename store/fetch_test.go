@@ -16,6 +16,7 @@ import (
 	"github.com/stargz-store/stargz-store/internal/testutil"
 	"github.com/stargz-store/stargz-store/refspec"
 	"github.com/stargz-store/stargz-store/store/index"
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // openCache opens a cache on root for the test; the Manager's cleanup
@@ -288,7 +289,7 @@ func TestPlanPiecesMergesCloseRanges(t *testing.T) {
 	if len(pieces) != 1 {
 		t.Fatalf("planPieces() = %d pieces, want 1", len(pieces))
 	}
-	want := []span{{0, 300}, {1000, 1100}}
+	want := []remote.Span{{Off: 0, End: 300}, {Off: 1000, End: 1100}}
 	if got := pieces[0].spans; !slices.Equal(got, want) {
 		t.Errorf("planPieces() spans = %v, want %v", got, want)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stargz-store/stargz-store/internal/limit"
 	"github.com/stargz-store/stargz-store/store/index"
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // Fetch memory. The sizes a fetch allocates come from the TOC: the
@@ -86,7 +87,7 @@ type piece struct {
 	// refs are its chunks: the fetch's first chunk first if the piece
 	// holds it, the others in blob order.
 	refs  []chunkRef
-	spans []span // the merged compressed ranges, sorted
+	spans []remote.Span // the merged compressed ranges, sorted
 }
 
 // planPieces cuts the chunks of a fetch into pieces within lim, merging
@@ -133,8 +134,8 @@ type planned struct {
 
 // grow returns how many compressed bytes adding c adds to the piece.
 func (p *planned) grow(c index.Chunk, gap int64) int64 {
-	if n := len(p.spans); n > 0 && c.CompressedOffset <= p.spans[n-1].end+gap {
-		return max(0, c.CompressedEnd-p.spans[n-1].end)
+	if n := len(p.spans); n > 0 && c.CompressedOffset <= p.spans[n-1].End+gap {
+		return max(0, c.CompressedEnd-p.spans[n-1].End)
 	}
 	return c.CompressedEnd - c.CompressedOffset
 }
@@ -163,11 +164,11 @@ func (p *planned) add(r chunkRef, gap int64) {
 	p.span += g
 	p.weight += planWeight(c, g)
 	p.refs = append(p.refs, r)
-	if n := len(p.spans); n > 0 && c.CompressedOffset <= p.spans[n-1].end+gap {
-		p.spans[n-1].end = max(p.spans[n-1].end, c.CompressedEnd)
+	if n := len(p.spans); n > 0 && c.CompressedOffset <= p.spans[n-1].End+gap {
+		p.spans[n-1].End = max(p.spans[n-1].End, c.CompressedEnd)
 		return
 	}
-	p.spans = append(p.spans, span{c.CompressedOffset, c.CompressedEnd})
+	p.spans = append(p.spans, remote.Span{Off: c.CompressedOffset, End: c.CompressedEnd})
 }
 
 // weight returns the bytes a piece holds while it is fetched by a fetch
@@ -178,8 +179,8 @@ func (p *planned) add(r chunkRef, gap int64) {
 func (p piece) weight(kind fetchKind) int64 {
 	var n, largest int64
 	for _, s := range p.spans {
-		n += s.len()
-		largest = max(largest, s.len())
+		n += s.Len()
+		largest = max(largest, s.Len())
 	}
 	if len(p.spans) > 1 {
 		n += largest

@@ -25,6 +25,7 @@ import (
 	"github.com/stargz-store/stargz-store/internal/testutil"
 	"github.com/stargz-store/stargz-store/store/estargz"
 	"github.com/stargz-store/stargz-store/store/index"
+	"github.com/stargz-store/stargz-store/store/remote"
 )
 
 // patternFile is a file of a synthetic tar: size bytes repeating a text
@@ -131,7 +132,7 @@ type countedBlob struct {
 	requests atomic.Int64
 }
 
-func (c *countedBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error {
+func (c *countedBlob) readRanges(ctx context.Context, spans []remote.Span, bufs [][]byte, kind fetchKind, fill remote.Fill) error {
 	c.requests.Add(1)
 	return c.rangeBlob.readRanges(ctx, spans, bufs, kind, fill)
 }
@@ -274,7 +275,7 @@ type stallBackground struct {
 	held    atomic.Int32
 }
 
-func (s *stallBackground) readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error {
+func (s *stallBackground) readRanges(ctx context.Context, spans []remote.Span, bufs [][]byte, kind fetchKind, fill remote.Fill) error {
 	if kind == fetchBackground {
 		s.held.Add(1)
 		select {
@@ -353,7 +354,7 @@ type gatedBlob struct {
 	requests    atomic.Int32
 }
 
-func (g *gatedBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error {
+func (g *gatedBlob) readRanges(ctx context.Context, spans []remote.Span, bufs [][]byte, kind fetchKind, fill remote.Fill) error {
 	gate := g.rest
 	if g.requests.Add(1) == 1 {
 		gate = g.first

@@ -34,35 +34,14 @@ func (m *Manager) host(name string) *remote.Host {
 	return h
 }
 
-// span is the blob byte range [off, end).
-type span struct{ off, end int64 }
-
-func (s span) len() int64 { return s.end - s.off }
-
-// fillFunc hears that bufs[i][:n] holds its final bytes. It is called
-// from the goroutine reading the answer, which it must not hold up, and
-// may be called again for the same bytes when a request is retried.
-type fillFunc func(i int, n int64)
-
-// done calls f if it is set.
-func (f fillFunc) done(i int, n int64) {
-	if f != nil {
-		f(i, n)
-	}
-}
-
 // registryBlob is a layer's blob in a registry: a BlobReader, and a
 // rangeReader that reads a fetch's spans in one request.
 type registryBlob struct{ *remote.Blob }
 
 var _ rangeReader = registryBlob{}
 
-func (b registryBlob) readRanges(ctx context.Context, spans []span, bufs [][]byte, kind fetchKind, fill fillFunc) error {
-	rs := make([]remote.Span, len(spans))
-	for i, s := range spans {
-		rs[i] = remote.Span{Off: s.off, End: s.end}
-	}
-	return b.ReadRanges(ctx, rs, bufs, kind.priority(), remote.Fill(fill))
+func (b registryBlob) readRanges(ctx context.Context, spans []remote.Span, bufs [][]byte, kind fetchKind, fill remote.Fill) error {
+	return b.ReadRanges(ctx, spans, bufs, kind.priority(), fill)
 }
 
 // priority is the request priority of a fetch of kind k: a file read is

@@ -94,7 +94,7 @@ func (m *Manager) goFetchTail(desc LayerDesc, t *tailFetch) bool {
 			return
 		}
 		// Not a read of the layer, and bounded by the resolve timeout.
-		spans := []span{{t.off, desc.Size}}
+		spans := []remote.Span{{Off: t.off, End: desc.Size}}
 		if err := (registryBlob{t.blob}).readRanges(ctx, spans, [][]byte{t.data}, fetchPrefetch, nil); err != nil {
 			t.data, t.err = nil, fmt.Errorf("read the last %d bytes of %s ahead: %w", w, desc.Digest, err)
 		}

@@ -83,8 +83,8 @@ func (s Span) Len() int64 { return s.End - s.Off }
 // be called again for the same bytes when a request is retried.
 type Fill func(i int, n int64)
 
-// done calls f if it is set.
-func (f Fill) done(i int, n int64) {
+// Done calls f if it is set.
+func (f Fill) Done(i int, n int64) {
 	if f != nil {
 		f(i, n)
 	}
@@ -166,7 +166,7 @@ func (b *Blob) ReadRanges(ctx context.Context, spans []Span, bufs [][]byte, pri 
 		g.Go(func() error {
 			_, err := b.readAt(gctx, pri, bufs[i], s.Off)
 			if err == nil {
-				fill.done(i, s.Len())
+				fill.Done(i, s.Len())
 			}
 			return err
 		})
@@ -224,7 +224,7 @@ func (b *Blob) request(ctx context.Context, w *watchdog, ep *endpoint, pri Prior
 		if err := checkContentRange(resp.Header.Get("Content-Range"), spans[0].Off, spans[0].End-1); err != nil {
 			return err
 		}
-		if err := readFilling(resp.Body, bufs[0], func(n int64) { fill.done(0, n) }); err != nil {
+		if err := readFilling(resp.Body, bufs[0], func(n int64) { fill.Done(0, n) }); err != nil {
 			return transient(fmt.Errorf("read body: %w", bodyErr(err)))
 		}
 		return nil
@@ -284,7 +284,7 @@ func readWhole(body io.Reader, spans []Span, bufs [][]byte, fill Fill) error {
 		if _, err := io.ReadFull(body, bufs[i]); err != nil {
 			return transient(fmt.Errorf("read body: %w", bodyErr(err)))
 		}
-		fill.done(i, s.Len())
+		fill.Done(i, s.Len())
 		pos = s.End
 	}
 	return nil

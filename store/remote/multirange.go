@@ -134,7 +134,7 @@ func (f *partFill) part(h string, body io.Reader) error {
 
 // overlaps reports whether [off, end) meets a span.
 func (f *partFill) overlaps(off, end int64) bool {
-	i := spanOf(f.spans, off)
+	i := SpanOf(f.spans, off)
 	return i < len(f.spans) && f.spans[i].Off < end
 }
 
@@ -148,7 +148,7 @@ func (f *partFill) copy(off, end int64, body io.Reader) error {
 		return err
 	}
 	for pos < end {
-		i := spanOf(f.spans, pos)
+		i := SpanOf(f.spans, pos)
 		if i == len(f.spans) {
 			return skip(end)
 		}
@@ -174,7 +174,7 @@ func (f *partFill) copy(off, end int64, body io.Reader) error {
 		}
 		if !f.done[i] && f.cov[i].total() == s.Len() {
 			f.done[i] = true
-			f.report.done(i, s.Len())
+			f.report.Done(i, s.Len())
 		}
 	}
 	return nil
@@ -265,9 +265,9 @@ func parseContentRange(h string) (first, last int64, err error) {
 	return 0, 0, fmt.Errorf("bad Content-Range %q", h)
 }
 
-// spanOf returns the index of the span holding blob offset off, or of
-// the first span after it.
-func spanOf(spans []Span, off int64) int {
+// SpanOf returns the index of the span of spans (sorted, disjoint)
+// holding blob offset off, or of the first span after it.
+func SpanOf(spans []Span, off int64) int {
 	j, _ := slices.BinarySearchFunc(spans, off, func(s Span, off int64) int {
 		switch {
 		case s.End <= off:
