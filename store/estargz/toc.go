@@ -61,10 +61,10 @@ type pendingChunk struct {
 // tocParser turns TOC entries, in order, into an index.
 type tocParser struct {
 	ctx        context.Context // of the parse, which it bounds
+	feed       *index.Feed[*tocEntry]
 	b          *index.Builder
 	tocOffset  int64
 	maxEntries int
-	n          int // entries seen
 
 	// Carried forward from earlier entries.
 	userNames, groupNames map[int]string
@@ -114,7 +114,8 @@ func parseTOC(ctx context.Context, data string, tocOffset int64) (tocResult, err
 	// eStargz writers give regular files only a size: IgnoreOtherSizes
 	// stays false.
 	p.b = index.NewBuilder(index.Limits{BlobEnd: tocOffset, MaxEntries: p.maxEntries, MaxInflateRatio: maxDeflateRatio})
-	version, sawEntries, err := decodeTOC(d, p.addNth)
+	p.feed = index.NewFeed(ctx, (*tocEntry).names, p.add)
+	version, sawEntries, err := decodeTOC(d, p.feed.Add)
 	if err != nil {
 		return tocResult{}, err
 	}
@@ -206,24 +207,11 @@ func decodeEntries(d *tocDecoder, each func(*tocEntry) error) error {
 	}
 }
 
-// addNth is add with the entry's position in errors.
-func (p *tocParser) addNth(e *tocEntry) error {
-	if p.n%ctxEvery == 0 && p.ctx.Err() != nil {
-		return p.ctx.Err()
-	}
-	if err := p.add(e); err != nil {
-		return fmt.Errorf("TOC entry %d: %w", p.n, err)
-	}
-	p.n++
-	return nil
-}
+// names returns the names of e that index.CheckNames checks.
+func (e *tocEntry) names() (name, link string) { return e.Name, e.LinkName }
 
-// add feeds one TOC entry to the builder.
+// add feeds one TOC entry, its names checked (p.feed), to the builder.
 func (p *tocParser) add(e *tocEntry) error {
-	// First, so that no error below quotes a huge name.
-	if err := index.CheckNames(e.Name, e.LinkName); err != nil {
-		return err
-	}
 	if e.Type == "chunk" {
 		return p.addChunkEntry(e)
 	}

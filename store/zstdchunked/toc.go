@@ -53,9 +53,9 @@ type tocEntry struct {
 // tocParser turns TOC entries, in order, into an index.
 type tocParser struct {
 	ctx   context.Context // of the parse, which it bounds
-	b     *index.Builder  // its Limits.BlobEnd keeps chunks before the TOC
-	n     int             // entries seen
-	zeros int             // Zero chunks added
+	feed  *index.Feed[*tocEntry]
+	b     *index.Builder // its Limits.BlobEnd keeps chunks before the TOC
+	zeros int            // Zero chunks added
 
 	// file is the regular file being read: its reg entry and the chunk
 	// entries after it, added when the next file starts.
@@ -77,7 +77,8 @@ func parseTOC(ctx context.Context, data []byte, blobEnd int64) (*index.Index, di
 		// containers/storage copies every tar header's size, which tar
 		// ignores on header-only entries.
 		IgnoreOtherSizes: true})
-	version, tarSplit, err := decodeDocument(json.NewDecoder(bytes.NewReader(data)), p.addNth)
+	p.feed = index.NewFeed(ctx, (*tocEntry).names, p.add)
+	version, tarSplit, err := decodeDocument(json.NewDecoder(bytes.NewReader(data)), p.feed.Add)
 	if err != nil {
 		return nil, "", err
 	}
@@ -85,7 +86,7 @@ func parseTOC(ctx context.Context, data []byte, blobEnd int64) (*index.Index, di
 		return nil, "", fmt.Errorf("%w: TOC version %d, want 1", index.ErrInvalid, version)
 	}
 	if err := p.flushFile(); err != nil {
-		return nil, "", fmt.Errorf("TOC entry %d: %w", p.n, err)
+		return nil, "", p.feed.Err(err)
 	}
 	ix, err := p.b.Build(ctx)
 	return ix, digest.Digest(tarSplit), err
@@ -173,24 +174,11 @@ func invalidJSON(err error) error {
 	return fmt.Errorf("%w: decode TOC JSON: %v", index.ErrInvalid, err)
 }
 
-// addNth is add with the entry's position in errors.
-func (p *tocParser) addNth(e *tocEntry) error {
-	if p.n%ctxEvery == 0 && p.ctx.Err() != nil {
-		return p.ctx.Err()
-	}
-	if err := p.add(e); err != nil {
-		return fmt.Errorf("TOC entry %d: %w", p.n, err)
-	}
-	p.n++
-	return nil
-}
+// names returns the names of e that index.CheckNames checks.
+func (e *tocEntry) names() (name, link string) { return e.Name, e.LinkName }
 
-// add feeds one TOC entry to the builder.
+// add feeds one TOC entry, its names checked (p.feed), to the builder.
 func (p *tocParser) add(e *tocEntry) error {
-	// First, so that no error below quotes a huge name.
-	if err := index.CheckNames(e.Name, e.LinkName); err != nil {
-		return err
-	}
 	// Every entry's xattrs are decoded, as eStargz's decoder does, though
 	// only files keep them.
 	xattrs, err := decodeXattrs(e.Xattrs)
