@@ -5,15 +5,12 @@ package estargz
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/stargz-store/stargz-store/internal/testutil/parsetest"
 	"github.com/stargz-store/stargz-store/store/index"
 )
 
@@ -113,125 +110,29 @@ func TestOpenLandmark(t *testing.T) {
 	}
 }
 
-// countdownCtx is a context whose Err reports context.Canceled from its
-// n+1-th call on: a deterministic stand-in for a cancellation that
-// arrives while a long loop runs.
-type countdownCtx struct {
-	context.Context
-	left  atomic.Int64
-	calls atomic.Int64
-}
-
-func newCountdown(n int64) *countdownCtx {
-	c := &countdownCtx{Context: context.Background()}
-	c.left.Store(n)
-	return c
-}
-
-func (c *countdownCtx) Err() error {
-	c.calls.Add(1)
-	if c.left.Add(-1) < 0 {
-		return context.Canceled
-	}
-	return nil
-}
-
-// rdManyEntries is TOC JSON of n entries: files in a few directories and
-// a chain of hard links, each to the next one in TOC order, so that
-// decoding, indexing and link resolution all take a while (a resolver
-// that walks every link to its end takes quadratic time).
-func rdManyEntries(n int) string {
-	var sb strings.Builder
-	sb.WriteString(`{"version":1,"entries":[`)
-	for i := range n {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		switch {
-		case i%2 == 0:
-			fmt.Fprintf(&sb, `{"name":"d%d/f%d","type":"fifo","mode":420,"uid":%d}`, i%64, i, i%1000)
-		case i+2 < n:
-			fmt.Fprintf(&sb, `{"name":"d%d/l%d","type":"hardlink","linkName":"d%d/l%d"}`, i%64, i, (i+2)%64, i+2)
-		default:
-			fmt.Fprintf(&sb, `{"name":"d%d/l%d","type":"hardlink","linkName":"d0/f0"}`, i%64, i)
-		}
-	}
-	sb.WriteString(`]}`)
-	return sb.String()
-}
-
 // TestOpenHonoursContext cancels Open at each of its context checks in
 // turn, through the gunzip, the JSON decoding, the chunk list and every
 // loop of the index build: each must stop it with the context's error.
 func TestOpenHonoursContext(t *testing.T) {
-	json := rdManyEntries(20000)
 	var w rdBlobWriter
 	w.member(t, []byte("x"))
-	blob, d := w.finish(t, []byte(json))
-	open := func(ctx context.Context) error {
+	blob, d := w.finish(t, parsetest.ManyEntries(20000))
+	parsetest.CheckCancels(t, "TOC", 20000/ctxEvery, func(ctx context.Context) error {
 		_, err := Open(ctx, rdBytes(blob), int64(len(blob)), OpenOptions{TOCDigest: d})
 		return err
-	}
-	all := newCountdown(1 << 62)
-	if err := open(all); err != nil {
-		t.Fatal(err)
-	}
-	checks := all.calls.Load()
-	if checks < 20000/ctxEvery {
-		t.Fatalf("Open looked at its context %d times for 20,000 entries", checks)
-	}
-	for n := range checks {
-		if err := open(newCountdown(n)); !errors.Is(err, context.Canceled) {
-			t.Fatalf("cancelled at check %d of %d: Open error = %v, want context.Canceled", n, checks, err)
-		}
-	}
+	})
 }
 
 // BenchmarkOpenHostileTOC measures the worst case the TOC size limit
 // allows: a DefaultMaxTOCSize TOC of small entries and hard-link chains,
-// and how soon a cancellation stops it ("cancel-ms": the time from the
-// cancel to Open's return, cancelled a quarter into the parse).
+// and how soon a cancellation stops it.
 func BenchmarkOpenHostileTOC(b *testing.B) {
-	n := DefaultMaxTOCSize / (len(rdManyEntries(1<<16)) >> 16)
-	json := rdManyEntries(n)
-	for len(json) > DefaultMaxTOCSize {
-		n = n * 63 / 64
-		json = rdManyEntries(n)
-	}
+	json := parsetest.ManyEntriesUpTo(DefaultMaxTOCSize)
 	var w rdBlobWriter
 	w.member(b, []byte("x"))
-	blob, d := w.finish(b, []byte(json))
-	open := func(ctx context.Context) error {
+	blob, d := w.finish(b, json)
+	parsetest.BenchmarkParse(b, len(json), func(ctx context.Context) error {
 		_, err := Open(ctx, rdBytes(blob), int64(len(blob)), OpenOptions{TOCDigest: d})
 		return err
-	}
-	var full, cpu, late time.Duration
-	for b.Loop() {
-		start, startCPU := time.Now(), cpuTime()
-		if err := open(b.Context()); err != nil {
-			b.Fatal(err)
-		}
-		full, cpu = time.Since(start), cpuTime()-startCPU
-		ctx, cancel := context.WithCancel(b.Context())
-		var cancelled time.Time
-		timer := time.AfterFunc(full/4, func() { cancelled = time.Now(); cancel() })
-		if err := open(ctx); !errors.Is(err, context.Canceled) {
-			b.Fatalf("cancelled Open: %v", err)
-		}
-		late = time.Since(cancelled)
-		timer.Stop()
-		cancel()
-	}
-	b.ReportMetric(float64(len(json))/(1<<20), "TOC-MiB")
-	b.ReportMetric(float64(full.Milliseconds()), "parse-ms")
-	b.ReportMetric(float64(cpu.Milliseconds()), "parse-cpu-ms")
-	b.ReportMetric(float64(late.Microseconds())/1000, "cancel-ms")
-}
-
-// cpuTime is the process's user and system CPU time so far: on a shared
-// machine, a steadier measure of the parse than the wall clock.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	})
 }

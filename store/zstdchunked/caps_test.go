@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/stargz-store/stargz-store/internal/testutil/parsetest"
 	"github.com/stargz-store/stargz-store/store/index"
 )
 
@@ -118,127 +116,30 @@ func TestOpenCaps(t *testing.T) {
 	}
 }
 
-// countdownCtx is a context whose Err reports context.Canceled from its
-// n+1-th call on: a deterministic stand-in for a cancellation that
-// arrives while a long loop runs.
-type countdownCtx struct {
-	context.Context
-	left, calls atomic.Int64
-}
-
-func newCountdown(n int64) *countdownCtx {
-	c := &countdownCtx{Context: context.Background()}
-	c.left.Store(n)
-	return c
-}
-
-func (c *countdownCtx) Err() error {
-	c.calls.Add(1)
-	if c.left.Add(-1) < 0 {
-		return context.Canceled
-	}
-	return nil
-}
-
-// manyEntries is TOC JSON of n entries: files in a few directories and a
-// chain of hard links, each to the next one in TOC order.
-func manyEntries(n int) []byte {
-	var sb strings.Builder
-	sb.WriteString(`{"version":1,"entries":[`)
-	for i := range n {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		switch {
-		case i%2 == 0:
-			fmt.Fprintf(&sb, `{"type":"fifo","name":"d%d/f%d","mode":420,"uid":%d}`, i%64, i, i%1000)
-		case i+2 < n:
-			fmt.Fprintf(&sb, `{"type":"hardlink","name":"d%d/l%d","linkName":"d%d/l%d"}`, i%64, i, (i+2)%64, i+2)
-		default:
-			fmt.Fprintf(&sb, `{"type":"hardlink","name":"d%d/l%d","linkName":"d0/f0"}`, i%64, i)
-		}
-	}
-	sb.WriteString(`]}`)
-	return []byte(sb.String())
-}
-
 // TestOpenHonoursContext cancels Open at each of its context checks in
 // turn, through the JSON decoding and every loop of the index build, and
 // through the tar-split scan: each must stop it with the context's error.
 func TestOpenHonoursContext(t *testing.T) {
-	blob, opts := bigBlob(100, manyEntries(20000))
+	blob, opts := bigBlob(100, parsetest.ManyEntries(20000))
 	tsEntries := strings.Repeat(`{"type":2,"payload":"AAAA","position":0}`+"\n", 5000)
-	checkAll(t, "TOC", 20000, func(ctx context.Context) error {
+	parsetest.CheckCancels(t, "TOC", 20000/ctxEvery, func(ctx context.Context) error {
 		_, err := Open(ctx, blob, blob.size(), opts)
 		return err
 	})
 	ts := compress([]byte(tsEntries))
-	checkAll(t, "tar-split", 5000, func(ctx context.Context) error {
+	parsetest.CheckCancels(t, "tar-split", 5000/ctxEvery, func(ctx context.Context) error {
 		_, err := tarSize(ctx, ts, digest.FromBytes(ts), DefaultMaxTarSplitSize)
 		return err
 	})
 }
 
-// checkAll runs op once to count its context checks, which must come at
-// least every ctxEvery items, then cancels it at each check in turn.
-func checkAll(t *testing.T, what string, items int, op func(context.Context) error) {
-	t.Helper()
-	all := newCountdown(1 << 62)
-	if err := op(all); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	checks := all.calls.Load()
-	if checks < int64(items/ctxEvery) {
-		t.Fatalf("%s: %d context checks for %d items", what, checks, items)
-	}
-	for n := range checks {
-		if err := op(newCountdown(n)); !errors.Is(err, context.Canceled) {
-			t.Fatalf("%s cancelled at check %d of %d: error = %v, want context.Canceled", what, n, checks, err)
-		}
-	}
-}
-
 // BenchmarkOpenHostileTOC measures the worst case the TOC size limit
 // allows, as the eStargz benchmark of the same name does.
 func BenchmarkOpenHostileTOC(b *testing.B) {
-	n := DefaultMaxTOCSize / (len(manyEntries(1<<16)) >> 16)
-	json := manyEntries(n)
-	for len(json) > DefaultMaxTOCSize {
-		n = n * 63 / 64
-		json = manyEntries(n)
-	}
+	json := parsetest.ManyEntriesUpTo(DefaultMaxTOCSize)
 	blob, opts := bigBlob(100, json)
-	open := func(ctx context.Context) error {
+	parsetest.BenchmarkParse(b, len(json), func(ctx context.Context) error {
 		_, err := Open(ctx, blob, blob.size(), opts)
 		return err
-	}
-	var full, cpu, late time.Duration
-	for b.Loop() {
-		start, startCPU := time.Now(), cpuTime()
-		if err := open(b.Context()); err != nil {
-			b.Fatal(err)
-		}
-		full, cpu = time.Since(start), cpuTime()-startCPU
-		ctx, cancel := context.WithCancel(b.Context())
-		var cancelled atomic.Int64
-		timer := time.AfterFunc(full/4, func() { cancelled.Store(time.Now().UnixNano()); cancel() })
-		if err := open(ctx); !errors.Is(err, context.Canceled) {
-			b.Fatalf("cancelled Open: %v", err)
-		}
-		late = time.Duration(time.Now().UnixNano() - cancelled.Load())
-		timer.Stop()
-		cancel()
-	}
-	b.ReportMetric(float64(len(json))/(1<<20), "TOC-MiB")
-	b.ReportMetric(float64(full.Milliseconds()), "parse-ms")
-	b.ReportMetric(float64(cpu.Milliseconds()), "parse-cpu-ms")
-	b.ReportMetric(float64(late.Microseconds())/1000, "cancel-ms")
-}
-
-// cpuTime is the process's user and system CPU time so far: on a shared
-// machine, a steadier measure of the parse than the wall clock.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	})
 }
