@@ -94,17 +94,7 @@ func TestOpenLayerBadLandmark(t *testing.T) {
 	log, logs := testutil.NewLogger()
 	// An empty landmark: one with content would be a chunk, and a chunk
 	// beyond the data makes the whole layer refused.
-	l, err := openHostileESGZ(t, log, func(toc *testutil.TOC) error {
-		e := toc.Find(".prefetch.landmark", "reg")
-		if e == nil {
-			return errors.New("no landmark")
-		}
-		for _, k := range []string{"size", "chunkSize", "chunkDigest", "digest"} {
-			delete(e, k)
-		}
-		e["offset"] = testutil.Num(1 << 50)
-		return nil
-	})
+	l, err := openHostileESGZ(t, log, func(toc *testutil.TOC) error { return testutil.EmptyLandmarkAt(toc, 1<<50) })
 	if err != nil {
 		t.Fatal(err)
 	}

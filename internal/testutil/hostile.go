@@ -204,5 +204,21 @@ func appendSkippable(dst, data []byte) []byte {
 	return append(dst, data...)
 }
 
+// EmptyLandmarkAt makes the eStargz .prefetch.landmark of toc an empty
+// entry at blob offset off: a landmark with content is a chunk, which
+// makes a layer refused when it lies beyond the data, while an empty one
+// only moves the prefetch end.
+func EmptyLandmarkAt(toc *TOC, off int64) error {
+	e := toc.Find(estargz.PrefetchLandmark, "reg")
+	if e == nil {
+		return errors.New("no .prefetch.landmark entry")
+	}
+	for _, k := range []string{"size", "chunkSize", "chunkDigest", "digest"} {
+		delete(e, k)
+	}
+	e["offset"] = Num(off)
+	return nil
+}
+
 // Num returns n as a JSON number for a TOC field.
 func Num(n int64) json.Number { return json.Number(strconv.FormatInt(n, 10)) }
