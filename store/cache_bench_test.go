@@ -37,7 +37,7 @@ func benchLayer(b *testing.B, memory int64) (*Layer, *countingBlob, *index.Entry
 	b.Cleanup(func() { cache.Close() })
 	blob := &countingBlob{b: tl.Blob}
 	desc := LayerDesc{Digest: tl.Desc.Digest, Size: tl.Desc.Size, TOCDigest: tl.TOCDigest}
-	l, err := OpenLayer(b.Context(), blob, desc, LayerOptions{Cache: cache, ReadAhead: 1 << 20})
+	l, err := OpenLayer(b.Context(), blob, desc, LayerOptions{Cache: cache, ReadAhead: 1 << 20, ReadTimeout: defaultReadTimeout})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -48,7 +48,8 @@
 //
 // A read of a file, Layer.ReadAt, goes down these files in this order:
 //
-//  1. layer.go: ReadAt bounds the read's wait (LayerOptions.ReadTimeout)
+//  1. layer.go: ReadAt bounds the read's wait (LayerOptions.ReadTimeout,
+//     from its first chunk not in memory or the cache)
 //     and walks the file's chunks; readChunk serves each: a run of zeros
 //     from nothing, else
 //  2. chunks.go: readCached, the bytes wanted straight from the cache;

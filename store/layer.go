@@ -278,19 +278,19 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 	if off < 0 {
 		return 0, fmt.Errorf("read %s at %d: negative offset", e.Name, off)
 	}
-	ctx, cancel := l.readBound(ctx)
-	defer cancel()
+	w := readWait{ctx: ctx, limit: l.readLimit}
+	defer w.end()
 	n := 0
 	for n < len(p) && off < e.Size {
 		c, ok := e.ChunkAt(off)
 		if !ok {
 			return n, fmt.Errorf("read %s at %d: no chunk", e.Name, off)
 		}
-		k, err := l.readChunk(ctx, e, c, p[n:], off)
+		k, err := l.readChunk(&w, e, c, p[n:], off)
 		n += k
 		off += int64(k)
 		if err != nil {
-			return n, boundError(ctx, err)
+			return n, boundError(w.ctx, err)
 		}
 	}
 	if n < len(p) {
@@ -303,7 +303,7 @@ func (l *Layer) ReadAt(ctx context.Context, e *index.Entry, p []byte, off int64)
 // off: zeros for a run of them (never allocated: the TOC gives their
 // size), else from the cache (chunks.go), the file's whole-file entry
 // (wholefile.go) or a fetch (fetch.go).
-func (l *Layer) readChunk(ctx context.Context, e *index.Entry, c index.Chunk, p []byte, off int64) (int, error) {
+func (l *Layer) readChunk(w *readWait, e *index.Entry, c index.Chunk, p []byte, off int64) (int, error) {
 	if c.Zero {
 		k := int(min(int64(len(p)), c.End()-off))
 		clear(p[:k])
@@ -316,7 +316,7 @@ func (l *Layer) readChunk(ctx context.Context, e *index.Entry, c index.Chunk, p 
 		return k, nil
 	}
 	i := slices.IndexFunc(e.Chunks, func(x index.Chunk) bool { return x.Offset == c.Offset })
-	data, err := l.chunk(ctx, chunkRef{e, i})
+	data, err := l.chunk(w.bounded(), chunkRef{e, i})
 	if err != nil {
 		return 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stargz-store/stargz-store/store/remote"
 )
@@ -79,11 +80,31 @@ type classed struct{ err, class error }
 func (e classed) Error() string   { return e.err.Error() }
 func (e classed) Unwrap() []error { return []error{e.err, e.class} }
 
-// readBound gives a file read its deadline, LayerOptions.ReadTimeout:
-// whatever fetches it starts or joins, the reader waits no longer. The
-// deadline's cause says so.
-func (l *Layer) readBound(ctx context.Context) (context.Context, context.CancelFunc) {
-	return remote.WithReadTimeout(ctx, l.readLimit)
+// readWait is the wait of one file read for the fetches it starts or
+// joins, bounded by LayerOptions.ReadTimeout: whatever they are, the
+// reader waits no longer, and the deadline's cause says so. The deadline
+// is set at the read's first chunk that is not in memory or the cache, so
+// that a read served from them, the common case, sets no timer.
+type readWait struct {
+	ctx    context.Context
+	limit  time.Duration
+	cancel context.CancelFunc // set once the deadline is
+}
+
+// bounded returns the read's context with its deadline, setting it on
+// the first call.
+func (w *readWait) bounded() context.Context {
+	if w.cancel == nil {
+		w.ctx, w.cancel = remote.WithReadTimeout(w.ctx, w.limit)
+	}
+	return w.ctx
+}
+
+// end releases the deadline's timer, if one was set.
+func (w *readWait) end() {
+	if w.cancel != nil {
+		w.cancel()
+	}
 }
 
 // boundError is err, or the cause of ctx's end if that is what err
